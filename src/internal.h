@@ -1,0 +1,211 @@
+/*
+ * internal.h - private structures shared by src/: the layer interface, the net, file helpers.
+ *
+ * Not installed, not part of the API. Tests include it to reach kernels and layers directly.
+ *
+ * Adding a layer kind: write src/<kind>.c defining `const struct cnn_layer_ops cnn_<kind>_ops`,
+ * add one row to src/layers.def, and one row to the table in tests/test_grad.c. Nothing else
+ * (net.c, model_io.c, the CLI) branches on the kind.
+ */
+#ifndef CNN_INTERNAL_H
+#define CNN_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cnn.h"
+
+#if defined(__GNUC__)
+#define CNN_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define CNN_PRINTF(a, b)
+#endif
+
+/* ---- errors (error.c) --------------------------------------------------------------------- */
+/* Set the thread-local detail message and return `status`. */
+int cnn_fail(int status, const char *fmt, ...) CNN_PRINTF(2, 3);
+void cnn_clear_error(void);
+
+/* ---- files (fileio.c) --------------------------------------------------------------------- */
+/* Read a whole regular file. Its size is checked against max_bytes before any allocation.
+ * *buf is owned by the caller (free()). Errors name the path. */
+int cnn_read_file(const char *path, size_t max_bytes, uint8_t **buf, size_t *len);
+/* Write PATH.tmp.PID, fsync, rename to PATH. On any failure the temporary is removed and the
+ * previous file at PATH is untouched. */
+int cnn_write_file_atomic(const char *path, const void *buf, size_t len);
+
+/* Little-endian growable byte buffer for writers (model_io.c, train.c). */
+struct cnn_buf {
+    uint8_t *p;
+    size_t len, cap;
+    int oom; /* set once an append failed; later appends do nothing */
+};
+void cnn_buf_put(struct cnn_buf *b, const void *src, size_t n);
+void cnn_buf_u32(struct cnn_buf *b, uint32_t v);
+void cnn_buf_u64(struct cnn_buf *b, uint64_t v);
+void cnn_buf_f32(struct cnn_buf *b, float v);
+void cnn_buf_f32s(struct cnn_buf *b, const float *v, size_t n);
+/* Reader over a bounded byte range: every get checks the remaining length. */
+struct cnn_rd {
+    const uint8_t *p;
+    size_t len, pos;
+};
+int cnn_rd_u32(struct cnn_rd *r, uint32_t *v);
+int cnn_rd_u64(struct cnn_rd *r, uint64_t *v);
+int cnn_rd_f32s(struct cnn_rd *r, float *v, size_t n);
+int cnn_rd_bytes(struct cnn_rd *r, const uint8_t **p, size_t n);
+
+/* ---- matrix products (gemm.c) --------------------------------------------------------------
+ * Row-major C (m,n) = alpha * op(A) (m,k) * op(B) (k,n) + beta * C, as BLAS sgemm.
+ * ta/tb: 0 = as stored, 1 = transposed. cnn_gemm calls OpenBLAS; _naive is the reference. */
+void cnn_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+              const float *b, int ldb, float beta, float *c, int ldc);
+void cnn_gemm_naive(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                    const float *b, int ldb, float beta, float *c, int ldc);
+
+/* ---- network spec items (net.c) -------------------------------------------------------------
+ * One comma-separated item of a spec: "conv 32 3 pad=1" -> name "conv", pos {32, 3},
+ * opts {pad: 1}. Layers read them with spec_* helpers, which report errors naming the item. */
+#define CNN_SPEC_MAX_POS 4
+#define CNN_SPEC_MAX_OPT 4
+struct cnn_spec_item {
+    int index;                 /* 1-based position in the spec, for messages */
+    char text[64];             /* the item as written (trimmed) */
+    char name[16];
+    int n_pos;
+    double pos[CNN_SPEC_MAX_POS];
+    int n_opt;
+    char opt_key[CNN_SPEC_MAX_OPT][16];
+    double opt_val[CNN_SPEC_MAX_OPT];
+    int opt_used[CNN_SPEC_MAX_OPT];
+};
+/* Positional number i as an integer in [lo, hi]; `what` names it in errors ("filters"). */
+int cnn_spec_int(const struct cnn_spec_item *it, int i, const char *what, int lo, int hi,
+                 int *out);
+/* Optional positional number i; *out keeps its default when absent. */
+int cnn_spec_float_opt(const struct cnn_spec_item *it, int i, const char *what, double lo,
+                       double hi, float *out);
+/* Option key=value as an integer in [lo, hi]; *out keeps its default when absent. */
+int cnn_spec_opt_int(struct cnn_spec_item *it, const char *key, int lo, int hi, int *out);
+
+/* ---- layers ----------------------------------------------------------------------------- */
+struct cnn_shape {
+    int c, h, w;
+};
+
+struct cnn_layer {
+    const struct cnn_layer_ops *ops;
+    int kind;
+    int ia[4];            /* integer settings, meaning per kind (conv: oc, k, stride, pad) */
+    float fa[2];          /* float settings (dropout p, leaky slope) */
+    struct cnn_shape in, out;
+    size_t p_off, n_params; /* slice of net->params / net->grads */
+    size_t n_decay;         /* the first n_decay params of the slice get weight decay */
+    size_t s_off, n_state;  /* slice of net->state (batch-norm running stats) */
+    size_t cache_item, cache_fixed; /* floats of cache: per image, and per batch */
+    double flops;           /* forward, per image */
+};
+
+/* Everything a forward call needs. Pointers are already offset to this layer's slices. */
+struct cnn_fwd {
+    int n;             /* images in the batch */
+    int train;         /* 1: batch statistics, dropout on; 0: inference */
+    const float *x;    /* (n, in) */
+    float *y;          /* (n, out) written */
+    const float *p;    /* parameters */
+    float *s;          /* running state (updated when train) */
+    float *cache;      /* kept for backward */
+    float *ws;         /* scratch, ws_size(l, n) floats */
+    uint64_t seed;     /* per-batch random seed (dropout) */
+};
+struct cnn_bwd {
+    int n;
+    const float *x, *y, *dy; /* dy (n, out) */
+    float *dx;         /* (n, in) written (assigned), or NULL when not needed (first layer) */
+    const float *p;
+    float *dp;         /* parameter gradients, accumulated (+=) */
+    const float *cache;
+    float *ws;
+};
+
+struct cnn_layer_ops {
+    const char *name; /* the spec keyword */
+    /* Read the spec item into l->ia / l->fa. Errors name the item. */
+    int (*parse)(struct cnn_layer *l, struct cnn_spec_item *it);
+    /* l->in is set: check it, set l->out, n_params, n_decay, n_state, cache sizes, flops. */
+    int (*init)(struct cnn_layer *l);
+    /* Initial parameters and state (may be NULL: all zero). */
+    void (*init_params)(const struct cnn_layer *l, float *p, float *s, struct cnn_rng *rng);
+    void (*forward)(const struct cnn_layer *l, const struct cnn_fwd *f);
+    void (*backward)(const struct cnn_layer *l, const struct cnn_bwd *b);
+    /* Scratch floats for a batch of n (may be NULL: none). */
+    size_t (*ws_size)(const struct cnn_layer *l, int n);
+    /* The layer as spec text, e.g. "conv 32 3 pad=1". */
+    void (*describe)(const struct cnn_layer *l, char *buf, size_t len);
+};
+
+/* The enum and the ops table are generated from layers.def. */
+enum cnn_layer_kind {
+#define CNN_LAYER(id, ops) CNN_LAYER_##id,
+#include "layers.def"
+#undef CNN_LAYER
+    CNN_LAYER_COUNT
+};
+#define CNN_LAYER(id, ops) extern const struct cnn_layer_ops ops;
+#include "layers.def"
+#undef CNN_LAYER
+extern const struct cnn_layer_ops *const cnn_layer_table[CNN_LAYER_COUNT];
+
+static inline size_t cnn_shape_size(struct cnn_shape s) {
+    return (size_t)s.c * (size_t)s.h * (size_t)s.w;
+}
+
+/* ---- the network (net.c) ----------------------------------------------------------------- */
+struct cnn_net {
+    char *spec;                 /* normalised spec text */
+    int n_layers;
+    struct cnn_layer *layers;
+    struct cnn_shape in;
+    int n_classes;
+    size_t n_params, n_state;
+    float *params, *grads, *state;
+    float *decay_mask;          /* (n_params) 1 where weight decay applies, else 0 */
+    float norm_mean, norm_std;
+    /* Activation arena, sized by cnn_net_reserve for max_batch images. */
+    int max_batch;
+    float *arena;
+    float **act;                /* act[i] (max_batch, out of layer i-1); act[0] unused */
+    float **dact;               /* gradients of act[i] */
+    float **cache;              /* per layer */
+    float *ws;                  /* shared scratch, the largest any layer needs */
+    float *xbuf;                /* (max_batch, in) normalised input for predict_u8 */
+    float *probs;               /* (max_batch, n_classes) */
+};
+
+/* Run the layers on x (n, in). Returns the logits (n, n_classes), borrowed from the arena. */
+const float *cnn_net_forward(struct cnn_net *net, const float *x, int n, int train,
+                             uint64_t seed);
+/* Backward from dlogits (n, n_classes) (in dact of the last layer) down to layer 0.
+ * x is the same input given to forward. Accumulates into net->grads. */
+void cnn_net_backward(struct cnn_net *net, const float *x, int n);
+void cnn_net_zero_grad(struct cnn_net *net);
+
+/* ---- loss (loss.c) ------------------------------------------------------------------------
+ * Fused softmax + cross-entropy. logits (n,k) in; probs (n,k) out; dlogits (n,k) out =
+ * (probs - target) / n where target = (1-eps) onehot + eps/k (PyTorch label_smoothing).
+ * Returns the mean loss. dlogits may be NULL. */
+float cnn_softmax_xent(const float *logits, const uint8_t *labels, int n, int k, float eps,
+                       float *probs, float *dlogits);
+void cnn_softmax(const float *logits, int n, int k, float *probs);
+
+/* ---- kernels with _naive references, exposed for tests and benches ------------------------- */
+/* conv2d.c: x (n,c,h,w); w (oc,c,kh,kw); b (oc); y (n,oc,oh,ow). Cross-correlation, no flip,
+ * as PyTorch Conv2d. */
+void cnn_conv2d_forward_naive(const float *x, const float *w, const float *b, float *y, int n,
+                              int c, int h, int wd, int oc, int k, int stride, int pad);
+/* dy like y; dx like x (assigned, may be NULL); dw, db accumulated. */
+void cnn_conv2d_backward_naive(const float *x, const float *w, const float *dy, float *dx,
+                               float *dw, float *db, int n, int c, int h, int wd, int oc, int k,
+                               int stride, int pad);
+
+#endif /* CNN_INTERNAL_H */
