@@ -160,7 +160,7 @@ int cnn_rd_u64(struct cnn_rd *r, uint64_t *v) {
 int cnn_rd_f32s(struct cnn_rd *r, float *v, size_t n) {
     if (n > (r->len - r->pos) / 4) return CNN_ERR_FORMAT;
     for (size_t i = 0; i < n; i++) {
-        uint32_t u;
+        uint32_t u = 0;
         cnn_rd_u32(r, &u);
         memcpy(&v[i], &u, 4);
     }

@@ -208,4 +208,12 @@ void cnn_conv2d_backward_naive(const float *x, const float *w, const float *dy, 
                                float *dw, float *db, int n, int c, int h, int wd, int oc, int k,
                                int stride, int pad);
 
+/* ---- optimizer state (optim.c); checkpoints save it ---------------------------------------- */
+struct cnn_optim {
+    struct cnn_optim_cfg cfg;
+    size_t n;      /* parameters */
+    long t;        /* steps taken */
+    float *m, *v;  /* (n) each: momentum / first moment, second moment (Adam) */
+};
+
 #endif /* CNN_INTERNAL_H */

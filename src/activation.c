@@ -1,0 +1,73 @@
+/*
+ * activation.c - elementwise activations: "relu" and "leakyrelu [SLOPE]" (default 0.01).
+ *
+ *   x (n, ...) in; y like x: y = x > 0 ? x : slope * x   (relu: slope 0)
+ *   backward: dx = dy * (x > 0 ? 1 : slope), using the cached input x (no cache of its own).
+ * The derivative at exactly 0 is taken as `slope`, as in PyTorch.
+ */
+#include <stdio.h>
+
+#include "internal.h"
+
+static int relu_parse(struct cnn_layer *l, struct cnn_spec_item *it) {
+    (void)it;
+    l->fa[0] = 0.0f;
+    return CNN_OK;
+}
+
+static int leaky_parse(struct cnn_layer *l, struct cnn_spec_item *it) {
+    l->fa[0] = 0.01f;
+    return cnn_spec_float_opt(it, 0, "slope", 0.0, 1.0, &l->fa[0]);
+}
+
+static int act_init(struct cnn_layer *l) {
+    l->out = l->in;
+    l->flops = (double)cnn_shape_size(l->in);
+    return CNN_OK;
+}
+
+static void act_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
+    const size_t total = (size_t)f->n * cnn_shape_size(l->in);
+    const float slope = l->fa[0];
+    const float *restrict x = f->x;
+    float *restrict y = f->y;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < total; i++) y[i] = x[i] > 0.0f ? x[i] : slope * x[i];
+}
+
+static void act_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
+    if (!b->dx) return;
+    const size_t total = (size_t)b->n * cnn_shape_size(l->in);
+    const float slope = l->fa[0];
+    const float *restrict x = b->x, *restrict dy = b->dy;
+    float *restrict dx = b->dx;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < total; i++) dx[i] = x[i] > 0.0f ? dy[i] : slope * dy[i];
+}
+
+static void relu_describe(const struct cnn_layer *l, char *buf, size_t len) {
+    (void)l;
+    snprintf(buf, len, "relu");
+}
+
+static void leaky_describe(const struct cnn_layer *l, char *buf, size_t len) {
+    snprintf(buf, len, "leakyrelu %g", (double)l->fa[0]);
+}
+
+const struct cnn_layer_ops cnn_relu_ops = {
+    .name = "relu",
+    .parse = relu_parse,
+    .init = act_init,
+    .forward = act_forward,
+    .backward = act_backward,
+    .describe = relu_describe,
+};
+
+const struct cnn_layer_ops cnn_leakyrelu_ops = {
+    .name = "leakyrelu",
+    .parse = leaky_parse,
+    .init = act_init,
+    .forward = act_forward,
+    .backward = act_backward,
+    .describe = leaky_describe,
+};

@@ -1,0 +1,141 @@
+/*
+ * batchnorm.c - batch normalisation, "bn": per channel after convolutions (statistics over
+ * n, h, w), per feature after dense layers (h = w = 1). PyTorch BatchNorm1d/2d semantics.
+ *
+ *   x (n,c,h,w) in; gamma, beta (c) parameters; running mean, var (c) state; y like x.
+ *   train: mu = mean(x_c), var = mean((x_c - mu)^2)  (biased, used to normalise)
+ *          y = gamma * (x - mu) * rstd + beta,  rstd = 1 / sqrt(var + 1e-5)
+ *          running_mean = 0.9 running_mean + 0.1 mu
+ *          running_var  = 0.9 running_var  + 0.1 var * N/(N-1)   (unbiased, as PyTorch)
+ *   eval:  y = gamma * (x - running_mean) / sqrt(running_var + 1e-5) + beta
+ *   backward (xhat = (x - mu) * rstd, N = n*h*w):
+ *          dgamma += sum(dy * xhat); dbeta += sum(dy)
+ *          dx = gamma * rstd / N * (N dy - sum(dy) - xhat * sum(dy * xhat))
+ * Cache: mu (c), rstd (c). Parameters are not weight-decayed. Sums are in double so that
+ * the statistics do not depend on how large the batch is.
+ */
+#include <math.h>
+#include <stdio.h>
+
+#include "internal.h"
+
+#define BN_EPS 1e-5f
+#define BN_MOMENTUM 0.1f
+
+static int bn_parse(struct cnn_layer *l, struct cnn_spec_item *it) {
+    (void)l;
+    (void)it;
+    return CNN_OK;
+}
+
+static int bn_init(struct cnn_layer *l) {
+    l->out = l->in;
+    l->n_params = 2 * (size_t)l->in.c;
+    l->n_decay = 0;
+    l->n_state = 2 * (size_t)l->in.c;
+    l->cache_fixed = 2 * (size_t)l->in.c;
+    l->flops = 2.0 * (double)cnn_shape_size(l->in);
+    return CNN_OK;
+}
+
+static void bn_init_params(const struct cnn_layer *l, float *p, float *s, struct cnn_rng *rng) {
+    (void)rng;
+    const int c = l->in.c;
+    for (int i = 0; i < c; i++) {
+        p[i] = 1.0f;     /* gamma */
+        p[c + i] = 0.0f; /* beta */
+        s[i] = 0.0f;     /* running mean */
+        s[c + i] = 1.0f; /* running var */
+    }
+}
+
+static void bn_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
+    const int c = l->in.c, n = f->n;
+    const size_t hw = (size_t)l->in.h * l->in.w;
+    const float *gamma = f->p, *beta = f->p + c;
+    float *rmean = f->s, *rvar = f->s + c;
+    float *mu = f->cache, *rstd = f->cache + c;
+    const double count = (double)n * (double)hw;
+#pragma omp parallel for schedule(static)
+    for (int ch = 0; ch < c; ch++) {
+        float m, r;
+        if (f->train) {
+            double sum = 0.0, sq = 0.0;
+            for (int i = 0; i < n; i++) {
+                const float *xp = f->x + ((size_t)i * c + ch) * hw;
+                for (size_t q = 0; q < hw; q++) sum += xp[q];
+            }
+            const double mean = sum / count;
+            for (int i = 0; i < n; i++) {
+                const float *xp = f->x + ((size_t)i * c + ch) * hw;
+                for (size_t q = 0; q < hw; q++) sq += (xp[q] - mean) * (xp[q] - mean);
+            }
+            const double var = sq / count;
+            m = (float)mean;
+            r = (float)(1.0 / sqrt(var + BN_EPS));
+            mu[ch] = m;
+            rstd[ch] = r;
+            const double unbiased = count > 1 ? var * count / (count - 1) : var;
+            rmean[ch] = (1.0f - BN_MOMENTUM) * rmean[ch] + BN_MOMENTUM * m;
+            rvar[ch] = (1.0f - BN_MOMENTUM) * rvar[ch] + BN_MOMENTUM * (float)unbiased;
+        } else {
+            m = rmean[ch];
+            r = 1.0f / sqrtf(rvar[ch] + BN_EPS);
+        }
+        const float scale = gamma[ch] * r, shift = beta[ch] - m * scale;
+        for (int i = 0; i < n; i++) {
+            const float *xp = f->x + ((size_t)i * c + ch) * hw;
+            float *yp = f->y + ((size_t)i * c + ch) * hw;
+            for (size_t q = 0; q < hw; q++) yp[q] = xp[q] * scale + shift;
+        }
+    }
+}
+
+static void bn_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
+    const int c = l->in.c, n = b->n;
+    const size_t hw = (size_t)l->in.h * l->in.w;
+    const float *gamma = b->p;
+    float *dgamma = b->dp, *dbeta = b->dp + c;
+    const float *mu = b->cache, *rstd = b->cache + c;
+    const double count = (double)n * (double)hw;
+#pragma omp parallel for schedule(static)
+    for (int ch = 0; ch < c; ch++) {
+        const float m = mu[ch], r = rstd[ch];
+        double sdy = 0.0, sdyx = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *xp = b->x + ((size_t)i * c + ch) * hw;
+            const float *dyp = b->dy + ((size_t)i * c + ch) * hw;
+            for (size_t q = 0; q < hw; q++) {
+                sdy += dyp[q];
+                sdyx += dyp[q] * ((xp[q] - m) * r);
+            }
+        }
+        dgamma[ch] += (float)sdyx;
+        dbeta[ch] += (float)sdy;
+        if (!b->dx) continue;
+        const float k = gamma[ch] * r;
+        const float mdy = (float)(sdy / count), mdyx = (float)(sdyx / count);
+        for (int i = 0; i < n; i++) {
+            const float *xp = b->x + ((size_t)i * c + ch) * hw;
+            const float *dyp = b->dy + ((size_t)i * c + ch) * hw;
+            float *dxp = b->dx + ((size_t)i * c + ch) * hw;
+            for (size_t q = 0; q < hw; q++)
+                dxp[q] = k * (dyp[q] - mdy - (xp[q] - m) * r * mdyx);
+        }
+    }
+}
+
+static void bn_describe(const struct cnn_layer *l, char *buf, size_t len) {
+    (void)l;
+    snprintf(buf, len, "bn");
+}
+
+const struct cnn_layer_ops cnn_batchnorm_ops = {
+    .name = "bn",
+    .parse = bn_parse,
+    .init = bn_init,
+    .init_params = bn_init_params,
+    .forward = bn_forward,
+    .backward = bn_backward,
+    .describe = bn_describe,
+};

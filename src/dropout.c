@@ -1,0 +1,69 @@
+/*
+ * dropout.c - inverted dropout, "dropout P" (0 <= P < 1).
+ *
+ *   train: mask[i] = u_i >= P ? 1/(1-P) : 0, u_i = hash(seed, i) uniform in [0,1);
+ *          y = x * mask.  eval: y = x.
+ *   backward: dx = dy * mask.
+ * The random numbers come from a stateless hash of (per-batch seed, element index), so the
+ * mask is the same whatever the number of threads. Cache: mask (n, ...).
+ */
+#include <stdio.h>
+
+#include "internal.h"
+
+static int dropout_parse(struct cnn_layer *l, struct cnn_spec_item *it) {
+    int rc;
+    l->fa[0] = -1.0f;
+    if ((rc = cnn_spec_float_opt(it, 0, "drop probability", 0.0, 0.99, &l->fa[0]))) return rc;
+    if (l->fa[0] < 0.0f)
+        return cnn_fail(CNN_ERR_SPEC, "layer %d '%s': missing drop probability", it->index,
+                        it->text);
+    return CNN_OK;
+}
+
+static int dropout_init(struct cnn_layer *l) {
+    l->out = l->in;
+    l->cache_item = cnn_shape_size(l->in);
+    l->flops = (double)cnn_shape_size(l->in);
+    return CNN_OK;
+}
+
+static void dropout_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
+    const size_t total = (size_t)f->n * cnn_shape_size(l->in);
+    const float p = l->fa[0], keep = 1.0f / (1.0f - p);
+    const float *restrict x = f->x;
+    float *restrict y = f->y, *restrict mask = f->cache;
+    if (!f->train) {
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < total; i++) y[i] = x[i];
+        return;
+    }
+    const uint64_t seed = f->seed;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < total; i++) {
+        mask[i] = cnn_rng_hash_uniform(seed, i) >= p ? keep : 0.0f;
+        y[i] = x[i] * mask[i];
+    }
+}
+
+static void dropout_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
+    if (!b->dx) return;
+    const size_t total = (size_t)b->n * cnn_shape_size(l->in);
+    const float *restrict dy = b->dy, *restrict mask = b->cache;
+    float *restrict dx = b->dx;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < total; i++) dx[i] = dy[i] * mask[i];
+}
+
+static void dropout_describe(const struct cnn_layer *l, char *buf, size_t len) {
+    snprintf(buf, len, "dropout %g", (double)l->fa[0]);
+}
+
+const struct cnn_layer_ops cnn_dropout_ops = {
+    .name = "dropout",
+    .parse = dropout_parse,
+    .init = dropout_init,
+    .forward = dropout_forward,
+    .backward = dropout_backward,
+    .describe = dropout_describe,
+};

@@ -1,0 +1,483 @@
+/*
+ * net.c - the network: spec parsing, shape inference, parameter layout, the activation arena,
+ * and the forward/backward loops over the layers. Knows nothing about any particular layer
+ * kind: everything kind-specific is reached through cnn_layer_table (generated from
+ * layers.def).
+ *
+ * Memory (STYLE 7): params, grads and state are flat buffers; a layer owns a slice of each.
+ * Activations, their gradients, per-layer caches and one shared scratch area live in a single
+ * arena sized by cnn_net_reserve for the largest batch, so a training step never allocates.
+ *
+ * Backward writes (assigns) dx rather than accumulating into it: in a sequential net every
+ * activation has exactly one consumer, so zeroing dx first would only add memory traffic.
+ * Parameter gradients do accumulate, and cnn_net_zero_grad clears them once per step.
+ */
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "internal.h"
+
+#define SPEC_MAX_LEN 4096
+#define SPEC_MAX_LAYERS 128
+
+const struct cnn_layer_ops *const cnn_layer_table[CNN_LAYER_COUNT] = {
+#define CNN_LAYER(id, ops) [CNN_LAYER_##id] = &ops,
+#include "layers.def"
+#undef CNN_LAYER
+};
+#define CNN_LAYER(id, ops) +1
+_Static_assert(0
+#include "layers.def"
+                   == CNN_LAYER_COUNT,
+               "layers.def rows and the enum disagree");
+#undef CNN_LAYER
+
+/* ---- threads ------------------------------------------------------------------------------ */
+
+void cnn_set_threads(int n) {
+#ifdef _OPENMP
+    if (n <= 0) n = omp_get_num_procs();
+    omp_set_num_threads(n);
+#else
+    if (n <= 0) n = 1;
+#endif
+    openblas_set_num_threads(n);
+}
+
+int cnn_get_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* ---- spec items --------------------------------------------------------------------------- */
+
+static int item_error(const struct cnn_spec_item *it, const char *what) {
+    return cnn_fail(CNN_ERR_SPEC, "layer %d '%s': %s", it->index, it->text, what);
+}
+
+int cnn_spec_int(const struct cnn_spec_item *it, int i, const char *what, int lo, int hi,
+                 int *out) {
+    char msg[128];
+    if (i >= it->n_pos) {
+        snprintf(msg, sizeof msg, "missing %s", what);
+        return item_error(it, msg);
+    }
+    const double v = it->pos[i];
+    if (v != floor(v) || v < lo || v > hi) {
+        snprintf(msg, sizeof msg, "%s %g must be a whole number in [%d, %d]", what, v, lo, hi);
+        return item_error(it, msg);
+    }
+    *out = (int)v;
+    return CNN_OK;
+}
+
+int cnn_spec_float_opt(const struct cnn_spec_item *it, int i, const char *what, double lo,
+                       double hi, float *out) {
+    if (i >= it->n_pos) return CNN_OK;
+    const double v = it->pos[i];
+    if (!(v >= lo && v <= hi)) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "%s %g must be in [%g, %g]", what, v, lo, hi);
+        return item_error(it, msg);
+    }
+    *out = (float)v;
+    return CNN_OK;
+}
+
+int cnn_spec_opt_int(struct cnn_spec_item *it, const char *key, int lo, int hi, int *out) {
+    for (int j = 0; j < it->n_opt; j++) {
+        if (strcmp(it->opt_key[j], key) != 0) continue;
+        it->opt_used[j] = 1;
+        const double v = it->opt_val[j];
+        if (v != floor(v) || v < lo || v > hi) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "%s=%g must be a whole number in [%d, %d]", key, v, lo, hi);
+            return item_error(it, msg);
+        }
+        *out = (int)v;
+    }
+    return CNN_OK;
+}
+
+/* "3", "-2", "0.25", "1e-3": the whole token must be a finite number. */
+static int parse_number(const char *tok, double *v) {
+    char *end;
+    *v = strtod(tok, &end);
+    return end != tok && *end == '\0' && isfinite(*v);
+}
+
+/* Split one item ("conv 32 3 pad=1") into name, numbers and options. */
+static int parse_item(const char *s, size_t len, int index, struct cnn_spec_item *it) {
+    memset(it, 0, sizeof *it);
+    it->index = index;
+    while (len && isspace((unsigned char)*s)) s++, len--;
+    while (len && isspace((unsigned char)s[len - 1])) len--;
+    snprintf(it->text, sizeof it->text, "%.*s", (int)(len < 60 ? len : 60), s);
+    if (len == 0) return cnn_fail(CNN_ERR_SPEC, "layer %d is empty (stray comma?)", index);
+    char buf[256];
+    if (len >= sizeof buf) return item_error(it, "item too long");
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    char *save = NULL;
+    char *tok = strtok_r(buf, " \t\r\n", &save);
+    if (strlen(tok) >= sizeof it->name) return item_error(it, "unknown layer");
+    for (char *c = tok; *c; c++) *c = (char)tolower((unsigned char)*c);
+    strcpy(it->name, tok);
+    char msg[160];
+    while ((tok = strtok_r(NULL, " \t\r\n", &save))) {
+        char *eq = strchr(tok, '=');
+        double v;
+        if (!eq) {
+            if (!parse_number(tok, &v)) {
+                snprintf(msg, sizeof msg, "'%.40s' is not a number", tok);
+                return item_error(it, msg);
+            }
+            if (it->n_pos == CNN_SPEC_MAX_POS) return item_error(it, "too many numbers");
+            it->pos[it->n_pos++] = v;
+            continue;
+        }
+        *eq = '\0';
+        if (!parse_number(eq + 1, &v)) {
+            snprintf(msg, sizeof msg, "option %.15s: '%.30s' is not a number", tok, eq + 1);
+            return item_error(it, msg);
+        }
+        if (it->n_opt == CNN_SPEC_MAX_OPT || strlen(tok) >= sizeof it->opt_key[0])
+            return item_error(it, "too many or too long options");
+        strcpy(it->opt_key[it->n_opt], tok);
+        it->opt_val[it->n_opt++] = v;
+    }
+    return CNN_OK;
+}
+
+static int find_kind(const char *name) {
+    for (int k = 0; k < CNN_LAYER_COUNT; k++)
+        if (strcmp(cnn_layer_table[k]->name, name) == 0) return k;
+    return -1;
+}
+
+/* ---- building a net ----------------------------------------------------------------------- */
+
+void cnn_net_free(struct cnn_net *net) {
+    if (!net) return;
+    free(net->spec);
+    free(net->layers);
+    free(net->params);
+    free(net->grads);
+    free(net->state);
+    free(net->decay_mask);
+    free(net->arena);
+    free(net->act);
+    free(net->dact);
+    free(net->cache);
+    free(net);
+}
+
+/* Parse, then infer shapes layer by layer. Errors are prefixed with the layer. */
+static int build_layers(struct cnn_net *net, const char *spec) {
+    struct cnn_shape shape = net->in;
+    const char *p = spec;
+    int index = 0;
+    for (;;) {
+        const char *end = p + strcspn(p, ",;\n");
+        struct cnn_spec_item it;
+        int rc;
+        index++;
+        if (index > SPEC_MAX_LAYERS)
+            return cnn_fail(CNN_ERR_SPEC, "more than %d layers", SPEC_MAX_LAYERS);
+        if ((rc = parse_item(p, (size_t)(end - p), index, &it))) return rc;
+        const int kind = find_kind(it.name);
+        if (kind < 0) {
+            char known[256] = "";
+            for (int k = 0; k < CNN_LAYER_COUNT; k++) {
+                strcat(known, k ? ", " : "");
+                strcat(known, cnn_layer_table[k]->name);
+            }
+            return cnn_fail(CNN_ERR_SPEC, "layer %d '%s': unknown layer '%s' (known: %s)", index,
+                            it.text, it.name, known);
+        }
+        struct cnn_layer *l = &net->layers[net->n_layers];
+        memset(l, 0, sizeof *l);
+        l->kind = kind;
+        l->ops = cnn_layer_table[kind];
+        if ((rc = l->ops->parse(l, &it))) return rc;
+        for (int j = 0; j < it.n_opt; j++)
+            if (!it.opt_used[j]) {
+                char msg[64];
+                snprintf(msg, sizeof msg, "unknown option '%s'", it.opt_key[j]);
+                return item_error(&it, msg);
+            }
+        l->in = shape;
+        if ((rc = l->ops->init(l))) {
+            char msg[400];
+            snprintf(msg, sizeof msg, "%s", cnn_errmsg());
+            return cnn_fail(rc, "layer %d '%s': %s", index, it.text, msg);
+        }
+        if (l->out.c < 1 || l->out.h < 1 || l->out.w < 1 || cnn_shape_size(l->out) > 1u << 26)
+            return item_error(&it, "output shape is empty or too large");
+        shape = l->out;
+        net->n_layers++;
+        if (*end == '\0') break;
+        p = end + 1;
+    }
+    const struct cnn_layer *last = &net->layers[net->n_layers - 1];
+    if (last->out.h != 1 || last->out.w != 1 || last->out.c < 2)
+        return cnn_fail(CNN_ERR_SPEC,
+                        "the last layer must give class scores, e.g. 'dense 10'; it gives %dx%dx%d",
+                        last->out.c, last->out.h, last->out.w);
+    net->n_classes = last->out.c;
+    return CNN_OK;
+}
+
+int cnn_net_new(const char *spec, int c, int h, int w, struct cnn_net **out) {
+    *out = NULL;
+    if (!spec || !*spec) return cnn_fail(CNN_ERR_SPEC, "empty network spec");
+    if (strlen(spec) > SPEC_MAX_LEN)
+        return cnn_fail(CNN_ERR_SPEC, "network spec longer than %d characters", SPEC_MAX_LEN);
+    if (c < 1 || h < 1 || w < 1 || c > 64 || h > 4096 || w > 4096)
+        return cnn_fail(CNN_ERR_ARG, "input shape %dx%dx%d out of range", c, h, w);
+    int rc = CNN_ERR_NOMEM;
+    struct cnn_net *net = calloc(1, sizeof *net);
+    if (!net) return cnn_fail(CNN_ERR_NOMEM, "out of memory");
+    net->in = (struct cnn_shape){c, h, w};
+    net->norm_mean = 0.0f;
+    net->norm_std = 1.0f;
+    net->layers = calloc(SPEC_MAX_LAYERS, sizeof *net->layers);
+    if (!net->layers) goto fail;
+    if ((rc = build_layers(net, spec))) goto fail;
+    /* lay out the flat buffers */
+    for (int i = 0; i < net->n_layers; i++) {
+        struct cnn_layer *l = &net->layers[i];
+        l->p_off = net->n_params;
+        l->s_off = net->n_state;
+        net->n_params += l->n_params;
+        net->n_state += l->n_state;
+    }
+    rc = CNN_ERR_NOMEM;
+    net->params = calloc(net->n_params + 1, sizeof(float));
+    net->grads = calloc(net->n_params + 1, sizeof(float));
+    net->decay_mask = calloc(net->n_params + 1, sizeof(float));
+    net->state = calloc(net->n_state + 1, sizeof(float));
+    if (!net->params || !net->grads || !net->decay_mask || !net->state) goto fail;
+    for (int i = 0; i < net->n_layers; i++) {
+        const struct cnn_layer *l = &net->layers[i];
+        for (size_t j = 0; j < l->n_decay; j++) net->decay_mask[l->p_off + j] = 1.0f;
+    }
+    /* the normalised spec: each layer described the way it would be written */
+    size_t cap = (size_t)net->n_layers * 66 + 1, len = 0;
+    net->spec = malloc(cap);
+    if (!net->spec) goto fail;
+    net->spec[0] = '\0';
+    for (int i = 0; i < net->n_layers; i++) {
+        char d[64];
+        net->layers[i].ops->describe(&net->layers[i], d, sizeof d);
+        len += (size_t)snprintf(net->spec + len, cap - len, "%s%s", i ? ", " : "", d);
+    }
+    *out = net;
+    return CNN_OK;
+fail:
+    if (rc == CNN_ERR_NOMEM) cnn_fail(rc, "out of memory building the network");
+    cnn_net_free(net);
+    return rc;
+}
+
+void cnn_net_init_params(struct cnn_net *net, struct cnn_rng *rng) {
+    memset(net->params, 0, net->n_params * sizeof(float));
+    memset(net->state, 0, net->n_state * sizeof(float));
+    for (int i = 0; i < net->n_layers; i++) {
+        const struct cnn_layer *l = &net->layers[i];
+        if (l->ops->init_params)
+            l->ops->init_params(l, net->params + l->p_off, net->state + l->s_off, rng);
+    }
+}
+
+int cnn_net_reserve(struct cnn_net *net, int max_batch) {
+    if (max_batch < 1 || max_batch > 1 << 16)
+        return cnn_fail(CNN_ERR_ARG, "batch size %d out of range [1, 65536]", max_batch);
+    if (max_batch <= net->max_batch) return CNN_OK;
+    const int L = net->n_layers;
+    const size_t nb = (size_t)max_batch;
+    size_t total = nb * cnn_shape_size(net->in) + nb * (size_t)net->n_classes, ws = 0;
+    for (int i = 0; i < L; i++) {
+        const struct cnn_layer *l = &net->layers[i];
+        total += 2 * nb * cnn_shape_size(l->out) + nb * l->cache_item + l->cache_fixed;
+        if (l->ops->ws_size) {
+            const size_t s = l->ops->ws_size(l, max_batch);
+            ws = s > ws ? s : ws;
+        }
+    }
+    total += ws;
+    float *arena = malloc(total * sizeof(float));
+    float **act = calloc((size_t)L + 1, sizeof *act);
+    float **dact = calloc((size_t)L + 1, sizeof *dact);
+    float **cache = calloc((size_t)L, sizeof *cache);
+    if (!arena || !act || !dact || !cache) {
+        free(arena), free(act), free(dact), free(cache);
+        return cnn_fail(CNN_ERR_NOMEM, "cannot allocate %zu MB of activations for batch %d",
+                        total * sizeof(float) >> 20, max_batch);
+    }
+    free(net->arena), free(net->act), free(net->dact), free(net->cache);
+    net->arena = arena, net->act = act, net->dact = dact, net->cache = cache;
+    float *p = arena;
+    for (int i = 0; i < L; i++) {
+        const struct cnn_layer *l = &net->layers[i];
+        act[i + 1] = p, p += nb * cnn_shape_size(l->out);
+        dact[i + 1] = p, p += nb * cnn_shape_size(l->out);
+        cache[i] = p, p += nb * l->cache_item + l->cache_fixed;
+    }
+    net->xbuf = p, p += nb * cnn_shape_size(net->in);
+    net->probs = p, p += nb * (size_t)net->n_classes;
+    net->ws = p;
+    net->max_batch = max_batch;
+    return CNN_OK;
+}
+
+/* ---- running it --------------------------------------------------------------------------- */
+
+const float *cnn_net_forward(struct cnn_net *net, const float *x, int n, int train,
+                             uint64_t seed) {
+    for (int i = 0; i < net->n_layers; i++) {
+        const struct cnn_layer *l = &net->layers[i];
+        const struct cnn_fwd f = {
+            .n = n,
+            .train = train,
+            .x = i ? net->act[i] : x,
+            .y = net->act[i + 1],
+            .p = net->params + l->p_off,
+            .s = net->state + l->s_off,
+            .cache = net->cache[i],
+            .ws = net->ws,
+            .seed = seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(i + 1)),
+        };
+        l->ops->forward(l, &f);
+    }
+    return net->act[net->n_layers];
+}
+
+void cnn_net_backward(struct cnn_net *net, const float *x, int n) {
+    for (int i = net->n_layers - 1; i >= 0; i--) {
+        const struct cnn_layer *l = &net->layers[i];
+        const struct cnn_bwd b = {
+            .n = n,
+            .x = i ? net->act[i] : x,
+            .y = net->act[i + 1],
+            .dy = net->dact[i + 1],
+            .dx = i ? net->dact[i] : NULL,
+            .p = net->params + l->p_off,
+            .dp = net->grads + l->p_off,
+            .cache = net->cache[i],
+            .ws = net->ws,
+        };
+        l->ops->backward(l, &b);
+    }
+}
+
+void cnn_net_zero_grad(struct cnn_net *net) {
+    memset(net->grads, 0, net->n_params * sizeof(float));
+}
+
+int cnn_net_train_batch(struct cnn_net *net, const float *x, const uint8_t *labels, int n,
+                        float label_smoothing, struct cnn_rng *rng, float *loss, int *correct) {
+    int rc;
+    if (n < 1) return cnn_fail(CNN_ERR_ARG, "empty batch");
+    if (!(label_smoothing >= 0.0f && label_smoothing < 1.0f))
+        return cnn_fail(CNN_ERR_ARG, "label smoothing %g must be in [0, 1)",
+                        (double)label_smoothing);
+    if (n > net->max_batch && (rc = cnn_net_reserve(net, n))) return rc;
+    const int k = net->n_classes;
+    for (int i = 0; i < n; i++)
+        if (labels[i] >= k)
+            return cnn_fail(CNN_ERR_ARG, "label %d of image %d is not below %d", labels[i], i, k);
+    const float *logits = cnn_net_forward(net, x, n, 1, cnn_rng_u64(rng));
+    const float l = cnn_softmax_xent(logits, labels, n, k, label_smoothing, net->probs,
+                                     net->dact[net->n_layers]);
+    cnn_net_zero_grad(net);
+    cnn_net_backward(net, x, n);
+    if (loss) *loss = l;
+    if (correct) {
+        int c = 0;
+        for (int i = 0; i < n; i++) {
+            const float *p = net->probs + (size_t)i * k;
+            int best = 0;
+            for (int j = 1; j < k; j++) best = p[j] > p[best] ? j : best;
+            c += best == labels[i];
+        }
+        *correct = c;
+    }
+    return CNN_OK;
+}
+
+/* Inference in chunks of the reserved batch (256 if nothing was reserved yet). */
+int cnn_net_predict(struct cnn_net *net, const float *x, int n, float *probs) {
+    int rc;
+    if (n < 0) return cnn_fail(CNN_ERR_ARG, "negative image count");
+    if (net->max_batch == 0 && (rc = cnn_net_reserve(net, n < 256 ? (n ? n : 1) : 256)))
+        return rc;
+    const size_t in = cnn_shape_size(net->in);
+    for (int i0 = 0; i0 < n; i0 += net->max_batch) {
+        const int m = n - i0 < net->max_batch ? n - i0 : net->max_batch;
+        const float *logits = cnn_net_forward(net, x + (size_t)i0 * in, m, 0, 0);
+        cnn_softmax(logits, m, net->n_classes, probs + (size_t)i0 * net->n_classes);
+    }
+    return CNN_OK;
+}
+
+int cnn_net_predict_u8(struct cnn_net *net, const uint8_t *pixels, int n, float *probs) {
+    int rc;
+    if (n < 0) return cnn_fail(CNN_ERR_ARG, "negative image count");
+    if (net->max_batch == 0 && (rc = cnn_net_reserve(net, n < 256 ? (n ? n : 1) : 256)))
+        return rc;
+    const size_t in = cnn_shape_size(net->in);
+    const float scale = 1.0f / (255.0f * net->norm_std), shift = net->norm_mean / net->norm_std;
+    for (int i0 = 0; i0 < n; i0 += net->max_batch) {
+        const int m = n - i0 < net->max_batch ? n - i0 : net->max_batch;
+        const uint8_t *src = pixels + (size_t)i0 * in;
+        for (size_t j = 0; j < (size_t)m * in; j++) net->xbuf[j] = src[j] * scale - shift;
+        const float *logits = cnn_net_forward(net, net->xbuf, m, 0, 0);
+        cnn_softmax(logits, m, net->n_classes, probs + (size_t)i0 * net->n_classes);
+    }
+    return CNN_OK;
+}
+
+/* ---- accessors ---------------------------------------------------------------------------- */
+
+const char *cnn_net_spec(const struct cnn_net *net) { return net->spec; }
+size_t cnn_net_n_params(const struct cnn_net *net) { return net->n_params; }
+size_t cnn_net_n_state(const struct cnn_net *net) { return net->n_state; }
+int cnn_net_n_classes(const struct cnn_net *net) { return net->n_classes; }
+int cnn_net_n_layers(const struct cnn_net *net) { return net->n_layers; }
+float *cnn_net_params(struct cnn_net *net) { return net->params; }
+float *cnn_net_grads(struct cnn_net *net) { return net->grads; }
+float *cnn_net_state(struct cnn_net *net) { return net->state; }
+
+void cnn_net_input_shape(const struct cnn_net *net, int *c, int *h, int *w) {
+    *c = net->in.c, *h = net->in.h, *w = net->in.w;
+}
+
+void cnn_net_set_norm(struct cnn_net *net, float mean, float std) {
+    net->norm_mean = mean;
+    net->norm_std = std > 0.0f ? std : 1.0f;
+}
+
+void cnn_net_get_norm(const struct cnn_net *net, float *mean, float *std) {
+    *mean = net->norm_mean, *std = net->norm_std;
+}
+
+void cnn_net_layer_info(const struct cnn_net *net, int i, struct cnn_layer_info *out) {
+    const struct cnn_layer *l = &net->layers[i];
+    out->kind = l->ops->name;
+    l->ops->describe(l, out->text, sizeof out->text);
+    out->c = l->out.c, out->h = l->out.h, out->w = l->out.w;
+    out->n_params = l->n_params;
+    out->mflops = l->flops / 1e6;
+}

@@ -1,0 +1,150 @@
+/*
+ * pool.c - max pooling ("maxpool K [stride=S]") and average pooling ("avgpool K [stride=S]").
+ *
+ *   x (n,c,h,w) in; y (n,c,oh,ow) out, oh = (h - k)/s + 1, no padding; stride defaults to k.
+ *   max: y = max over the k x k window; the flat input index of the max is cached (as int32,
+ *        the first maximum on ties, like PyTorch) and backward routes dy there: dx[arg] += dy.
+ *   avg: y = mean over the window; backward spreads dy / (k*k) over it.
+ * Cache (max only): argmax (n, c, oh, ow) int32. No parameters.
+ */
+#include <float.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+enum { K, STRIDE };
+
+static int pool_parse(struct cnn_layer *l, struct cnn_spec_item *it) {
+    int rc;
+    if ((rc = cnn_spec_int(it, 0, "pool size", 1, 256, &l->ia[K]))) return rc;
+    l->ia[STRIDE] = l->ia[K];
+    return cnn_spec_opt_int(it, "stride", 1, 256, &l->ia[STRIDE]);
+}
+
+static int pool_init(struct cnn_layer *l) {
+    const int k = l->ia[K], s = l->ia[STRIDE];
+    if (k > l->in.h || k > l->in.w)
+        return cnn_fail(CNN_ERR_SPEC, "pool size %d larger than its input %dx%d", k, l->in.h,
+                        l->in.w);
+    l->out.c = l->in.c;
+    l->out.h = (l->in.h - k) / s + 1;
+    l->out.w = (l->in.w - k) / s + 1;
+    l->flops = (double)cnn_shape_size(l->out) * k * k;
+    return CNN_OK;
+}
+
+static int maxpool_init(struct cnn_layer *l) {
+    const int rc = pool_init(l);
+    l->cache_item = cnn_shape_size(l->out);
+    return rc;
+}
+
+static void maxpool_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
+    const int h = l->in.h, w = l->in.w, oh = l->out.h, ow = l->out.w;
+    const int k = l->ia[K], s = l->ia[STRIDE], planes = f->n * l->in.c;
+    int32_t *arg = (int32_t *)f->cache;
+#pragma omp parallel for schedule(static)
+    for (int pl = 0; pl < planes; pl++) {
+        const float *xp = f->x + (size_t)pl * h * w;
+        float *yp = f->y + (size_t)pl * oh * ow;
+        int32_t *ap = arg + (size_t)pl * oh * ow;
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++) {
+                int best = oy * s * w + ox * s;
+                float m = xp[best];
+                for (int ky = 0; ky < k; ky++)
+                    for (int kx = 0; kx < k; kx++) {
+                        const int idx = (oy * s + ky) * w + ox * s + kx;
+                        if (xp[idx] > m) {
+                            m = xp[idx];
+                            best = idx;
+                        }
+                    }
+                yp[oy * ow + ox] = m;
+                ap[oy * ow + ox] = best;
+            }
+    }
+}
+
+static void maxpool_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
+    if (!b->dx) return;
+    const int hw = l->in.h * l->in.w, ohw = l->out.h * l->out.w, planes = b->n * l->in.c;
+    const int32_t *arg = (const int32_t *)b->cache;
+#pragma omp parallel for schedule(static)
+    for (int pl = 0; pl < planes; pl++) {
+        float *dxp = b->dx + (size_t)pl * hw;
+        const float *dyp = b->dy + (size_t)pl * ohw;
+        const int32_t *ap = arg + (size_t)pl * ohw;
+        memset(dxp, 0, (size_t)hw * sizeof(float));
+        for (int q = 0; q < ohw; q++) dxp[ap[q]] += dyp[q];
+    }
+}
+
+static void avgpool_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
+    const int h = l->in.h, w = l->in.w, oh = l->out.h, ow = l->out.w;
+    const int k = l->ia[K], s = l->ia[STRIDE], planes = f->n * l->in.c;
+    const float inv = 1.0f / (float)(k * k);
+#pragma omp parallel for schedule(static)
+    for (int pl = 0; pl < planes; pl++) {
+        const float *xp = f->x + (size_t)pl * h * w;
+        float *yp = f->y + (size_t)pl * oh * ow;
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++) {
+                float sum = 0.0f;
+                for (int ky = 0; ky < k; ky++)
+                    for (int kx = 0; kx < k; kx++) sum += xp[(oy * s + ky) * w + ox * s + kx];
+                yp[oy * ow + ox] = sum * inv;
+            }
+    }
+}
+
+static void avgpool_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
+    if (!b->dx) return;
+    const int h = l->in.h, w = l->in.w, oh = l->out.h, ow = l->out.w;
+    const int k = l->ia[K], s = l->ia[STRIDE], planes = b->n * l->in.c;
+    const float inv = 1.0f / (float)(k * k);
+#pragma omp parallel for schedule(static)
+    for (int pl = 0; pl < planes; pl++) {
+        float *dxp = b->dx + (size_t)pl * h * w;
+        const float *dyp = b->dy + (size_t)pl * oh * ow;
+        memset(dxp, 0, (size_t)h * w * sizeof(float));
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++) {
+                const float g = dyp[oy * ow + ox] * inv;
+                for (int ky = 0; ky < k; ky++)
+                    for (int kx = 0; kx < k; kx++) dxp[(oy * s + ky) * w + ox * s + kx] += g;
+            }
+    }
+}
+
+static void describe(const struct cnn_layer *l, const char *name, char *buf, size_t len) {
+    if (l->ia[STRIDE] == l->ia[K])
+        snprintf(buf, len, "%s %d", name, l->ia[K]);
+    else
+        snprintf(buf, len, "%s %d stride=%d", name, l->ia[K], l->ia[STRIDE]);
+}
+static void maxpool_describe(const struct cnn_layer *l, char *buf, size_t len) {
+    describe(l, "maxpool", buf, len);
+}
+static void avgpool_describe(const struct cnn_layer *l, char *buf, size_t len) {
+    describe(l, "avgpool", buf, len);
+}
+
+const struct cnn_layer_ops cnn_maxpool_ops = {
+    .name = "maxpool",
+    .parse = pool_parse,
+    .init = maxpool_init,
+    .forward = maxpool_forward,
+    .backward = maxpool_backward,
+    .describe = maxpool_describe,
+};
+
+const struct cnn_layer_ops cnn_avgpool_ops = {
+    .name = "avgpool",
+    .parse = pool_parse,
+    .init = pool_init,
+    .forward = avgpool_forward,
+    .backward = avgpool_backward,
+    .describe = avgpool_describe,
+};
