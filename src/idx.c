@@ -44,7 +44,7 @@ static size_t header_bytes(int ndim) {
 
 /* "60000 x 28 x 28" into buf, for messages. */
 static const char *dims_str(const struct cnn_idx *h, char *buf, size_t len) {
-    int off = snprintf(buf, len, "%d", h->dims[0]);
+    int off = snprintf(buf, len, "dims %d", h->dims[0]);
     for (int i = 1; i < h->ndim && off > 0 && (size_t)off < len; i++)
         off += snprintf(buf + off, len - (size_t)off, " x %d", h->dims[i]);
     return buf;
@@ -52,15 +52,14 @@ static const char *dims_str(const struct cnn_idx *h, char *buf, size_t len) {
 
 /* Check the 4-byte magic at p (len bytes available). Sets *ndim (1 or 3).
  * `src` qualifies the name in messages: "" for raw files, " (gunzipped)" for gzip content. */
-static int parse_magic(const uint8_t *p, size_t len, const char *name, const char *src,
-                       int *ndim) {
+static int parse_magic(const uint8_t *p, size_t len, const char *name, const char *src, int *ndim) {
     if (len == 0)
         return cnn_fail(CNN_ERR_FORMAT, "%s%s: empty, expected an IDX header (at least 8 bytes)",
                         name, src);
     if (len < 4)
         return cnn_fail(CNN_ERR_FORMAT,
-                        "%s%s: only %zu bytes, shorter than the 4-byte IDX magic (truncated)",
-                        name, src, len);
+                        "%s%s: only %zu bytes, shorter than the 4-byte IDX magic (truncated)", name,
+                        src, len);
     const uint32_t magic = be32(p);
     if (p[0] != 0 || p[1] != 0)
         return cnn_fail(CNN_ERR_FORMAT,
@@ -104,9 +103,8 @@ static int parse_dims(const uint8_t *p, size_t len, const char *name, const char
             return cnn_fail(CNN_ERR_FORMAT, "%s%s: %s (dimension %d) is 0, expected at least 1",
                             name, src, dn, i);
         if (d > max)
-            return cnn_fail(CNN_ERR_FORMAT,
-                            "%s%s: %s (dimension %d) is %u, expected at most %u", name, src, dn,
-                            i, (unsigned)d, (unsigned)max);
+            return cnn_fail(CNN_ERR_FORMAT, "%s%s: %s (dimension %d) is %u, expected at most %u",
+                            name, src, dn, i, (unsigned)d, (unsigned)max);
         if (size > UINT64_MAX / d)
             return cnn_fail(CNN_ERR_LIMIT, "%s%s: dimensions overflow a 64-bit size", name, src);
         size *= d;
@@ -229,15 +227,15 @@ static int parse_gzip(const uint8_t *buf, size_t len, const char *name, struct c
     }
     if (got < h.size) {
         rc = cnn_fail(CNN_ERR_FORMAT,
-                      "%s%s: %zu bytes, but its header (%s) implies %zu: data truncated", name,
-                      src, hb + got, dims_str(&h, ds, sizeof ds), hb + h.size);
+                      "%s%s: %zu bytes, but its header (%s) implies %zu bytes: data truncated",
+                      name, src, hb + got, dims_str(&h, ds, sizeof ds), hb + h.size);
         goto fail;
     }
     r = gz_read(&g, &probe, 1, &got);
     if (got > 0) {
         rc = cnn_fail(CNN_ERR_FORMAT,
-                      "%s%s: more than the %zu bytes its header (%s) implies: trailing data",
-                      name, src, hb + h.size, dims_str(&h, ds, sizeof ds));
+                      "%s%s: more than the %zu bytes its header (%s) implies: trailing data", name,
+                      src, hb + h.size, dims_str(&h, ds, sizeof ds));
         goto fail;
     }
     if (r != Z_STREAM_END) {
@@ -272,8 +270,9 @@ static int parse_raw(const uint8_t *buf, size_t len, const char *name, struct cn
     const size_t hb = header_bytes(ndim);
     char ds[64];
     if (len - hb != h.size)
-        return cnn_fail(CNN_ERR_FORMAT, "%s: file is %zu bytes, but its header (%s) implies %zu: %s",
-                        name, len, dims_str(&h, ds, sizeof ds), hb + h.size,
+        return cnn_fail(CNN_ERR_FORMAT,
+                        "%s: file is %zu bytes, but its header (%s) implies %zu bytes: %s", name,
+                        len, dims_str(&h, ds, sizeof ds), hb + h.size,
                         len - hb < h.size ? "data truncated" : "trailing data");
     h.data = malloc(h.size);
     if (!h.data)
@@ -341,20 +340,20 @@ int cnn_dataset_load(const char *images_path, const char *labels_path, struct cn
     if ((rc = cnn_idx_load(images_path, &im)) != CNN_OK) goto fail;
     if (im.ndim != 3) {
         rc = cnn_fail(CNN_ERR_FORMAT,
-                      "%s: %d-D IDX file, expected 3-D images (count, height, width)",
-                      images_path, im.ndim);
+                      "%s: %d-D IDX file, expected 3-D images (count, height, width)", images_path,
+                      im.ndim);
         goto fail;
     }
     if ((rc = cnn_idx_load(labels_path, &lb)) != CNN_OK) goto fail;
     if (lb.ndim != 1) {
-        rc = cnn_fail(CNN_ERR_FORMAT, "%s: %d-D IDX file, expected 1-D labels (count)",
-                      labels_path, lb.ndim);
+        rc = cnn_fail(CNN_ERR_FORMAT, "%s: %d-D IDX file, expected 1-D labels (count)", labels_path,
+                      lb.ndim);
         goto fail;
     }
     if (im.dims[0] != lb.dims[0]) {
-        rc = cnn_fail(CNN_ERR_FORMAT,
-                      "%s has %d images but %s has %d labels, expected equal counts",
-                      images_path, im.dims[0], labels_path, lb.dims[0]);
+        rc =
+            cnn_fail(CNN_ERR_FORMAT, "%s has %d images but %s has %d labels, expected equal counts",
+                     images_path, im.dims[0], labels_path, lb.dims[0]);
         goto fail;
     }
     for (size_t i = 0; i < lb.size; i++) {

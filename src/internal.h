@@ -208,6 +208,29 @@ void cnn_conv2d_backward_naive(const float *x, const float *w, const float *dy, 
                                float *dw, float *db, int n, int c, int h, int wd, int oc, int k,
                                int stride, int pad);
 
+/* ---- model files (model_io.c) -------------------------------------------------------------
+ * Layout: "CNNMODEL", u32 version, u32 flags, then sections {u32 tag, u64 length, bytes},
+ * an "END " section of length 0, and a u32 CRC-32 (zlib) of everything before it.
+ * Standard sections: SPEC (u32 c,h,w + text), NORM (f32 mean, std), PARM (u64 n + n f32),
+ * STAT (u64 n + n f32), META (key=value lines). Checkpoints add OPTM and TRNS (train.c).
+ * Readers skip tags they do not know. */
+#define CNN_MODEL_VERSION 1u
+#define CNN_MODEL_MAX_BYTES ((size_t)1 << 30)
+/* Header and the standard sections of net into b (no END, no CRC yet). */
+void cnn_model_encode(const struct cnn_net *net, const struct cnn_meta *meta, struct cnn_buf *b);
+void cnn_model_section(struct cnn_buf *b, const char tag[4], const void *data, size_t len);
+/* Append END and the CRC, write atomically to path, free b's memory. */
+int cnn_model_write(struct cnn_buf *b, const char *path);
+/* Validate magic, version, CRC and section bounds; then find a section (NULL if absent). */
+int cnn_model_check(const uint8_t *buf, size_t len, const char *name);
+const uint8_t *cnn_model_find(const uint8_t *buf, size_t len, const char tag[4], size_t *n);
+/* Build the net from a checked buffer (SPEC, NORM, PARM, STAT, META). */
+int cnn_model_decode(const uint8_t *buf, size_t len, const char *name, struct cnn_net **out,
+                     struct cnn_meta *meta);
+/* cnn_net_new that refuses, before allocating, a spec needing more than max_params. */
+int cnn_net_new_bounded(const char *spec, int c, int h, int w, size_t max_params,
+                        struct cnn_net **out);
+
 /* ---- optimizer state (optim.c); checkpoints save it ---------------------------------------- */
 struct cnn_optim {
     struct cnn_optim_cfg cfg;

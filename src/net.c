@@ -240,6 +240,11 @@ static int build_layers(struct cnn_net *net, const char *spec) {
 }
 
 int cnn_net_new(const char *spec, int c, int h, int w, struct cnn_net **out) {
+    return cnn_net_new_bounded(spec, c, h, w, (size_t)1 << 30, out);
+}
+
+int cnn_net_new_bounded(const char *spec, int c, int h, int w, size_t max_params,
+                        struct cnn_net **out) {
     *out = NULL;
     if (!spec || !*spec) return cnn_fail(CNN_ERR_SPEC, "empty network spec");
     if (strlen(spec) > SPEC_MAX_LEN)
@@ -262,6 +267,11 @@ int cnn_net_new(const char *spec, int c, int h, int w, struct cnn_net **out) {
         l->s_off = net->n_state;
         net->n_params += l->n_params;
         net->n_state += l->n_state;
+    }
+    if (net->n_params > max_params) {
+        rc = cnn_fail(CNN_ERR_LIMIT, "the spec needs %zu parameters, more than the %zu allowed",
+                      net->n_params, max_params);
+        goto fail;
     }
     rc = CNN_ERR_NOMEM;
     net->params = calloc(net->n_params + 1, sizeof(float));
@@ -317,6 +327,9 @@ int cnn_net_reserve(struct cnn_net *net, int max_batch) {
         }
     }
     total += ws;
+    if (total > ((size_t)1 << 30))
+        return cnn_fail(CNN_ERR_LIMIT, "batch %d would need %zu MB of activations (limit 4096)",
+                        max_batch, total * sizeof(float) >> 20);
     float *arena = malloc(total * sizeof(float));
     float **act = calloc((size_t)L + 1, sizeof *act);
     float **dact = calloc((size_t)L + 1, sizeof *dact);

@@ -1,0 +1,255 @@
+/*
+ * model_io.c - model files: save, check, load. Little-endian, sectioned, CRC-32 protected.
+ *
+ *   "CNNMODEL" u32 version u32 flags
+ *   { u32 tag, u64 length, bytes }*     SPEC NORM PARM STAT META [OPTM TRNS ...] "END "
+ *   u32 crc32(everything above)
+ *
+ * Loading never trusts a number from the file: the whole file is read with a size limit,
+ * the CRC is checked before anything else is interpreted, every section length is checked
+ * against the bytes that remain, and the net is rebuilt from the stored spec text with its
+ * parameter count bounded by what the file actually holds, so a forged file cannot make us
+ * allocate more than its own size. Unknown sections are skipped, so newer writers can add
+ * them. Writes are atomic (cnn_write_file_atomic).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "internal.h"
+
+static const char MAGIC[8] = {'C', 'N', 'N', 'M', 'O', 'D', 'E', 'L'};
+#define HEADER_BYTES 16u
+
+static uint32_t tag_u32(const char t[4]) {
+    return (uint32_t)(uint8_t)t[0] | (uint32_t)(uint8_t)t[1] << 8 |
+           (uint32_t)(uint8_t)t[2] << 16 | (uint32_t)(uint8_t)t[3] << 24;
+}
+
+void cnn_model_section(struct cnn_buf *b, const char tag[4], const void *data, size_t len) {
+    cnn_buf_u32(b, tag_u32(tag));
+    cnn_buf_u64(b, len);
+    cnn_buf_put(b, data, len);
+}
+
+void cnn_model_encode(const struct cnn_net *net, const struct cnn_meta *meta, struct cnn_buf *b) {
+    cnn_buf_put(b, MAGIC, sizeof MAGIC);
+    cnn_buf_u32(b, CNN_MODEL_VERSION);
+    cnn_buf_u32(b, 0);
+    const size_t sl = strlen(net->spec);
+    cnn_buf_u32(b, tag_u32("SPEC"));
+    cnn_buf_u64(b, 12 + sl);
+    cnn_buf_u32(b, (uint32_t)net->in.c);
+    cnn_buf_u32(b, (uint32_t)net->in.h);
+    cnn_buf_u32(b, (uint32_t)net->in.w);
+    cnn_buf_put(b, net->spec, sl);
+    cnn_buf_u32(b, tag_u32("NORM"));
+    cnn_buf_u64(b, 8);
+    cnn_buf_f32(b, net->norm_mean);
+    cnn_buf_f32(b, net->norm_std);
+    cnn_buf_u32(b, tag_u32("PARM"));
+    cnn_buf_u64(b, 8 + 4 * net->n_params);
+    cnn_buf_u64(b, net->n_params);
+    cnn_buf_f32s(b, net->params, net->n_params);
+    cnn_buf_u32(b, tag_u32("STAT"));
+    cnn_buf_u64(b, 8 + 4 * net->n_state);
+    cnn_buf_u64(b, net->n_state);
+    cnn_buf_f32s(b, net->state, net->n_state);
+    if (meta) {
+        char text[512];
+        const int n = snprintf(text, sizeof text,
+                               "dataset=%s\ndate=%s\nepochs=%d\nval_acc=%.6f\ntrain_images=%ld\n",
+                               meta->dataset, meta->date, meta->epochs, (double)meta->val_acc,
+                               meta->train_images);
+        cnn_model_section(b, "META", text, n > 0 && (size_t)n < sizeof text ? (size_t)n : 0);
+    }
+}
+
+int cnn_model_write(struct cnn_buf *b, const char *path) {
+    cnn_buf_u32(b, tag_u32("END "));
+    cnn_buf_u64(b, 0);
+    int rc;
+    if (b->oom) {
+        rc = cnn_fail(CNN_ERR_NOMEM, "%s: out of memory encoding the model", path);
+    } else {
+        const uint32_t crc = (uint32_t)crc32(0L, b->p, (uInt)b->len);
+        cnn_buf_u32(b, crc);
+        rc = b->oom ? cnn_fail(CNN_ERR_NOMEM, "%s: out of memory", path)
+                    : cnn_write_file_atomic(path, b->p, b->len);
+    }
+    free(b->p);
+    memset(b, 0, sizeof *b);
+    return rc;
+}
+
+int cnn_model_save(const struct cnn_net *net, const struct cnn_meta *meta, const char *path) {
+    struct cnn_buf b = {0};
+    cnn_model_encode(net, meta, &b);
+    return cnn_model_write(&b, path);
+}
+
+int cnn_model_check(const uint8_t *buf, size_t len, const char *name) {
+    if (len < HEADER_BYTES + 12 + 4)
+        return cnn_fail(CNN_ERR_FORMAT, "%s: %zu bytes, too short to be a model file", name, len);
+    if (memcmp(buf, MAGIC, sizeof MAGIC) != 0)
+        return cnn_fail(CNN_ERR_FORMAT, "%s: not a model file (no CNNMODEL magic)", name);
+    struct cnn_rd r = {buf, len - 4, 8};
+    uint32_t version, flags, crc;
+    cnn_rd_u32(&r, &version);
+    cnn_rd_u32(&r, &flags);
+    if (version != CNN_MODEL_VERSION)
+        return cnn_fail(CNN_ERR_FORMAT, "%s: format version %u, this build reads version %u",
+                        name, version, CNN_MODEL_VERSION);
+    struct cnn_rd tail = {buf, len, len - 4};
+    cnn_rd_u32(&tail, &crc);
+    if ((uint32_t)crc32(0L, buf, (uInt)(len - 4)) != crc)
+        return cnn_fail(CNN_ERR_FORMAT, "%s: checksum mismatch: the file is corrupt or truncated",
+                        name);
+    for (;;) {
+        uint32_t tag;
+        uint64_t n;
+        const uint8_t *p;
+        if (cnn_rd_u32(&r, &tag) || cnn_rd_u64(&r, &n))
+            return cnn_fail(CNN_ERR_FORMAT, "%s: section header cut short at byte %zu", name,
+                            r.pos);
+        if (n > r.len - r.pos)
+            return cnn_fail(CNN_ERR_FORMAT,
+                            "%s: a section claims %llu bytes but only %zu remain", name,
+                            (unsigned long long)n, r.len - r.pos);
+        cnn_rd_bytes(&r, &p, (size_t)n);
+        if (tag == tag_u32("END ")) break;
+    }
+    if (r.pos != r.len)
+        return cnn_fail(CNN_ERR_FORMAT, "%s: %zu stray bytes after the last section", name,
+                        r.len - r.pos);
+    return CNN_OK;
+}
+
+/* Assumes cnn_model_check passed. */
+const uint8_t *cnn_model_find(const uint8_t *buf, size_t len, const char tag[4], size_t *n) {
+    struct cnn_rd r = {buf, len - 4, HEADER_BYTES};
+    const uint32_t want = tag_u32(tag);
+    for (;;) {
+        uint32_t t;
+        uint64_t sz;
+        const uint8_t *p;
+        if (cnn_rd_u32(&r, &t) || cnn_rd_u64(&r, &sz) || cnn_rd_bytes(&r, &p, (size_t)sz))
+            return NULL;
+        if (t == want) {
+            *n = (size_t)sz;
+            return p;
+        }
+        if (t == tag_u32("END ")) return NULL;
+    }
+}
+
+/* A PARM or STAT section: u64 count then count floats, exactly filling the section. */
+static int read_floats(const uint8_t *buf, size_t len, const char *tag, const char *name,
+                       size_t want, float *dst) {
+    size_t n;
+    const uint8_t *p = cnn_model_find(buf, len, tag, &n);
+    if (!p) return cnn_fail(CNN_ERR_FORMAT, "%s: missing %.4s section", name, tag);
+    struct cnn_rd r = {p, n, 0};
+    uint64_t count;
+    if (cnn_rd_u64(&r, &count) || count != want || n - 8 != 4 * want)
+        return cnn_fail(CNN_ERR_FORMAT, "%s: %.4s section holds %zu bytes, the spec needs %zu values",
+                        name, tag, n, want);
+    cnn_rd_f32s(&r, dst, want);
+    return CNN_OK;
+}
+
+static void parse_meta(const uint8_t *p, size_t n, struct cnn_meta *m) {
+    char text[1024];
+    const size_t len = n < sizeof text - 1 ? n : sizeof text - 1;
+    memcpy(text, p, len);
+    text[len] = '\0';
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *eq = strchr(line, '=');
+        if (!eq) continue;
+        *eq = '\0';
+        const char *v = eq + 1;
+        if (!strcmp(line, "dataset"))
+            snprintf(m->dataset, sizeof m->dataset, "%s", v);
+        else if (!strcmp(line, "date"))
+            snprintf(m->date, sizeof m->date, "%s", v);
+        else if (!strcmp(line, "epochs"))
+            m->epochs = atoi(v);
+        else if (!strcmp(line, "val_acc"))
+            m->val_acc = strtof(v, NULL);
+        else if (!strcmp(line, "train_images"))
+            m->train_images = atol(v);
+    }
+}
+
+int cnn_model_decode(const uint8_t *buf, size_t len, const char *name, struct cnn_net **out,
+                     struct cnn_meta *meta) {
+    *out = NULL;
+    size_t n;
+    const uint8_t *p = cnn_model_find(buf, len, "SPEC", &n);
+    if (!p || n < 13 || n > 12 + 4096)
+        return cnn_fail(CNN_ERR_FORMAT, "%s: missing or malformed SPEC section", name);
+    struct cnn_rd r = {p, n, 0};
+    uint32_t c, h, w;
+    cnn_rd_u32(&r, &c);
+    cnn_rd_u32(&r, &h);
+    cnn_rd_u32(&r, &w);
+    char spec[4097];
+    memcpy(spec, p + 12, n - 12);
+    spec[n - 12] = '\0';
+    if (strlen(spec) != n - 12)
+        return cnn_fail(CNN_ERR_FORMAT, "%s: spec text contains a NUL byte", name);
+    if (c < 1 || c > 64 || h < 1 || h > 4096 || w < 1 || w > 4096)
+        return cnn_fail(CNN_ERR_FORMAT, "%s: input shape %ux%ux%u out of range", name, c, h, w);
+    /* The parameter count can be no larger than the file: bound the net before building it. */
+    struct cnn_net *net = NULL;
+    int rc = cnn_net_new_bounded(spec, (int)c, (int)h, (int)w, len / 4, &net);
+    if (rc) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s", cnn_errmsg());
+        return cnn_fail(CNN_ERR_FORMAT, "%s: stored spec is invalid: %s", name, msg);
+    }
+    if ((rc = read_floats(buf, len, "PARM", name, net->n_params, net->params))) goto fail;
+    if ((rc = read_floats(buf, len, "STAT", name, net->n_state, net->state))) goto fail;
+    p = cnn_model_find(buf, len, "NORM", &n);
+    if (p && n == 8) {
+        float ms[2];
+        struct cnn_rd nr = {p, n, 0};
+        cnn_rd_f32s(&nr, ms, 2);
+        if (!(ms[1] > 0.0f) || ms[0] != ms[0]) {
+            rc = cnn_fail(CNN_ERR_FORMAT, "%s: invalid input normalisation", name);
+            goto fail;
+        }
+        cnn_net_set_norm(net, ms[0], ms[1]);
+    }
+    if (meta) {
+        memset(meta, 0, sizeof *meta);
+        meta->val_acc = -1.0f;
+        p = cnn_model_find(buf, len, "META", &n);
+        if (p) parse_meta(p, n, meta);
+    }
+    *out = net;
+    return CNN_OK;
+fail:
+    cnn_net_free(net);
+    return rc;
+}
+
+int cnn_model_parse(const void *buf, size_t len, const char *name, struct cnn_net **out,
+                    struct cnn_meta *meta) {
+    *out = NULL;
+    int rc = cnn_model_check(buf, len, name);
+    return rc ? rc : cnn_model_decode(buf, len, name, out, meta);
+}
+
+int cnn_model_load(const char *path, struct cnn_net **out, struct cnn_meta *meta) {
+    uint8_t *buf;
+    size_t len;
+    *out = NULL;
+    int rc = cnn_read_file(path, CNN_MODEL_MAX_BYTES, &buf, &len);
+    if (rc) return rc;
+    rc = cnn_model_parse(buf, len, path, out, meta);
+    free(buf);
+    return rc;
+}
