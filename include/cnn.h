@@ -28,6 +28,7 @@
 #ifndef CNN_H
 #define CNN_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -190,6 +191,78 @@ struct cnn_sched {
 };
 /* Learning rate at `step` of `total` steps, with `per_epoch` steps per epoch. */
 float cnn_sched_lr(const struct cnn_sched *s, long step, long total, long per_epoch);
+
+/* ---------------------------------------------------------------------------------------------
+ * Data augmentation: random affine (shift, rotation, scale, shear) with bilinear sampling,
+ * optionally followed by an elastic distortion (Simard et al. 2003).
+ */
+struct cnn_augment {
+    float shift;     /* max shift in pixels */
+    float rotate;    /* max rotation in degrees */
+    float scale;     /* max relative scale change (0.1 = 0.9..1.1) */
+    float shear;     /* max shear in degrees */
+    float elastic_alpha, elastic_sigma; /* alpha 0 = no elastic distortion */
+};
+/* Sensible MNIST defaults: shift 2, rotate 10, scale 0.1, shear 10; elastic off or on. */
+void cnn_augment_default(struct cnn_augment *a, int elastic);
+/* One image: src (h,w) u8 -> dst (h,w) float normalised as (v/255 - mean)/std. */
+void cnn_augment_image(const struct cnn_augment *a, const uint8_t *src, float *dst, int h, int w,
+                       float mean, float std, struct cnn_rng *rng);
+
+/* ---------------------------------------------------------------------------------------------
+ * Training: epochs of shuffled mini-batches, validation on images held out of the training
+ * set, the best model by validation accuracy, a checkpoint after every epoch, exact resume.
+ */
+struct cnn_train_cfg {
+    int epochs, batch;
+    struct cnn_optim_cfg optim;
+    struct cnn_sched sched;
+    float label_smoothing;
+    int augment;               /* 0 none, 1 affine, 2 affine + elastic */
+    uint64_t seed;
+    int val;                   /* images held out of the training set for validation */
+    int limit;                 /* use only the first `limit` images of the data (0 = all) */
+    char out[512];             /* best model path ("" = none) */
+    char checkpoint[512];      /* checkpoint path ("" = none) */
+    char dataset[64];          /* recorded in the model's metadata */
+};
+/* Defaults: 10 epochs, batch 128, Adam lr 1e-3 constant, val 5000, seed 1. */
+void cnn_train_cfg_default(struct cnn_train_cfg *cfg);
+
+struct cnn_batch_stats {
+    int epoch, epochs;   /* 1-based */
+    int batch, batches;  /* 1-based, within the epoch */
+    double loss, acc;    /* running means over the epoch so far */
+    double images_per_s, eta_s, lr;
+};
+struct cnn_epoch_stats {
+    int epoch, epochs;
+    double train_loss, train_acc, val_loss, val_acc; /* val_* are -1 without a validation set */
+    double lr, seconds, images_per_s;
+    int improved;        /* 1 if this epoch's model became the best so far (and was saved) */
+};
+struct cnn_train_hooks {
+    void (*on_batch)(const struct cnn_batch_stats *s, void *user);
+    void (*on_epoch)(const struct cnn_epoch_stats *s, void *user);
+    void *user;
+    volatile sig_atomic_t *stop; /* non-zero: finish the batch, checkpoint, stop */
+};
+
+struct cnn_trainer;
+/* A new run over `net` (borrowed; it must outlive the trainer). */
+int cnn_trainer_new(struct cnn_net *net, const struct cnn_train_cfg *cfg,
+                    struct cnn_trainer **out);
+/* Continue from a checkpoint: *net (owned by the caller) and *cfg are restored from it. */
+int cnn_trainer_resume(const char *checkpoint, struct cnn_net **net, struct cnn_train_cfg *cfg,
+                       struct cnn_trainer **out);
+/* Train until cfg.epochs are done. Returns CNN_OK, CNN_ERR_INTERRUPTED (a checkpoint was
+ * saved; resume it), CNN_ERR_NAN (the last good checkpoint is kept), or an I/O error. */
+int cnn_trainer_run(struct cnn_trainer *t, const struct cnn_dataset *data,
+                    const struct cnn_train_hooks *hooks);
+/* Epochs completed, and the best validation accuracy so far (-1 if none). */
+int cnn_trainer_epoch(const struct cnn_trainer *t);
+double cnn_trainer_best_val(const struct cnn_trainer *t);
+void cnn_trainer_free(struct cnn_trainer *t);
 
 /* ---------------------------------------------------------------------------------------------
  * Model files: magic, version, spec, normalisation, params, state, metadata, CRC-32.

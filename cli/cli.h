@@ -1,0 +1,39 @@
+/*
+ * cli.h - shared pieces of the `mnist` command line: the subcommands, option parsing
+ * helpers, presets and JSON output. Only cli/ prints or exits; it reaches the library
+ * through include/cnn.h alone.
+ * Exit codes: 0 success, 1 runtime error, 2 bad usage (130 after Ctrl-C in train).
+ */
+#ifndef MNIST_CLI_H
+#define MNIST_CLI_H
+
+#include <stdio.h>
+
+#include "cnn.h"
+
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+
+/* "mnist: " + message on stderr. */
+void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Parse a whole-string number in [lo, hi]; on failure print "mnist: FLAG: ..." and return -1. */
+int cli_int(const char *flag, const char *s, long lo, long hi, int *out);
+int cli_u64(const char *flag, const char *s, unsigned long long *out);
+int cli_float(const char *flag, const char *s, double lo, double hi, float *out);
+/* Write s as a JSON string literal. */
+void cli_json_str(FILE *f, const char *s);
+/* Keras-like table of a network: layer, output shape, parameters, MFLOPs, totals. */
+void cli_print_summary(FILE *f, const struct cnn_net *net);
+void cli_json_summary(FILE *f, const struct cnn_net *net);
+
+struct cli_preset {
+    const char *name, *about, *spec;
+    int epochs, batch, optimizer, schedule, augment;
+    float lr, weight_decay, label_smoothing;
+};
+const struct cli_preset *cli_preset_find(const char *name);
+void cli_preset_list(FILE *f);
+
+#endif

@@ -1,0 +1,214 @@
+/*
+ * cmd_eval.c - `mnist eval`: accuracy, per-class precision/recall/F1/support, macro and
+ * weighted averages, the confusion matrix, the most confident mistakes, and speed.
+ * Several --model flags make an ensemble: their probabilities are averaged.
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+#define MAX_MODELS 16
+
+static void usage(FILE *f) {
+    fputs("usage: mnist eval --model FILE [--model FILE...] [OPTIONS]\n"
+          "  --model FILE      a trained model; several average their probabilities\n"
+          "  --data DIR        IDX files (default data/mnist)\n"
+          "  --split NAME      test (default) or train\n"
+          "  --mistakes N      list the N most confident mistakes (default 10)\n"
+          "  --threads N       default: all cores\n"
+          "  --json            one JSON object with every figure\n",
+          f);
+}
+
+struct mistake {
+    int index, label, predicted;
+    float confidence;
+};
+
+static int by_confidence(const void *a, const void *b) {
+    const float x = ((const struct mistake *)a)->confidence;
+    const float y = ((const struct mistake *)b)->confidence;
+    return (x < y) - (x > y);
+}
+
+static void print_text(const struct cnn_metrics *m, const struct mistake *mk, int n_mk,
+                       double ips, int n_models) {
+    const int k = m->n_classes;
+    printf("accuracy %.2f%% (%ld of %ld)%s\n\n", 100.0 * m->accuracy, m->correct, m->n,
+           n_models > 1 ? " - ensemble" : "");
+    printf("class  precision  recall      f1  support\n");
+    for (int c = 0; c < k; c++)
+        printf("%5d  %9.4f  %6.4f  %6.4f  %7ld%s\n", c, m->precision[c], m->recall[c], m->f1[c],
+               m->support[c], m->never_predicted[c] ? "  (never predicted: precision set to 0)"
+                                                    : "");
+    printf("macro     %6.4f  %6.4f  %6.4f  %7ld\n", m->macro_p, m->macro_r, m->macro_f1, m->n);
+    printf("weighted  %6.4f  %6.4f  %6.4f  %7ld\n\n", m->weighted_p, m->weighted_r,
+           m->weighted_f1, m->n);
+    printf("confusion matrix (rows: true label, columns: predicted)\n      ");
+    for (int c = 0; c < k; c++) printf("%6d", c);
+    printf("\n");
+    for (int t = 0; t < k; t++) {
+        printf("%5d ", t);
+        for (int c = 0; c < k; c++) printf("%6ld", m->confusion[t][c]);
+        printf("\n");
+    }
+    if (n_mk) {
+        printf("\nmost confident mistakes\n  index  true  predicted  confidence\n");
+        for (int i = 0; i < n_mk; i++)
+            printf("  %5d  %4d  %9d  %9.2f%%\n", mk[i].index, mk[i].label, mk[i].predicted,
+                   100.0 * mk[i].confidence);
+    }
+    printf("\n%.0f images/s\n", ips);
+}
+
+static void print_json(const struct cnn_metrics *m, const struct mistake *mk, int n_mk,
+                       double ips, char **models, int n_models, const char *split) {
+    const int k = m->n_classes;
+    printf("{\"split\":");
+    cli_json_str(stdout, split);
+    printf(",\"models\":[");
+    for (int i = 0; i < n_models; i++) {
+        if (i) printf(",");
+        cli_json_str(stdout, models[i]);
+    }
+    printf("],\"n\":%ld,\"correct\":%ld,\"accuracy\":%.6f,\"per_class\":[", m->n, m->correct,
+           m->accuracy);
+    for (int c = 0; c < k; c++)
+        printf("%s{\"label\":%d,\"precision\":%.6f,\"recall\":%.6f,\"f1\":%.6f,\"support\":%ld%s}",
+               c ? "," : "", c, m->precision[c], m->recall[c], m->f1[c], m->support[c],
+               m->never_predicted[c] ? ",\"note\":\"never predicted; precision set to 0\"" : "");
+    printf("],\"macro\":{\"precision\":%.6f,\"recall\":%.6f,\"f1\":%.6f}", m->macro_p,
+           m->macro_r, m->macro_f1);
+    printf(",\"weighted\":{\"precision\":%.6f,\"recall\":%.6f,\"f1\":%.6f}", m->weighted_p,
+           m->weighted_r, m->weighted_f1);
+    printf(",\"confusion\":[");
+    for (int t = 0; t < k; t++) {
+        printf("%s[", t ? "," : "");
+        for (int c = 0; c < k; c++) printf("%s%ld", c ? "," : "", m->confusion[t][c]);
+        printf("]");
+    }
+    printf("],\"mistakes\":[");
+    for (int i = 0; i < n_mk; i++)
+        printf("%s{\"index\":%d,\"label\":%d,\"predicted\":%d,\"confidence\":%.6f}",
+               i ? "," : "", mk[i].index, mk[i].label, mk[i].predicted,
+               (double)mk[i].confidence);
+    printf("],\"images_per_s\":%.1f}\n", ips);
+}
+
+int cmd_eval(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},   {"data", required_argument, 0, 'd'},
+        {"split", required_argument, 0, 's'},   {"mistakes", required_argument, 0, 'k'},
+        {"threads", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    char *models[MAX_MODELS];
+    int n_models = 0, json = 0, n_mistakes = 10, threads = 0, ch;
+    const char *data = "data/mnist", *split = "test";
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'm':
+            if (n_models == MAX_MODELS) {
+                cli_err("eval: at most %d models", MAX_MODELS);
+                return 2;
+            }
+            models[n_models++] = optarg;
+            break;
+        case 'd': data = optarg; break;
+        case 's':
+            if (strcmp(optarg, "test") && strcmp(optarg, "train")) {
+                cli_err("--split: '%s' is neither 'test' nor 'train'", optarg);
+                return 2;
+            }
+            split = optarg;
+            break;
+        case 'k':
+            if (cli_int("--mistakes", optarg, 0, 100000, &n_mistakes)) return 2;
+            break;
+        case 't':
+            if (cli_int("--threads", optarg, 0, 1024, &threads)) return 2;
+            break;
+        case 'j': json = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (!n_models || optind < argc) {
+        cli_err(n_models ? "eval: unexpected argument '%s'" : "eval: --model is required%s",
+                n_models ? argv[optind] : "");
+        usage(stderr);
+        return 2;
+    }
+    cnn_set_threads(threads);
+    struct cnn_dataset ds = {0};
+    float *probs = NULL, *sum = NULL;
+    struct mistake *mk = NULL;
+    int status = 1;
+    if (cnn_dataset_load_dir(data, split, &ds) != CNN_OK) {
+        cli_err("%s", cnn_errmsg());
+        return 1;
+    }
+    const int k = ds.n_classes;
+    probs = malloc(sizeof(float) * (size_t)ds.n * k);
+    sum = calloc((size_t)ds.n * k, sizeof(float));
+    mk = malloc(sizeof *mk * (size_t)ds.n);
+    if (!probs || !sum || !mk) {
+        cli_err("out of memory");
+        goto done;
+    }
+    double secs = 0;
+    for (int i = 0; i < n_models; i++) {
+        struct cnn_net *net;
+        if (cnn_model_load(models[i], &net, NULL) != CNN_OK) {
+            cli_err("%s", cnn_errmsg());
+            goto done;
+        }
+        int c, h, w;
+        cnn_net_input_shape(net, &c, &h, &w);
+        if (c != 1 || h != ds.h || w != ds.w || cnn_net_n_classes(net) != k) {
+            cli_err("%s: expects %dx%dx%d inputs and %d classes; the data is 1x%dx%d with %d",
+                    models[i], c, h, w, cnn_net_n_classes(net), ds.h, ds.w, k);
+            cnn_net_free(net);
+            goto done;
+        }
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        const int rc = cnn_net_reserve(net, 500) || cnn_net_predict_u8(net, ds.images, ds.n, probs);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        cnn_net_free(net);
+        if (rc) {
+            cli_err("%s: %s", models[i], cnn_errmsg());
+            goto done;
+        }
+        secs += (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        for (size_t j = 0; j < (size_t)ds.n * k; j++) sum[j] += probs[j] / (float)n_models;
+    }
+    struct cnn_metrics m;
+    cnn_metrics_init(&m, k);
+    int n_mk = 0;
+    for (int i = 0; i < ds.n; i++) {
+        const float *p = sum + (size_t)i * k;
+        int best = 0;
+        for (int c = 1; c < k; c++) best = p[c] > p[best] ? c : best;
+        cnn_metrics_add(&m, ds.labels[i], best);
+        if (best != ds.labels[i]) mk[n_mk++] = (struct mistake){i, ds.labels[i], best, p[best]};
+    }
+    cnn_metrics_finish(&m);
+    qsort(mk, (size_t)n_mk, sizeof *mk, by_confidence);
+    if (n_mk > n_mistakes) n_mk = n_mistakes;
+    const double ips = secs > 0 ? (double)ds.n * n_models / secs : 0;
+    if (json)
+        print_json(&m, mk, n_mk, ips, models, n_models, split);
+    else
+        print_text(&m, mk, n_mk, ips, n_models);
+    status = 0;
+done:
+    free(probs);
+    free(sum);
+    free(mk);
+    cnn_dataset_free(&ds);
+    return status;
+}

@@ -1,0 +1,111 @@
+/*
+ * common.c - option parsing, error printing, JSON strings and the network summary table,
+ * shared by the subcommands.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+void cli_err(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("mnist: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int cli_int(const char *flag, const char *s, long lo, long hi, int *out) {
+    char *end;
+    errno = 0;
+    const long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        cli_err("%s: '%s' is not a whole number in [%ld, %ld]", flag, s, lo, hi);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int cli_u64(const char *flag, const char *s, unsigned long long *out) {
+    char *end;
+    errno = 0;
+    const unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-') {
+        cli_err("%s: '%s' is not a non-negative whole number", flag, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_float(const char *flag, const char *s, double lo, double hi, float *out) {
+    char *end;
+    errno = 0;
+    const double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) {
+        cli_err("%s: '%s' is not a number in [%g, %g]", flag, s, lo, hi);
+        return -1;
+    }
+    *out = (float)v;
+    return 0;
+}
+
+void cli_json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+void cli_print_summary(FILE *f, const struct cnn_net *net) {
+    int c, h, w;
+    cnn_net_input_shape(net, &c, &h, &w);
+    fprintf(f, "%-4s %-28s %-16s %12s %10s\n", "#", "layer", "output shape", "params", "MFLOPs");
+    char shape[32];
+    snprintf(shape, sizeof shape, "%dx%dx%d", c, h, w);
+    fprintf(f, "%-4s %-28s %-16s %12s %10s\n", "0", "input", shape, "0", "-");
+    double flops = 0;
+    for (int i = 0; i < cnn_net_n_layers(net); i++) {
+        struct cnn_layer_info li;
+        cnn_net_layer_info(net, i, &li);
+        snprintf(shape, sizeof shape, "%dx%dx%d", li.c, li.h, li.w);
+        fprintf(f, "%-4d %-28s %-16s %12zu %10.3f\n", i + 1, li.text, shape, li.n_params,
+                li.mflops);
+        flops += li.mflops;
+    }
+    fprintf(f, "total: %zu parameters (%.1f KB as float32), %zu batch-norm statistics, "
+               "%.2f MFLOPs forward per image\n",
+            cnn_net_n_params(net), cnn_net_n_params(net) * 4.0 / 1024.0, cnn_net_n_state(net),
+            flops);
+}
+
+void cli_json_summary(FILE *f, const struct cnn_net *net) {
+    int c, h, w;
+    cnn_net_input_shape(net, &c, &h, &w);
+    double flops = 0;
+    fprintf(f, "{\"spec\":");
+    cli_json_str(f, cnn_net_spec(net));
+    fprintf(f, ",\"input\":[%d,%d,%d],\"layers\":[", c, h, w);
+    for (int i = 0; i < cnn_net_n_layers(net); i++) {
+        struct cnn_layer_info li;
+        cnn_net_layer_info(net, i, &li);
+        fprintf(f, "%s{\"layer\":", i ? "," : "");
+        cli_json_str(f, li.text);
+        fprintf(f, ",\"output\":[%d,%d,%d],\"params\":%zu,\"mflops\":%.4f}", li.c, li.h, li.w,
+                li.n_params, li.mflops);
+        flops += li.mflops;
+    }
+    fprintf(f, "],\"params\":%zu,\"state\":%zu,\"mflops\":%.4f}", cnn_net_n_params(net),
+            cnn_net_n_state(net), flops);
+}

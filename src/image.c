@@ -1,0 +1,667 @@
+/*
+ * image.c - decode an image file and prepare a photographed digit the way MNIST digits were.
+ *
+ * What it is: the bridge between "a picture somebody took of a digit on paper" and the
+ * 28x28 u8 input a network trained on MNIST expects. What it is not: a general document
+ * scanner. It assumes one digit that is the largest ink structure in the picture.
+ *
+ * Why it matters. A model with 99% test accuracy will still call a perfectly legible photo
+ * of a "7" a "2" when the input does not look like MNIST. Almost every "my own digit is
+ * predicted wrong" report comes down to one of three differences:
+ *   - polarity: MNIST is light ink (255) on black (0); a photo is dark ink on light paper;
+ *   - scale:    MNIST digits fill a 20x20 box (longer side = 20 px, aspect kept); a photo
+ *               digit fills a random part of a random-sized canvas;
+ *   - centring: MNIST puts the centre of mass at (14,14) (measured over t10k: 13.99, 14.01),
+ *               not the centre of the bounding box.
+ * Less often: uneven lighting or tinted paper, noise and JPEG artefacts read as ink, a speck
+ * of dust widens the crop, or a thin pen stroke shrinks to a faint 0.3 px line at 20 px.
+ *
+ * The pipeline of cnn_image_to_mnist (LeCun et al. 1998, section "MNIST", plus robustness):
+ *   0. Work image: area-average down so the longer side is <= WORK_MAX px. Bounds time and
+ *      memory for 50-megapixel photos; the digit ends at 20 px, so nothing useful is lost.
+ *   1. Polarity: the background is the median of a thin border ring. If it sits nearer the
+ *      bright end of the image's range (0.5% / 99.5% quantiles) than the dark end, the ink is
+ *      dark: invert, so that ink is bright from here on. Light-on-dark input (MNIST itself,
+ *      a canvas drawing) is left as is.
+ *   2. Local background: medians of ~16x16 blocks, then a grey-scale opening (min, then max)
+ *      over 5x5 blocks, bilinearly interpolated. The opening removes anything narrower than
+ *      5 blocks (ink) but keeps linear ramps exactly (uneven lighting, tinted paper).
+ *   3. Contrast: d = pixel - background. Noise sigma = 1.4826 * median|d| (MAD). Strong ink S
+ *      is the 90th percentile of d over pixels above 3 sigma. No digit when S is below
+ *      max(MIN_CONTRAST, 6 sigma). Ink = d * 255 / S, clamped, and 0 where d <= T with
+ *      T = max(3.5 sigma, 0.25 S): noise, JPEG ringing and the blur halo become exact zeros,
+ *      the stroke keeps its own profile above T. (Measured on rendered photos and raw MNIST:
+ *      this hard cut at 0.25 S beat a soft ramp (d - T) / (S - T) and binarising at 0.3-0.5 S;
+ *      0.1 S keeps too much halo, 0.4 S starts to thin MNIST's own anti-aliased edges.)
+ *   4. Crop: 8-connected components of the ink. Keep the heaviest (by ink mass; a component
+ *      lying along most of an image edge - a paper edge or frame - is never chosen first),
+ *      then any component with >= 2% of its mass within a gap of a quarter of the box so far.
+ *      Specks, far smudges and frame lines are erased. Fewer than max(10, 0.05% of the
+ *      pixels) kept: no digit.
+ *   5. Scale: the longer side of the crop to 20 px, aspect kept, with stb_image_resize
+ *      (Mitchell down, Catmull-Rom up, zero outside the crop). When the strokes would be
+ *      thinner than 1.5 px at that scale (a ballpoint on a big digit; MNIST's thinnest are
+ *      about 2 px), they are first dilated with a disc at 4x scale to about 2.5 px.
+ *      The result is stretched so its maximum is 255, as in MNIST.
+ *   6. Centre: the 20x20-box result is placed in 28x28 so its centre of mass lands on
+ *      (14,14), rounded to whole pixels as MNIST did; anything shifted off the edge is clipped.
+ *
+ * Decoding uses stb_image from memory (PNG, JPEG, BMP, GIF first frame, TGA, PGM/PPM). The
+ * dimensions are read with stbi_info_from_memory first, so an image over CNN_IMAGE_MAX_PIXELS
+ * is refused before any pixel is decoded. stb reports failures through stbi_failure_reason(),
+ * documented as a global; Debian's build makes it thread-local, and we copy it into our own
+ * thread-local message right away, so concurrent decodes in other threads can at worst
+ * garble the parenthesised reason, never the status.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpedantic"
+#pragma GCC diagnostic ignored "-Wstrict-prototypes"
+#endif
+#include <stb/stb_image.h>
+#include <stb/stb_image_resize.h>
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+
+#include "internal.h"
+
+#define IMAGE_MAX_FILE ((size_t)256 << 20) /* bytes read by cnn_image_load */
+#define WORK_MAX 1024                      /* longer side of the work image */
+#define BG_CELLS 16                        /* background blocks along the longer side */
+#define BG_OPEN_R 2                        /* opening radius in blocks: 5x5 */
+#define MIN_CONTRAST 20.0f                 /* strong ink must differ this much from paper */
+#define NOISE_FG 3.0f                      /* sigmas: pixels counted when estimating S */
+#define NOISE_T 3.5f                       /* sigmas: ink threshold floor */
+#define NOISE_S 6.0f                       /* sigmas: S below this is noise, not ink */
+#define T_FRAC 0.25f                       /* ink threshold as a fraction of S */
+#define KEEP_FRAC 0.02                     /* components lighter than this x heaviest: specks */
+#define KEEP_GAP 0.25                      /* max gap to the digit, fraction of its box */
+#define BOX 20                             /* MNIST: longer side of the digit */
+#define FIELD 28                           /* MNIST: image side */
+#define THIN_T20 1.5                       /* stroke width (px at BOX scale) that is too thin */
+#define TARGET_T20 2.5                     /* ... and what it is thickened to */
+#define THICK_SCALE 4                      /* the dilation runs at BOX * THICK_SCALE */
+
+/* ---- decoding ------------------------------------------------------------------------------- */
+
+void cnn_image_free(struct cnn_image *img) {
+    if (!img) return;
+    free(img->gray);
+    memset(img, 0, sizeof *img);
+}
+
+/* Contract: buf holds len bytes of an encoded image; name is only used in messages (NULL is
+ * "<memory>"). On success out->gray is a (h,w) u8 luminance image owned by the caller
+ * (cnn_image_free). On error *out is zeroed and the status is CNN_ERR_FORMAT (empty, not an
+ * image, corrupt), CNN_ERR_LIMIT (over CNN_IMAGE_MAX_PIXELS or 2 GiB, checked before decoding)
+ * or CNN_ERR_NOMEM. Colour: Y = 0.299 R + 0.587 G + 0.114 B (Rec. 601, as JPEG). Alpha is
+ * composited on white, so a transparent background reads as a white page. */
+int cnn_image_decode(const void *buf, size_t len, const char *name, struct cnn_image *out) {
+    memset(out, 0, sizeof *out);
+    if (!name) name = "<memory>";
+    if (!buf || len == 0) return cnn_fail(CNN_ERR_FORMAT, "%s: empty file, not an image", name);
+    if (len > (size_t)0x7fffffff)
+        return cnn_fail(CNN_ERR_LIMIT, "%s: %zu bytes, over the 2 GiB an image may have", name,
+                        len);
+    int x = 0, y = 0, n = 0;
+    if (!stbi_info_from_memory(buf, (int)len, &x, &y, &n)) {
+        const char *why = stbi_failure_reason();
+        return cnn_fail(CNN_ERR_FORMAT, "%s: not a supported image (%s)", name,
+                        why ? why : "unknown format");
+    }
+    if (x <= 0 || y <= 0 || (uint64_t)x * (uint64_t)y > (uint64_t)CNN_IMAGE_MAX_PIXELS)
+        return cnn_fail(CNN_ERR_LIMIT, "%s: image is %dx%d, over the limit of %ld pixels", name,
+                        x, y, (long)CNN_IMAGE_MAX_PIXELS);
+    /* Another library in the process may have asked stb to flip globally; not for us. */
+    stbi_set_flip_vertically_on_load_thread(0);
+    int w = 0, h = 0;
+    uint8_t *px = stbi_load_from_memory(buf, (int)len, &w, &h, &n, 0);
+    if (!px) {
+        const char *why = stbi_failure_reason();
+        if (why && strcmp(why, "outofmem") == 0)
+            return cnn_fail(CNN_ERR_NOMEM, "%s: out of memory decoding a %dx%d image", name, x,
+                            y);
+        return cnn_fail(CNN_ERR_FORMAT, "%s: corrupt or unsupported image (%s)", name,
+                        why ? why : "decode failed");
+    }
+    int rc = CNN_OK;
+    if (w != x || h != y || n < 1 || n > 4) {
+        rc = cnn_fail(CNN_ERR_FORMAT, "%s: decoder returned %dx%dx%d, header said %dx%d", name,
+                      w, h, n, x, y);
+        goto fail;
+    }
+    const size_t np = (size_t)w * (size_t)h;
+    uint8_t *g = malloc(np);
+    if (!g) {
+        rc = cnn_fail(CNN_ERR_NOMEM, "%s: cannot allocate %zu bytes", name, np);
+        goto fail;
+    }
+    for (size_t i = 0; i < np; i++) {
+        const uint8_t *p = px + i * (size_t)n;
+        uint32_t lum, a = 255;
+        if (n <= 2) {
+            lum = p[0];
+            if (n == 2) a = p[1];
+        } else {
+            /* Rec. 601 luma in fixed point, rounded: weights sum to 1000. */
+            lum = (299u * p[0] + 587u * p[1] + 114u * p[2] + 500u) / 1000u;
+            if (n == 4) a = p[3];
+        }
+        /* Over white: lum * a + 255 * (1 - a), rounded. */
+        g[i] = (uint8_t)((lum * a + 255u * (255u - a) + 127u) / 255u);
+    }
+    out->w = w;
+    out->h = h;
+    out->gray = g;
+fail:
+    stbi_image_free(px);
+    return rc;
+}
+
+/* Contract: reads the file at path (at most 256 MiB) and decodes it as cnn_image_decode does;
+ * messages name the path. CNN_ERR_IO when the file cannot be read. */
+int cnn_image_load(const char *path, struct cnn_image *out) {
+    memset(out, 0, sizeof *out);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    const int rc = cnn_read_file(path, IMAGE_MAX_FILE, &buf, &len);
+    if (rc != CNN_OK) return rc;
+    const int drc = cnn_image_decode(buf, len, path, out);
+    free(buf);
+    return drc;
+}
+
+/* ---- small helpers ------------------------------------------------------------------------- */
+
+/* Smallest bin b with hist[0..b] >= q * total (total > 0), i.e. the q-quantile. */
+static int hist_quantile(const size_t *hist, int nbins, size_t total, double q) {
+    size_t need = (size_t)ceil(q * (double)total);
+    if (need < 1) need = 1;
+    size_t cum = 0;
+    for (int b = 0; b < nbins; b++) {
+        cum += hist[b];
+        if (cum >= need) return b;
+    }
+    return nbins - 1;
+}
+
+static float clampf(float v, float lo, float hi) {
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* Area-average g (h,w) by the integer factor f into o (oh,ow), oh = ceil(h/f), ow = ceil(w/f).
+ * Partial blocks at the right and bottom average only their real pixels. acc: ow sums. */
+static void downscale_area(const uint8_t *g, int w, int h, int f, uint8_t *o, int ow, int oh,
+                           uint64_t *acc) {
+    for (int oy = 0; oy < oh; oy++) {
+        memset(acc, 0, (size_t)ow * sizeof *acc);
+        const int y0 = oy * f, y1 = y0 + f < h ? y0 + f : h;
+        for (int y = y0; y < y1; y++) {
+            const uint8_t *row = g + (size_t)y * (size_t)w;
+            for (int x = 0; x < w; x++) acc[x / f] += row[x];
+        }
+        for (int ox = 0; ox < ow; ox++) {
+            const int x0 = ox * f, x1 = x0 + f < w ? x0 + f : w;
+            const uint64_t cnt = (uint64_t)(x1 - x0) * (uint64_t)(y1 - y0);
+            o[(size_t)oy * (size_t)ow + (size_t)ox] = (uint8_t)((acc[ox] + cnt / 2) / cnt);
+        }
+    }
+}
+
+/* Step 1. Decide polarity on v (h,w): 1 when the ink is darker than the background. The
+ * background is the median of a border ring about 3% of the shorter side wide; it is "light"
+ * when nearer the 99.5% quantile than the 0.5% one. *range gets hi - lo. */
+static int ink_is_dark(const uint8_t *v, int w, int h, int *range) {
+    size_t all[256] = {0}, ring[256] = {0};
+    size_t n_ring = 0;
+    const int m = (w < h ? w : h) / 32 + 1;
+    for (int y = 0; y < h; y++) {
+        const int edge_row = y < m || y >= h - m;
+        for (int x = 0; x < w; x++) {
+            const uint8_t p = v[(size_t)y * (size_t)w + (size_t)x];
+            all[p]++;
+            if (edge_row || x < m || x >= w - m) {
+                ring[p]++;
+                n_ring++;
+            }
+        }
+    }
+    const size_t n = (size_t)w * (size_t)h;
+    const int lo = hist_quantile(all, 256, n, 0.005), hi = hist_quantile(all, 256, n, 0.995);
+    const int b = hist_quantile(ring, 256, n_ring, 0.5);
+    *range = hi - lo;
+    return b - lo > hi - b;
+}
+
+/* Step 2. Background of v (h,w) (ink bright): block medians over a gh x gw grid of s x s
+ * blocks, a grey-scale opening with a (2R+1)^2 square, bilinear interpolation to (h,w).
+ * Writes d = v - background into d (h,w). grid, tmp: gw*gh floats. */
+static void subtract_background(const uint8_t *v, int w, int h, float *d, float *grid,
+                                float *tmp, int s, int gw, int gh) {
+    for (int gy = 0; gy < gh; gy++) {
+        for (int gx = 0; gx < gw; gx++) {
+            size_t hist[256] = {0};
+            const int y0 = gy * s, y1 = y0 + s < h ? y0 + s : h;
+            const int x0 = gx * s, x1 = x0 + s < w ? x0 + s : w;
+            for (int y = y0; y < y1; y++)
+                for (int x = x0; x < x1; x++) hist[v[(size_t)y * (size_t)w + (size_t)x]]++;
+            const size_t cnt = (size_t)(y1 - y0) * (size_t)(x1 - x0);
+            grid[gy * gw + gx] = (float)hist_quantile(hist, 256, cnt, 0.5);
+        }
+    }
+    /* Opening = erosion (min) then dilation (max), same window, clipped at the grid edge.
+     * It removes bright structures narrower than the window and keeps ramps. */
+    for (int pass = 0; pass < 2; pass++) {
+        const float *src = pass == 0 ? grid : tmp;
+        float *dst = pass == 0 ? tmp : grid;
+        for (int gy = 0; gy < gh; gy++) {
+            for (int gx = 0; gx < gw; gx++) {
+                float acc = src[gy * gw + gx];
+                for (int dy = -BG_OPEN_R; dy <= BG_OPEN_R; dy++) {
+                    const int yy = gy + dy;
+                    if (yy < 0 || yy >= gh) continue;
+                    for (int dx = -BG_OPEN_R; dx <= BG_OPEN_R; dx++) {
+                        const int xx = gx + dx;
+                        if (xx < 0 || xx >= gw) continue;
+                        const float q = src[yy * gw + xx];
+                        acc = pass == 0 ? (q < acc ? q : acc) : (q > acc ? q : acc);
+                    }
+                }
+                dst[gy * gw + gx] = acc;
+            }
+        }
+    }
+    /* Bilinear between block centres ((i + 0.5) s - 0.5), clamped at the outer centres. */
+    for (int y = 0; y < h; y++) {
+        const float fy = clampf(((float)y + 0.5f) / (float)s - 0.5f, 0.0f, (float)(gh - 1));
+        const int iy = (int)fy, iy1 = iy + 1 < gh ? iy + 1 : iy;
+        const float ty = fy - (float)iy;
+        const float *r0 = grid + iy * gw, *r1 = grid + iy1 * gw;
+        for (int x = 0; x < w; x++) {
+            const float fx = clampf(((float)x + 0.5f) / (float)s - 0.5f, 0.0f, (float)(gw - 1));
+            const int ix = (int)fx, ix1 = ix + 1 < gw ? ix + 1 : ix;
+            const float tx = fx - (float)ix;
+            const float top = r0[ix] + (r0[ix1] - r0[ix]) * tx;
+            const float bot = r1[ix] + (r1[ix1] - r1[ix]) * tx;
+            const size_t i = (size_t)y * (size_t)w + (size_t)x;
+            d[i] = (float)v[i] - (top + (bot - top) * ty);
+        }
+    }
+}
+
+/* Steps 2-3. The ink map of v (h,w) (ink bright): ink (h,w) u8, 0 = paper, 255 = strong ink.
+ * Returns CNN_OK, CNN_ERR_NODIGIT (nothing stands out of the noise) or CNN_ERR_NOMEM. */
+static int ink_map(const uint8_t *v, int w, int h, uint8_t *ink) {
+    const size_t n = (size_t)w * (size_t)h;
+    const int s = ((w > h ? w : h) + BG_CELLS - 1) / BG_CELLS;
+    const int gw = (w + s - 1) / s, gh = (h + s - 1) / s;
+    float *d = malloc(n * sizeof *d);
+    float *grid = malloc(2 * (size_t)gw * (size_t)gh * sizeof *grid);
+    int rc = CNN_ERR_NOMEM;
+    if (!d || !grid) goto fail;
+    subtract_background(v, w, h, d, grid, grid + (size_t)gw * (size_t)gh, s, gw, gh);
+
+    /* Histograms of rounded values: |d| for the noise, d above 3 sigma for the ink. */
+    size_t hist[256] = {0};
+    for (size_t i = 0; i < n; i++) hist[(int)clampf(fabsf(d[i]) + 0.5f, 0.0f, 255.0f)]++;
+    const float sigma = 1.4826f * (float)hist_quantile(hist, 256, n, 0.5);
+    const float fg = fmaxf(NOISE_FG * sigma, 4.0f);
+    memset(hist, 0, sizeof hist);
+    size_t n_fg = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (d[i] <= fg) continue;
+        hist[(int)clampf(d[i] + 0.5f, 0.0f, 255.0f)]++;
+        n_fg++;
+    }
+    rc = CNN_ERR_NODIGIT;
+    if (n_fg == 0) goto fail;
+    const float S = (float)hist_quantile(hist, 256, n_fg, 0.9);
+    if (S < fmaxf(MIN_CONTRAST, NOISE_S * sigma)) goto fail;
+    const float T = fmaxf(NOISE_T * sigma, T_FRAC * S);
+    const float gain = 255.0f / S;
+    /* ink > 0 exactly where d > T: the clamp to 1 keeps faint kept pixels in the mask. */
+    for (size_t i = 0; i < n; i++)
+        ink[i] = d[i] <= T ? 0 : (uint8_t)lrintf(clampf(d[i] * gain, 1.0f, 255.0f));
+    rc = CNN_OK;
+fail:
+    free(d);
+    free(grid);
+    return rc;
+}
+
+/* One 8-connected component of ink. */
+struct comp {
+    size_t count;
+    double mass;        /* sum of ink values */
+    int x0, y0, x1, y1; /* inclusive bounding box */
+    int frame;          /* lies along most of an image edge: paper edge, table, frame */
+    int keep;
+};
+
+/* Step 4a. Label the 8-connected components of ink > 0 (h,w): lab gets 1..n (0 = no ink).
+ * Breadth-first flood fill; queue: w*h ints. Returns n. */
+static int label_components(const uint8_t *ink, int w, int h, int32_t *lab, int32_t *queue) {
+    const size_t n = (size_t)w * (size_t)h;
+    for (size_t i = 0; i < n; i++) lab[i] = ink[i] ? -1 : 0;
+    int nc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (lab[i] != -1) continue;
+        nc++;
+        size_t head = 0, tail = 0;
+        lab[i] = nc;
+        queue[tail++] = (int32_t)i;
+        while (head < tail) {
+            const int32_t p = queue[head++];
+            const int py = p / w, px = p % w;
+            for (int dy = -1; dy <= 1; dy++) {
+                const int yy = py + dy;
+                if (yy < 0 || yy >= h) continue;
+                for (int dx = -1; dx <= 1; dx++) {
+                    const int xx = px + dx;
+                    if (xx < 0 || xx >= w) continue;
+                    const int32_t q = yy * w + xx;
+                    if (lab[q] == -1) {
+                        lab[q] = nc;
+                        queue[tail++] = q;
+                    }
+                }
+            }
+        }
+    }
+    return nc;
+}
+
+/* Step 4b. Choose the components that make up the digit (sets keep). c[1..nc]. cand: nc ints.
+ * The seed is the heaviest component that is not a frame (the heaviest of all if every one
+ * is); then, until nothing changes, any non-frame component of >= KEEP_FRAC of the seed's mass
+ * whose box lies within KEEP_GAP of the kept box's longer side joins (the bar of a 5, a
+ * broken stroke). Returns the number of kept pixels; *box gets (x0, y0, x1, y1). */
+static size_t choose_components(struct comp *c, int nc, int *cand, int box[4]) {
+    int seed = 0;
+    for (int pass = 0; pass < 2 && !seed; pass++)
+        for (int k = 1; k <= nc; k++)
+            if ((pass == 1 || !c[k].frame) && (!seed || c[k].mass > c[seed].mass)) seed = k;
+    c[seed].keep = 1;
+    box[0] = c[seed].x0, box[1] = c[seed].y0, box[2] = c[seed].x1, box[3] = c[seed].y1;
+    size_t kept = c[seed].count;
+    int n_cand = 0;
+    for (int k = 1; k <= nc; k++)
+        if (k != seed && !c[k].frame && c[k].mass >= KEEP_FRAC * c[seed].mass) cand[n_cand++] = k;
+    for (int changed = 1; changed;) {
+        changed = 0;
+        const int side = box[2] - box[0] > box[3] - box[1] ? box[2] - box[0] : box[3] - box[1];
+        const double max_gap = fmax(2.0, KEEP_GAP * (side + 1));
+        for (int j = 0; j < n_cand; j++) {
+            struct comp *q = &c[cand[j]];
+            if (q->keep) continue;
+            /* Chebyshev gap between the boxes; 0 when they overlap. */
+            int gap = 0;
+            if (q->x0 - box[2] > gap) gap = q->x0 - box[2];
+            if (box[0] - q->x1 > gap) gap = box[0] - q->x1;
+            if (q->y0 - box[3] > gap) gap = q->y0 - box[3];
+            if (box[1] - q->y1 > gap) gap = box[1] - q->y1;
+            if (gap > max_gap) continue;
+            q->keep = 1;
+            kept += q->count;
+            if (q->x0 < box[0]) box[0] = q->x0;
+            if (q->y0 < box[1]) box[1] = q->y0;
+            if (q->x1 > box[2]) box[2] = q->x1;
+            if (q->y1 > box[3]) box[3] = q->y1;
+            changed = 1;
+        }
+    }
+    return kept;
+}
+
+/* The digit found in the ink map: its crop and stroke width. */
+struct digit {
+    float *crop; /* (bh,bw) kept ink, everything else 0; owned */
+    int bw, bh;
+    double t20;  /* estimated stroke width in px once the longer side is BOX */
+};
+
+/* Step 4. Find the digit in ink (h,w). Returns CNN_OK (dg filled), CNN_ERR_NODIGIT (no ink,
+ * or fewer than max(10, 0.05% of the pixels) kept) or CNN_ERR_NOMEM. */
+static int find_digit(const uint8_t *ink, int w, int h, struct digit *dg) {
+    const size_t n = (size_t)w * (size_t)h;
+    int32_t *lab = malloc(n * sizeof *lab), *queue = malloc(n * sizeof *queue);
+    struct comp *c = NULL;
+    int *cand = NULL;
+    int rc = CNN_ERR_NOMEM;
+    if (!lab || !queue) goto fail;
+    const int nc = label_components(ink, w, h, lab, queue);
+    rc = CNN_ERR_NODIGIT;
+    if (nc == 0) goto fail;
+    rc = CNN_ERR_NOMEM;
+    c = calloc((size_t)nc + 1, sizeof *c);
+    cand = malloc((size_t)nc * sizeof *cand);
+    if (!c || !cand) goto fail;
+    for (int k = 1; k <= nc; k++) c[k].x0 = w, c[k].y0 = h, c[k].x1 = -1, c[k].y1 = -1;
+    for (int y = 0; y < h; y++) {
+        for (int x = 0; x < w; x++) {
+            const size_t i = (size_t)y * (size_t)w + (size_t)x;
+            if (!lab[i]) continue;
+            struct comp *q = &c[lab[i]];
+            q->count++;
+            q->mass += ink[i];
+            if (x < q->x0) q->x0 = x;
+            if (x > q->x1) q->x1 = x;
+            if (y < q->y0) q->y0 = y;
+            if (y > q->y1) q->y1 = y;
+        }
+    }
+    /* A frame touches an image edge and runs along >= 80% of it. Tiny images have none. */
+    if (w >= 8 && h >= 8) {
+        for (int k = 1; k <= nc; k++) {
+            const int cw = c[k].x1 - c[k].x0 + 1, ch = c[k].y1 - c[k].y0 + 1;
+            c[k].frame = ((c[k].y0 == 0 || c[k].y1 == h - 1) && 5 * cw >= 4 * w) ||
+                         ((c[k].x0 == 0 || c[k].x1 == w - 1) && 5 * ch >= 4 * h);
+        }
+    }
+    int box[4];
+    const size_t kept = choose_components(c, nc, cand, box);
+    rc = CNN_ERR_NODIGIT;
+    if ((double)kept < fmax(10.0, 0.0005 * (double)n)) goto fail;
+
+    /* The crop, and the stroke width 2 * area / boundary pixels: exact for a band >= 2 px
+     * wide (each unit of length has two boundary pixels), 2 for a 1 px line. */
+    rc = CNN_ERR_NOMEM;
+    const int bw = box[2] - box[0] + 1, bh = box[3] - box[1] + 1;
+    float *crop = malloc((size_t)bw * (size_t)bh * sizeof *crop);
+    if (!crop) goto fail;
+    size_t area = 0, edge = 0;
+    for (int y = 0; y < bh; y++) {
+        for (int x = 0; x < bw; x++) {
+            const int gx = box[0] + x, gy = box[1] + y;
+            const size_t i = (size_t)gy * (size_t)w + (size_t)gx;
+            const int in = lab[i] && c[lab[i]].keep;
+            crop[(size_t)y * (size_t)bw + (size_t)x] = in ? (float)ink[i] : 0.0f;
+            if (!in) continue;
+            area++;
+            const int32_t nb[4] = {gx > 0 ? lab[i - 1] : 0, gx < w - 1 ? lab[i + 1] : 0,
+                                   gy > 0 ? lab[i - (size_t)w] : 0,
+                                   gy < h - 1 ? lab[i + (size_t)w] : 0};
+            for (int k = 0; k < 4; k++) {
+                if (!nb[k] || !c[nb[k]].keep) {
+                    edge++;
+                    break;
+                }
+            }
+        }
+    }
+    dg->crop = crop;
+    dg->bw = bw;
+    dg->bh = bh;
+    dg->t20 = 2.0 * (double)area / (double)(edge ? edge : 1) * BOX / (bw > bh ? bw : bh);
+    rc = CNN_OK;
+fail:
+    free(lab);
+    free(queue);
+    free(c);
+    free(cand);
+    return rc;
+}
+
+/* Resize src (sh,sw) to dst (dh,dw), zero outside the source, stb's default filters (Mitchell
+ * down, Catmull-Rom up). Negative ringing is clipped. Returns 0 on allocation failure. */
+static int resize(const float *src, int sw, int sh, float *dst, int dw, int dh) {
+    if (!stbir_resize_float_generic(src, sw, sh, 0, dst, dw, dh, 0, 1, STBIR_ALPHA_CHANNEL_NONE,
+                                    0, STBIR_EDGE_ZERO, STBIR_FILTER_DEFAULT,
+                                    STBIR_COLORSPACE_LINEAR, NULL))
+        return 0;
+    for (size_t i = 0; i < (size_t)dw * (size_t)dh; i++)
+        if (dst[i] < 0.0f) dst[i] = 0.0f;
+    return 1;
+}
+
+/* Fit (h,w) into size x size keeping the aspect ratio: the longer side becomes size. */
+static void fit_box(int w, int h, int size, int *tw, int *th) {
+    if (w >= h) {
+        *tw = size;
+        *th = (int)lround((double)h * size / w);
+    } else {
+        *th = size;
+        *tw = (int)lround((double)w * size / h);
+    }
+    if (*tw < 1) *tw = 1;
+    if (*th < 1) *th = 1;
+}
+
+/* Grey-scale dilation with a disc of radius r: dst (sh+2r, sw+2r) is the max of src (sh,sw)
+ * over the disc around each pixel, 0 outside src. O(area * r^2); only run at 4x BOX scale. */
+static void dilate_disc(const float *src, int sw, int sh, float *dst, int r) {
+    const int dw = sw + 2 * r, dh = sh + 2 * r;
+    for (int y = 0; y < dh; y++) {
+        for (int x = 0; x < dw; x++) {
+            float acc = 0.0f;
+            for (int dy = -r; dy <= r; dy++) {
+                const int sy = y - r + dy;
+                if (sy < 0 || sy >= sh) continue;
+                for (int dx = -r; dx <= r; dx++) {
+                    const int sx = x - r + dx;
+                    if (sx < 0 || sx >= sw || dx * dx + dy * dy > r * r) continue;
+                    const float q = src[sy * sw + sx];
+                    if (q > acc) acc = q;
+                }
+            }
+            dst[y * dw + x] = acc;
+        }
+    }
+}
+
+/* Step 5. Scale the crop so its longer side is BOX: box (th,tw) out, th, tw <= BOX. Strokes
+ * thinner than THIN_T20 are first dilated at THICK_SCALE x BOX to about TARGET_T20.
+ * Returns CNN_OK or CNN_ERR_NOMEM. */
+static int scale_to_box(const struct digit *dg, float box[BOX * BOX], int *tw, int *th) {
+    if (dg->t20 >= THIN_T20) {
+        fit_box(dg->bw, dg->bh, BOX, tw, th);
+        return resize(dg->crop, dg->bw, dg->bh, box, *tw, *th) ? CNN_OK : CNN_ERR_NOMEM;
+    }
+    int mw, mh;
+    fit_box(dg->bw, dg->bh, BOX * THICK_SCALE, &mw, &mh);
+    const int r = (int)ceil((TARGET_T20 - dg->t20) * THICK_SCALE / 2.0);
+    const int fw = mw + 2 * r, fh = mh + 2 * r;
+    float *mid = malloc((size_t)mw * (size_t)mh * sizeof *mid);
+    float *fat = malloc((size_t)fw * (size_t)fh * sizeof *fat);
+    int rc = CNN_ERR_NOMEM;
+    if (!mid || !fat || !resize(dg->crop, dg->bw, dg->bh, mid, mw, mh)) goto fail;
+    dilate_disc(mid, mw, mh, fat, r);
+    fit_box(fw, fh, BOX, tw, th);
+    if (!resize(fat, fw, fh, box, *tw, *th)) goto fail;
+    rc = CNN_OK;
+fail:
+    free(mid);
+    free(fat);
+    return rc;
+}
+
+/* Step 6. Stretch box (th,tw) so its maximum is 255 and place it in out (28,28) with its centre
+ * of mass on (14,14) (pixel centres at integers, as measured on MNIST), shifted by whole
+ * pixels; what falls outside is clipped. Returns CNN_ERR_NODIGIT for an empty box. */
+static int place_by_mass(const float *box, int tw, int th, uint8_t out[FIELD * FIELD]) {
+    float peak = 0.0f;
+    double m = 0.0, my = 0.0, mx = 0.0;
+    for (int y = 0; y < th; y++) {
+        for (int x = 0; x < tw; x++) {
+            const float q = box[y * tw + x];
+            if (q > peak) peak = q;
+            m += q;
+            my += (double)q * y;
+            mx += (double)q * x;
+        }
+    }
+    if (peak < 1.0f || m <= 0.0) return CNN_ERR_NODIGIT;
+    const int oy = (int)lround(FIELD / 2.0 - my / m), ox = (int)lround(FIELD / 2.0 - mx / m);
+    const float scale = 255.0f / peak;
+    for (int y = 0; y < th; y++) {
+        const int yy = y + oy;
+        if (yy < 0 || yy >= FIELD) continue;
+        for (int x = 0; x < tw; x++) {
+            const int xx = x + ox;
+            if (xx < 0 || xx >= FIELD) continue;
+            out[yy * FIELD + xx] = (uint8_t)lrintf(clampf(box[y * tw + x] * scale, 0.0f, 255.0f));
+        }
+    }
+    return CNN_OK;
+}
+
+/* ---- cnn_image_to_mnist ---------------------------------------------------------------------- */
+
+/* Contract: img is any decoded image (w, h >= 1, gray non-NULL); it is not modified. Writes out
+ * (28,28) u8, light ink on black like the IDX files, the digit's longer side 20 px, its centre
+ * of mass at (14,14). Returns CNN_ERR_NODIGIT when no ink stands out of the paper and its
+ * noise (blank, uniform, pure noise, a lone speck), CNN_ERR_ARG for a malformed img,
+ * CNN_ERR_NOMEM. out is all zero on any error. Memory: about 15 bytes per work-image pixel
+ * (at most WORK_MAX^2 of them) whatever the input size; time O(w*h). */
+int cnn_image_to_mnist(const struct cnn_image *img, uint8_t out[28 * 28]) {
+    memset(out, 0, FIELD * FIELD);
+    if (!img || !img->gray || img->w < 1 || img->h < 1)
+        return cnn_fail(CNN_ERR_ARG, "image: no pixels (w=%d h=%d)", img ? img->w : 0,
+                        img ? img->h : 0);
+    uint8_t *v = NULL, *ink = NULL;
+    uint64_t *acc = NULL;
+    struct digit dg = {0};
+    float box[BOX * BOX];
+    int rc = CNN_ERR_NOMEM;
+
+    /* 0. Work image: longer side <= WORK_MAX by an integer area average. */
+    const int longest = img->w > img->h ? img->w : img->h;
+    const int f = (longest + WORK_MAX - 1) / WORK_MAX;
+    const int w = (img->w + f - 1) / f, h = (img->h + f - 1) / f;
+    const size_t n = (size_t)w * (size_t)h;
+    v = malloc(n);
+    ink = malloc(n);
+    acc = malloc((size_t)w * sizeof *acc);
+    if (!v || !ink || !acc) goto fail;
+    downscale_area(img->gray, img->w, img->h, f, v, w, h, acc);
+
+    /* 1. Polarity: make the ink bright. */
+    int range = 0;
+    if (ink_is_dark(v, w, h, &range))
+        for (size_t i = 0; i < n; i++) v[i] = (uint8_t)(255 - v[i]);
+    rc = CNN_ERR_NODIGIT;
+    if (range < MIN_CONTRAST) goto fail;
+
+    /* 2-6. */
+    int tw = 0, th = 0;
+    rc = ink_map(v, w, h, ink);
+    if (rc == CNN_OK) rc = find_digit(ink, w, h, &dg);
+    if (rc == CNN_OK) rc = scale_to_box(&dg, box, &tw, &th);
+    if (rc == CNN_OK) rc = place_by_mass(box, tw, th, out);
+fail:
+    free(v);
+    free(ink);
+    free(acc);
+    free(dg.crop);
+    if (rc == CNN_OK) return CNN_OK;
+    memset(out, 0, FIELD * FIELD);
+    if (rc == CNN_ERR_NODIGIT)
+        return cnn_fail(rc, "image %dx%d: no digit found (no ink stands out of the paper and "
+                            "its noise)", img->w, img->h);
+    return cnn_fail(rc, "image %dx%d: out of memory while preparing it", img->w, img->h);
+}
