@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zlib.h>
+
 #include "cli.h"
 
 static void usage(FILE *f) {
@@ -37,6 +39,11 @@ static int info_model(const char *path, int json) {
     }
     float mean, std;
     cnn_net_get_norm(net, &mean, &std);
+    /* a fingerprint of the weights: equal models have equal values */
+    const uLong fp = crc32(crc32(0L, (const Bytef *)cnn_net_params(net),
+                                 (uInt)(cnn_net_n_params(net) * sizeof(float))),
+                           (const Bytef *)cnn_net_state(net),
+                           (uInt)(cnn_net_n_state(net) * sizeof(float)));
     if (json) {
         printf("{\"file\":");
         cli_json_str(stdout, path);
@@ -47,14 +54,15 @@ static int info_model(const char *path, int json) {
         cli_json_str(stdout, meta.dataset);
         printf(",\"date\":");
         cli_json_str(stdout, meta.date);
-        printf(",\"epochs\":%d,\"val_acc\":%.6f,\"train_images\":%ld}}\n", meta.epochs,
-               (double)meta.val_acc, meta.train_images);
+        printf(",\"epochs\":%d,\"val_acc\":%.6f,\"train_images\":%ld},\"weights_crc32\":\"%08lx\"}\n",
+               meta.epochs, (double)meta.val_acc, meta.train_images, (unsigned long)fp);
     } else {
         printf("%s: model\n  spec: %s\n", path, cnn_net_spec(net));
         printf("  trained on %s (%ld images), %d epochs, validation accuracy %.2f%%, %s\n",
                meta.dataset[0] ? meta.dataset : "?", meta.train_images, meta.epochs,
                100.0 * meta.val_acc, meta.date[0] ? meta.date : "date unknown");
         printf("  input normalisation: (pixel/255 - %.4f) / %.4f\n", (double)mean, (double)std);
+        printf("  weights fingerprint (crc32): %08lx\n", (unsigned long)fp);
         cli_print_summary(stdout, net);
     }
     cnn_net_free(net);
