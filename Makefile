@@ -37,7 +37,8 @@ all: $(BUILD)/libcnn.a $(BUILD)/mnist
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@echo "  CC $<"
+	@$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libcnn.a: $(LIB_OBJ)
 	@rm -f $@

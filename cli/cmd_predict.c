@@ -1,8 +1,272 @@
-/* placeholder replaced below */
+/*
+ * cmd_predict.c - `mnist predict`: classify a person's own digit images.
+ * Each image is decoded and prepared the way MNIST was made (src/image.c), then classified.
+ * One line per image (or one JSON object with --json). A bad file is reported and skipped;
+ * the exit status is 1 at the end if any file failed.
+ */
+#include <dirent.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
 #include "cli.h"
+
+#define STDIN_MAX_BYTES (256u << 20)
+
+static void usage(FILE *f) {
+    fputs("usage: mnist predict --model FILE [OPTIONS] IMAGE|DIR|- ...\n"
+          "Classifies PNG, JPEG, BMP, GIF, TGA and PGM/PPM images of single digits, dark ink on\n"
+          "light paper or light on dark. A directory means every image in it; - reads stdin.\n"
+          "  --model FILE              a trained model (required)\n"
+          "  --top K                   probabilities listed per image (default 3)\n"
+          "  --json                    one JSON object per image: file, label, confidence, top\n"
+          "  --show                    print the 28x28 image the model saw, as text\n"
+          "  --save-preprocessed DIR   write those 28x28 images as PNG files\n",
+          f);
+}
+
+struct opts {
+    struct cnn_net *net;
+    int top, json, show;
+    const char *save_dir;
+};
+
+static int is_image_name(const char *name) {
+    static const char *const ext[] = {".png", ".jpg", ".jpeg", ".bmp", ".gif",
+                                      ".tga", ".pgm", ".ppm", ".pnm"};
+    const char *dot = strrchr(name, '.');
+    if (!dot) return 0;
+    for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++)
+        if (!strcasecmp(dot, ext[i])) return 1;
+    return 0;
+}
+
+static void show(const uint8_t *px) {
+    static const char ramp[] = " .:-=+*#%@";
+    for (int y = 0; y < 28; y++) {
+        for (int x = 0; x < 28; x++) {
+            const char ch = ramp[px[y * 28 + x] * 9 / 255];
+            putchar(ch);
+            putchar(ch);
+        }
+        putchar('\n');
+    }
+}
+
+static int save_png(const struct opts *o, const char *name, const uint8_t *px) {
+    const char *base = strrchr(name, '/');
+    base = base ? base + 1 : name;
+    char path[4096];
+    const int n = snprintf(path, sizeof path, "%s/%s.png", o->save_dir, base);
+    if (n < 0 || (size_t)n >= sizeof path) {
+        cli_err("%s: output path too long", name);
+        return 1;
+    }
+    if (cnn_image_write_png(path, px, 28, 28) != CNN_OK) {
+        cli_err("%s", cnn_errmsg());
+        return 1;
+    }
+    return 0;
+}
+
+/* Classify one decoded image and print the result. Returns 0 or 1 (error). */
+static int classify(const struct opts *o, const char *name, const struct cnn_image *img) {
+    uint8_t px[28 * 28];
+    const int rc = cnn_image_to_mnist(img, px);
+    if (rc == CNN_ERR_NODIGIT) {
+        if (o->json) {
+            printf("{\"file\":");
+            cli_json_str(stdout, name);
+            printf(",\"label\":null,\"confidence\":0,\"top\":[],\"note\":\"no digit found\"}\n");
+        } else {
+            printf("%s: no digit found\n", name);
+        }
+        return 0;
+    }
+    if (rc != CNN_OK) {
+        cli_err("%s", cnn_errmsg());
+        return 1;
+    }
+    float probs[CNN_MAX_CLASSES] = {0};
+    if (cnn_net_predict_u8(o->net, px, 1, probs) != CNN_OK) {
+        cli_err("%s: %s", name, cnn_errmsg());
+        return 1;
+    }
+    const int k = cnn_net_n_classes(o->net) < CNN_MAX_CLASSES ? cnn_net_n_classes(o->net)
+                                                              : CNN_MAX_CLASSES;
+    int order[CNN_MAX_CLASSES] = {0};
+    for (int i = 0; i < k; i++) order[i] = i;
+    for (int i = 0; i < k; i++) /* selection sort by probability, k is 10 */
+        for (int j = i + 1; j < k; j++)
+            if (probs[order[j]] > probs[order[i]]) {
+                const int t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
+    const int top = o->top < k ? o->top : k;
+    if (o->json) {
+        printf("{\"file\":");
+        cli_json_str(stdout, name);
+        printf(",\"label\":%d,\"confidence\":%.6f,\"top\":[", order[0], (double)probs[order[0]]);
+        for (int i = 0; i < top; i++)
+            printf("%s{\"label\":%d,\"p\":%.6f}", i ? "," : "", order[i], (double)probs[order[i]]);
+        printf("]}\n");
+    } else {
+        printf("%s: %d (%.1f%%)  top:", name, order[0], 100.0 * probs[order[0]]);
+        for (int i = 0; i < top; i++)
+            printf("%s %d %.1f%%", i ? "," : "", order[i], 100.0 * probs[order[i]]);
+        printf("\n");
+    }
+    if (o->show) show(px);
+    fflush(stdout);
+    return o->save_dir ? save_png(o, name, px) : 0;
+}
+
+static int predict_stdin(const struct opts *o) {
+    size_t cap = 1 << 16, len = 0;
+    uint8_t *buf = malloc(cap);
+    while (buf) {
+        if (len == cap) {
+            if (cap >= STDIN_MAX_BYTES) {
+                free(buf);
+                cli_err("<stdin>: more than %u MB", STDIN_MAX_BYTES >> 20);
+                return 1;
+            }
+            uint8_t *p = realloc(buf, cap * 2);
+            if (!p) break;
+            buf = p;
+            cap *= 2;
+        }
+        const size_t n = fread(buf + len, 1, cap - len, stdin);
+        if (n == 0) break;
+        len += n;
+    }
+    if (!buf) {
+        cli_err("<stdin>: out of memory");
+        return 1;
+    }
+    struct cnn_image img;
+    int status = 1;
+    if (cnn_image_decode(buf, len, "<stdin>", &img) == CNN_OK) {
+        status = classify(o, "<stdin>", &img);
+        cnn_image_free(&img);
+    } else {
+        cli_err("%s", cnn_errmsg());
+    }
+    free(buf);
+    return status;
+}
+
+static int predict_file(const struct opts *o, const char *path) {
+    struct cnn_image img;
+    if (cnn_image_load(path, &img) != CNN_OK) {
+        cli_err("%s", cnn_errmsg());
+        return 1;
+    }
+    const int status = classify(o, path, &img);
+    cnn_image_free(&img);
+    return status;
+}
+
+static int by_name(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int predict_dir(const struct opts *o, const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) {
+        cli_err("%s: cannot open directory", dir);
+        return 1;
+    }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    int status = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.' || !is_image_name(e->d_name)) continue;
+        if (n == cap) {
+            char **p = realloc(names, (cap = cap ? 2 * cap : 64) * sizeof *names);
+            if (!p) break;
+            names = p;
+        }
+        const size_t len = strlen(dir) + strlen(e->d_name) + 2;
+        if (!(names[n] = malloc(len))) break;
+        snprintf(names[n++], len, "%s/%s", dir, e->d_name);
+    }
+    closedir(d);
+    qsort(names, n, sizeof *names, by_name);
+    for (size_t i = 0; i < n; i++) {
+        status |= predict_file(o, names[i]);
+        free(names[i]);
+    }
+    free(names);
+    if (n == 0) {
+        cli_err("%s: no image files in this directory", dir);
+        return 1;
+    }
+    return status;
+}
+
 int cmd_predict(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    cli_err("predict: not built yet");
-    return 1;
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'}, {"top", required_argument, 0, 'k'},
+        {"json", no_argument, 0, 'j'},        {"show", no_argument, 0, 's'},
+        {"save-preprocessed", required_argument, 0, 'p'},
+        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
+    struct opts o = {NULL, 3, 0, 0, NULL};
+    const char *model = NULL;
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'm': model = optarg; break;
+        case 'k':
+            if (cli_int("--top", optarg, 1, CNN_MAX_CLASSES, &o.top)) return 2;
+            break;
+        case 'j': o.json = 1; break;
+        case 's': o.show = 1; break;
+        case 'p': o.save_dir = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (!model) {
+        cli_err("predict: --model is required");
+        usage(stderr);
+        return 2;
+    }
+    if (optind >= argc) {
+        cli_err("predict: no image given");
+        usage(stderr);
+        return 2;
+    }
+    struct stat st;
+    if (o.save_dir && (stat(o.save_dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        cli_err("--save-preprocessed: %s is not a directory", o.save_dir);
+        return 2;
+    }
+    if (cnn_model_load(model, &o.net, NULL) != CNN_OK) {
+        cli_err("%s", cnn_errmsg());
+        return 1;
+    }
+    int c, h, w;
+    cnn_net_input_shape(o.net, &c, &h, &w);
+    if (c != 1 || h != 28 || w != 28 || cnn_net_n_classes(o.net) > CNN_MAX_CLASSES) {
+        cli_err("%s: expects %dx%dx%d inputs and %d classes; predict needs 1x28x28 and at most %d",
+                model, c, h, w, cnn_net_n_classes(o.net), CNN_MAX_CLASSES);
+        cnn_net_free(o.net);
+        return 1;
+    }
+    int status = 0;
+    for (int i = optind; i < argc; i++) {
+        if (!strcmp(argv[i], "-"))
+            status |= predict_stdin(&o);
+        else if (stat(argv[i], &st) == 0 && S_ISDIR(st.st_mode))
+            status |= predict_dir(&o, argv[i]);
+        else
+            status |= predict_file(&o, argv[i]);
+    }
+    cnn_net_free(o.net);
+    return status;
 }

@@ -315,6 +315,8 @@ int cnn_image_decode(const void *buf, size_t len, const char *name, struct cnn_i
 void cnn_image_free(struct cnn_image *img);
 /* Returns CNN_ERR_NODIGIT when no ink is found. out is 28*28 bytes. */
 int cnn_image_to_mnist(const struct cnn_image *img, uint8_t out[28 * 28]);
+/* Write 8-bit gray (h, w) as PNG, atomically (PATH.tmp, then rename). */
+int cnn_image_write_png(const char *path, const uint8_t *gray, int w, int h);
 
 #ifdef __cplusplus
 }

@@ -11,11 +11,14 @@
  *   col (c*k*k, m*oh*ow) = im2col(x[i0 .. i0+m])       m images per chunk, chunk fits ~8 MB
  *   t   (oc, m*oh*ow)    = w (oc, c*k*k) @ col
  *   y[i0+j, o, :]        = t[o, j*oh*ow : (j+1)*oh*ow] + b[o]
- * Backward, per chunk (col recomputed rather than cached: memory is the scarcer resource):
+ * Backward, per chunk (col comes from the training cache when the net was reserved for
+ * training, else it is recomputed; dcol then overwrites it):
  *   dt  (oc, m*oh*ow)    = dy gathered to channel-major
  *   dw (oc, c*k*k)      += dt @ col^T;  db[o] += sum dt[o, :]
  *   dcol                 = w^T @ dt;    dx = col2im(dcol)
- * Parameters: w then b; weight decay applies to w only. No cache.
+ * Parameters: w then b; weight decay applies to w only.
+ * Training cache (tcache): the im2col columns of every chunk, c*k*k*oh*ow floats per image,
+ * so backward does not redo im2col.
  * The _naive functions are direct loops in double, the reference for tests.
  */
 #include <stdio.h>
@@ -50,6 +53,7 @@ static int conv_init(struct cnn_layer *l) {
     l->n_decay = (size_t)l->out.c * ckk;
     l->n_params = l->n_decay + (size_t)l->out.c;
     l->flops = 2.0 * (double)ckk * l->out.c * l->out.h * l->out.w;
+    l->tcache_item = ckk * (size_t)l->out.h * l->out.w;
     return CNN_OK;
 }
 
@@ -143,11 +147,12 @@ static void conv_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     const int oh = l->out.h, ow = l->out.w, ckk = c * k * k;
     const size_t ohw = (size_t)oh * ow, chw = (size_t)c * h * w;
     const int chunk = conv_chunk(l, f->n);
-    float *col = f->ws, *t = f->ws + (size_t)chunk * ohw * ckk;
+    float *t = f->ws + (size_t)chunk * ohw * ckk;
     const float *wt = f->p, *bias = f->p + l->n_decay;
     for (int i0 = 0; i0 < f->n; i0 += chunk) {
         const int m = f->n - i0 < chunk ? f->n - i0 : chunk;
         const int ncol = m * (int)ohw;
+        float *col = f->tcache ? f->tcache + (size_t)i0 * ohw * ckk : f->ws;
         im2col(f->x + i0 * chw, col, m, c, h, w, k, l->ia[STRIDE], l->ia[PAD], oh, ow);
         cnn_gemm(0, 0, oc, ncol, ckk, 1.0f, wt, ckk, col, ncol, 0.0f, t, ncol);
 #pragma omp parallel for schedule(static)
@@ -166,11 +171,12 @@ static void conv_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
     const int oh = l->out.h, ow = l->out.w, ckk = c * k * k;
     const size_t ohw = (size_t)oh * ow, chw = (size_t)c * h * w;
     const int chunk = conv_chunk(l, b->n);
-    float *col = b->ws, *dt = b->ws + (size_t)chunk * ohw * ckk;
+    float *dt = b->ws + (size_t)chunk * ohw * ckk;
     float *dw = b->dp, *db = b->dp + l->n_decay;
     for (int i0 = 0; i0 < b->n; i0 += chunk) {
         const int m = b->n - i0 < chunk ? b->n - i0 : chunk;
         const int ncol = m * (int)ohw;
+        float *col = b->tcache ? b->tcache + (size_t)i0 * ohw * ckk : b->ws;
 #pragma omp parallel for schedule(static)
         for (int o = 0; o < oc; o++) {
             float sum = 0.0f;
@@ -184,7 +190,8 @@ static void conv_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
             }
             db[o] += sum;
         }
-        im2col(b->x + i0 * chw, col, m, c, h, w, k, l->ia[STRIDE], l->ia[PAD], oh, ow);
+        if (!b->tcache)
+            im2col(b->x + i0 * chw, col, m, c, h, w, k, l->ia[STRIDE], l->ia[PAD], oh, ow);
         cnn_gemm(0, 1, oc, ckk, ncol, 1.0f, dt, ncol, col, ncol, 1.0f, dw, ckk);
         if (b->dx) {
             cnn_gemm(1, 0, ckk, ncol, oc, 1.0f, b->p, ckk, dt, ncol, 0.0f, col, ncol);

@@ -103,6 +103,7 @@ struct cnn_layer {
     size_t n_decay;         /* the first n_decay params of the slice get weight decay */
     size_t s_off, n_state;  /* slice of net->state (batch-norm running stats) */
     size_t cache_item, cache_fixed; /* floats of cache: per image, and per batch */
+    size_t tcache_item;     /* floats per image kept only when reserved for training */
     double flops;           /* forward, per image */
 };
 
@@ -115,6 +116,7 @@ struct cnn_fwd {
     const float *p;    /* parameters */
     float *s;          /* running state (updated when train) */
     float *cache;      /* kept for backward */
+    float *tcache;     /* training-only cache (tcache_item per image), or NULL */
     float *ws;         /* scratch, ws_size(l, n) floats */
     uint64_t seed;     /* per-batch random seed (dropout) */
 };
@@ -125,6 +127,7 @@ struct cnn_bwd {
     const float *p;
     float *dp;         /* parameter gradients, accumulated (+=) */
     const float *cache;
+    float *tcache;     /* as written by forward (the layer may overwrite it), or NULL */
     float *ws;
 };
 
@@ -177,11 +180,15 @@ struct cnn_net {
     float **act;                /* act[i] (max_batch, out of layer i-1); act[0] unused */
     float **dact;               /* gradients of act[i] */
     float **cache;              /* per layer */
+    float **tcache;             /* per layer, training-only (NULL unless train_reserved) */
+    int train_reserved;
     float *ws;                  /* shared scratch, the largest any layer needs */
     float *xbuf;                /* (max_batch, in) normalised input for predict_u8 */
     float *probs;               /* (max_batch, n_classes) */
 };
 
+/* cnn_net_reserve, plus the training-only caches when train is set. */
+int cnn_net_reserve_mode(struct cnn_net *net, int max_batch, int train);
 /* Run the layers on x (n, in). Returns the logits (n, n_classes), borrowed from the arena. */
 const float *cnn_net_forward(struct cnn_net *net, const float *x, int n, int train,
                              uint64_t seed);

@@ -180,6 +180,7 @@ void cnn_net_free(struct cnn_net *net) {
     free(net->act);
     free(net->dact);
     free(net->cache);
+    free(net->tcache);
     free(net);
 }
 
@@ -312,15 +313,22 @@ void cnn_net_init_params(struct cnn_net *net, struct cnn_rng *rng) {
 }
 
 int cnn_net_reserve(struct cnn_net *net, int max_batch) {
+    return cnn_net_reserve_mode(net, max_batch, 0);
+}
+
+int cnn_net_reserve_mode(struct cnn_net *net, int max_batch, int train) {
     if (max_batch < 1 || max_batch > 1 << 16)
         return cnn_fail(CNN_ERR_ARG, "batch size %d out of range [1, 65536]", max_batch);
-    if (max_batch <= net->max_batch) return CNN_OK;
+    train |= net->train_reserved;
+    if (max_batch <= net->max_batch && train == net->train_reserved) return CNN_OK;
+    if (max_batch < net->max_batch) max_batch = net->max_batch;
     const int L = net->n_layers;
     const size_t nb = (size_t)max_batch;
     size_t total = nb * cnn_shape_size(net->in) + nb * (size_t)net->n_classes, ws = 0;
     for (int i = 0; i < L; i++) {
         const struct cnn_layer *l = &net->layers[i];
         total += 2 * nb * cnn_shape_size(l->out) + nb * l->cache_item + l->cache_fixed;
+        if (train) total += nb * l->tcache_item;
         if (l->ops->ws_size) {
             const size_t s = l->ops->ws_size(l, max_batch);
             ws = s > ws ? s : ws;
@@ -334,24 +342,28 @@ int cnn_net_reserve(struct cnn_net *net, int max_batch) {
     float **act = calloc((size_t)L + 1, sizeof *act);
     float **dact = calloc((size_t)L + 1, sizeof *dact);
     float **cache = calloc((size_t)L, sizeof *cache);
-    if (!arena || !act || !dact || !cache) {
-        free(arena), free(act), free(dact), free(cache);
+    float **tcache = calloc((size_t)L, sizeof *tcache);
+    if (!arena || !act || !dact || !cache || !tcache) {
+        free(arena), free(act), free(dact), free(cache), free(tcache);
         return cnn_fail(CNN_ERR_NOMEM, "cannot allocate %zu MB of activations for batch %d",
                         total * sizeof(float) >> 20, max_batch);
     }
-    free(net->arena), free(net->act), free(net->dact), free(net->cache);
+    free(net->arena), free(net->act), free(net->dact), free(net->cache), free(net->tcache);
     net->arena = arena, net->act = act, net->dact = dact, net->cache = cache;
+    net->tcache = tcache;
     float *p = arena;
     for (int i = 0; i < L; i++) {
         const struct cnn_layer *l = &net->layers[i];
         act[i + 1] = p, p += nb * cnn_shape_size(l->out);
         dact[i + 1] = p, p += nb * cnn_shape_size(l->out);
         cache[i] = p, p += nb * l->cache_item + l->cache_fixed;
+        if (train && l->tcache_item) tcache[i] = p, p += nb * l->tcache_item;
     }
     net->xbuf = p, p += nb * cnn_shape_size(net->in);
     net->probs = p, p += nb * (size_t)net->n_classes;
     net->ws = p;
     net->max_batch = max_batch;
+    net->train_reserved = train;
     return CNN_OK;
 }
 
@@ -369,6 +381,7 @@ const float *cnn_net_forward(struct cnn_net *net, const float *x, int n, int tra
             .p = net->params + l->p_off,
             .s = net->state + l->s_off,
             .cache = net->cache[i],
+            .tcache = train ? net->tcache[i] : NULL,
             .ws = net->ws,
             .seed = seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(i + 1)),
         };
@@ -389,6 +402,7 @@ void cnn_net_backward(struct cnn_net *net, const float *x, int n) {
             .p = net->params + l->p_off,
             .dp = net->grads + l->p_off,
             .cache = net->cache[i],
+            .tcache = net->tcache[i],
             .ws = net->ws,
         };
         l->ops->backward(l, &b);
@@ -406,7 +420,8 @@ int cnn_net_train_batch(struct cnn_net *net, const float *x, const uint8_t *labe
     if (!(label_smoothing >= 0.0f && label_smoothing < 1.0f))
         return cnn_fail(CNN_ERR_ARG, "label smoothing %g must be in [0, 1)",
                         (double)label_smoothing);
-    if (n > net->max_batch && (rc = cnn_net_reserve(net, n))) return rc;
+    if ((n > net->max_batch || !net->train_reserved) && (rc = cnn_net_reserve_mode(net, n, 1)))
+        return rc;
     const int k = net->n_classes;
     for (int i = 0; i < n; i++)
         if (labels[i] >= k)

@@ -399,7 +399,7 @@ int cnn_trainer_run(struct cnn_trainer *t, const struct cnn_dataset *data,
     const int n_train = d->n - c->val, B = c->batch;
     int batches = (n_train + B - 1) / B;
     if (batches > 1 && n_train % B == 1) batches--; /* never a batch of one (batch norm) */
-    if ((rc = cnn_net_reserve(net, B))) return rc;
+    if ((rc = cnn_net_reserve_mode(net, B, 1))) return rc;
     const size_t hw = (size_t)d->h * d->w;
     int *train_idx = malloc(sizeof(int) * (size_t)d->n);
     int *val_idx = malloc(sizeof(int) * (size_t)(c->val + 1));
