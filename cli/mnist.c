@@ -13,6 +13,7 @@ static void usage(FILE *f) {
           "  eval      accuracy, per-class metrics, confusion matrix, worst mistakes\n"
           "  predict   classify your own digit images (PNG, JPEG, BMP, GIF, TGA, PGM)\n"
           "  info      describe IDX files, model files, or a network spec (--arch)\n"
+          "  bench     training and inference speed of a network on this machine\n"
           "\n"
           "`mnist COMMAND --help` shows a command's options.\n",
           f);
@@ -28,6 +29,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "predict")) return cmd_predict(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         usage(stdout);
         return 0;

@@ -72,8 +72,8 @@
 
 #define IMAGE_MAX_FILE ((size_t)256 << 20) /* bytes read by cnn_image_load */
 #define WORK_MAX 1024                      /* longer side of the work image */
-#define BG_CELLS 16                        /* background blocks along the longer side */
-#define BG_OPEN_R 2                        /* opening radius in blocks: 5x5 */
+#define BG_CELLS 64                        /* background cells along the longer side */
+#define BG_OPEN 0.3                        /* opening window, fraction of the longer side */
 #define MIN_CONTRAST 20.0f                 /* strong ink must differ this much from paper */
 #define NOISE_FG 3.0f                      /* sigmas: pixels counted when estimating S */
 #define NOISE_T 3.5f                       /* sigmas: ink threshold floor */
@@ -238,11 +238,136 @@ static int ink_is_dark(const uint8_t *v, int w, int h, int *range) {
     return b - lo > hi - b;
 }
 
-/* Step 2. Background of v (h,w) (ink bright): block medians over a gh x gw grid of s x s
- * blocks, a grey-scale opening with a (2R+1)^2 square, bilinear interpolation to (h,w).
- * Writes d = v - background into d (h,w). grid, tmp: gw*gh floats. */
-static void subtract_background(const uint8_t *v, int w, int h, float *d, float *grid,
-                                float *tmp, int s, int gw, int gh) {
+/* Solve the k x k system a x = b in place (Gaussian elimination, partial pivoting). a is
+ * symmetric positive semi-definite plus a small ridge, so a pivot is never zero. */
+static void solve_small(double a[6][6], double b[6], int k, double x[6]) {
+    for (int c = 0; c < k; c++) {
+        int p = c;
+        for (int r = c + 1; r < k; r++)
+            if (fabs(a[r][c]) > fabs(a[p][c])) p = r;
+        for (int j = 0; j < k; j++) {
+            const double t = a[c][j];
+            a[c][j] = a[p][j], a[p][j] = t;
+        }
+        const double t = b[c];
+        b[c] = b[p], b[p] = t;
+        for (int r = c + 1; r < k; r++) {
+            const double f = a[r][c] / a[c][c];
+            for (int j = c; j < k; j++) a[r][j] -= f * a[c][j];
+            b[r] -= f * b[c];
+        }
+    }
+    for (int c = k - 1; c >= 0; c--) {
+        double acc = b[c];
+        for (int j = c + 1; j < k; j++) acc -= a[c][j] * x[j];
+        x[c] = acc / a[c][c];
+    }
+}
+
+/* The lighting model: a quadratic in normalised coordinates u, v in [-1, 1]. Terms are dropped
+ * when the grid cannot support them (a single row of cells has no v, fewer than 3 no v^2). */
+struct lighting {
+    int k;          /* number of terms used */
+    int term[6];    /* which of 1, u, v, u^2, uv, v^2 */
+    double coef[6];
+};
+
+static void lighting_basis(const struct lighting *L, double u, double v, double phi[6]) {
+    const double all[6] = {1.0, u, v, u * u, u * v, v * v};
+    for (int j = 0; j < L->k; j++) phi[j] = all[L->term[j]];
+}
+
+static double lighting_at(const struct lighting *L, double u, double v) {
+    double phi[6], acc = 0.0;
+    lighting_basis(L, u, v, phi);
+    for (int j = 0; j < L->k; j++) acc += L->coef[j] * phi[j];
+    return acc;
+}
+
+/* Cells of the background estimate: a gh x gw grid of s x s blocks, with per-cell arrays. */
+struct cells {
+    int s, gw, gh, n;
+    float *g;            /* (gh,gw) block medians */
+    float *res, *tmp;    /* residuals after the lighting fit; scratch */
+    double *u, *v;       /* cell centres in [-1, 1] */
+    unsigned char *use;  /* cells trusted as paper by the fit */
+};
+
+/* Robust fit of the lighting to the cell medians: start from the darker half (in the
+ * ink-bright image, paper is dark), then four rounds of least squares keeping the cells within
+ * 3 robust sigmas (1.4826 MAD, at least 1.5 levels) of the fit. Ink cells are outliers and drop
+ * out; a linear ramp or a vignette is followed exactly, edges included. Uses c->res, c->use. */
+static void fit_lighting(struct cells *c, struct lighting *L) {
+    const int has[6] = {1, c->gw >= 2, c->gh >= 2, c->gw >= 3, c->gw >= 2 && c->gh >= 2,
+                        c->gh >= 3};
+    L->k = 0;
+    for (int t = 0; t < 6; t++)
+        if (has[t]) L->term[L->k++] = t;
+    size_t hist[256] = {0};
+    for (int i = 0; i < c->n; i++) hist[(int)c->g[i]]++;
+    const int med = hist_quantile(hist, 256, (size_t)c->n, 0.5);
+    for (int i = 0; i < c->n; i++) c->use[i] = c->g[i] <= (float)med;
+    for (int round = 0; round < 5; round++) {
+        double a[6][6] = {{0}}, b[6] = {0}, phi[6];
+        for (int i = 0; i < c->n; i++) {
+            if (!c->use[i]) continue;
+            lighting_basis(L, c->u[i], c->v[i], phi);
+            for (int r = 0; r < L->k; r++) {
+                b[r] += phi[r] * c->g[i];
+                for (int q = 0; q < L->k; q++) a[r][q] += phi[r] * phi[q];
+            }
+        }
+        double tr = 0.0;
+        for (int r = 0; r < L->k; r++) tr += a[r][r];
+        for (int r = 0; r < L->k; r++) a[r][r] += 1e-6 * tr / L->k + 1e-12;
+        solve_small(a, b, L->k, L->coef);
+        if (round == 4) break;
+        /* MAD of the residuals over all cells, in quarter levels. */
+        size_t rh[1024] = {0};
+        for (int i = 0; i < c->n; i++) {
+            c->res[i] = c->g[i] - (float)lighting_at(L, c->u[i], c->v[i]);
+            rh[(int)fmin(fabs(c->res[i]) * 4.0 + 0.5, 1023.0)]++;
+        }
+        const double sd = fmax(1.5, 1.4826 * hist_quantile(rh, 1024, (size_t)c->n, 0.5) / 4.0);
+        for (int i = 0; i < c->n; i++) c->use[i] = fabsf(c->res[i]) <= 3.0 * sd;
+    }
+}
+
+/* Separable min (is_max = 0) or max filter of a (gh,gw) with a (2r+1)^2 square clipped at the
+ * grid edge; tmp: gw*gh. Erosion then dilation is a grey-scale opening. */
+static void minmax_filter(float *a, float *tmp, int gw, int gh, int r, int is_max) {
+    for (int pass = 0; pass < 2; pass++) {
+        const float *src = pass == 0 ? a : tmp;
+        float *dst = pass == 0 ? tmp : a;
+        const int len = pass == 0 ? gw : gh, step = pass == 0 ? 1 : gw;
+        for (int y = 0; y < gh; y++) {
+            for (int x = 0; x < gw; x++) {
+                const int at = pass == 0 ? x : y;
+                const int lo = at - r < 0 ? 0 : at - r, hi = at + r >= len ? len - 1 : at + r;
+                const float *base = src + (y * gw + x) - at * step;
+                float acc = base[lo * step];
+                for (int k = lo + 1; k <= hi; k++) {
+                    const float q = base[k * step];
+                    acc = is_max ? (q > acc ? q : acc) : (q < acc ? q : acc);
+                }
+                dst[y * gw + x] = acc;
+            }
+        }
+    }
+}
+
+/* Step 2. Background of v (h,w) (ink bright). Cells: block medians. Lighting: the robust
+ * quadratic fit above. What it misses (a shadow, a crease) is left in the cell residuals,
+ * which get a grey-scale opening (erosion, then dilation) with a square BG_OPEN of the longer
+ * side wide: that removes anything narrower (ink) and keeps wide structures, a shadow's edge
+ * to within a cell. Background = lighting (per pixel) + opened residual (bilinear between
+ * cell centres). Writes d = v - background into d (h,w); with relative (dark ink on paper,
+ * where what we see is lighting x reflectance), d is divided by the local paper brightness so
+ * ink in a shadow counts as much as ink in the light. */
+static void subtract_background(const uint8_t *v, int w, int h, struct cells *c, int relative,
+                                float *d) {
+    const int s = c->s, gw = c->gw, gh = c->gh;
+    const double hw = w > 1 ? (w - 1) / 2.0 : 1.0, hh = h > 1 ? (h - 1) / 2.0 : 1.0;
     for (int gy = 0; gy < gh; gy++) {
         for (int gx = 0; gx < gw; gx++) {
             size_t hist[256] = {0};
@@ -251,60 +376,60 @@ static void subtract_background(const uint8_t *v, int w, int h, float *d, float 
             for (int y = y0; y < y1; y++)
                 for (int x = x0; x < x1; x++) hist[v[(size_t)y * (size_t)w + (size_t)x]]++;
             const size_t cnt = (size_t)(y1 - y0) * (size_t)(x1 - x0);
-            grid[gy * gw + gx] = (float)hist_quantile(hist, 256, cnt, 0.5);
+            const int i = gy * gw + gx;
+            c->g[i] = (float)hist_quantile(hist, 256, cnt, 0.5);
+            c->u[i] = ((x0 + x1 - 1) / 2.0 - (w - 1) / 2.0) / hw;
+            c->v[i] = ((y0 + y1 - 1) / 2.0 - (h - 1) / 2.0) / hh;
         }
     }
-    /* Opening = erosion (min) then dilation (max), same window, clipped at the grid edge.
-     * It removes bright structures narrower than the window and keeps ramps. */
-    for (int pass = 0; pass < 2; pass++) {
-        const float *src = pass == 0 ? grid : tmp;
-        float *dst = pass == 0 ? tmp : grid;
-        for (int gy = 0; gy < gh; gy++) {
-            for (int gx = 0; gx < gw; gx++) {
-                float acc = src[gy * gw + gx];
-                for (int dy = -BG_OPEN_R; dy <= BG_OPEN_R; dy++) {
-                    const int yy = gy + dy;
-                    if (yy < 0 || yy >= gh) continue;
-                    for (int dx = -BG_OPEN_R; dx <= BG_OPEN_R; dx++) {
-                        const int xx = gx + dx;
-                        if (xx < 0 || xx >= gw) continue;
-                        const float q = src[yy * gw + xx];
-                        acc = pass == 0 ? (q < acc ? q : acc) : (q > acc ? q : acc);
-                    }
-                }
-                dst[gy * gw + gx] = acc;
-            }
-        }
+    struct lighting L;
+    fit_lighting(c, &L);
+    for (int i = 0; i < c->n; i++) c->res[i] = c->g[i] - (float)lighting_at(&L, c->u[i], c->v[i]);
+    const int longest = w > h ? w : h;
+    const int r = (int)lround((BG_OPEN * longest / s - 1.0) / 2.0);
+    if (r >= 1) {
+        minmax_filter(c->res, c->tmp, gw, gh, r, 0);
+        minmax_filter(c->res, c->tmp, gw, gh, r, 1);
     }
-    /* Bilinear between block centres ((i + 0.5) s - 0.5), clamped at the outer centres. */
+    /* Per pixel: the lighting polynomial, plus the residual bilinear between cell centres
+     * ((i + 0.5) s - 0.5), clamped at the outer centres. */
     for (int y = 0; y < h; y++) {
+        const double pv = (y - (h - 1) / 2.0) / hh;
         const float fy = clampf(((float)y + 0.5f) / (float)s - 0.5f, 0.0f, (float)(gh - 1));
         const int iy = (int)fy, iy1 = iy + 1 < gh ? iy + 1 : iy;
         const float ty = fy - (float)iy;
-        const float *r0 = grid + iy * gw, *r1 = grid + iy1 * gw;
+        const float *r0 = c->res + iy * gw, *r1 = c->res + iy1 * gw;
         for (int x = 0; x < w; x++) {
+            const double light = lighting_at(&L, (x - (w - 1) / 2.0) / hw, pv);
             const float fx = clampf(((float)x + 0.5f) / (float)s - 0.5f, 0.0f, (float)(gw - 1));
             const int ix = (int)fx, ix1 = ix + 1 < gw ? ix + 1 : ix;
             const float tx = fx - (float)ix;
             const float top = r0[ix] + (r0[ix1] - r0[ix]) * tx;
             const float bot = r1[ix] + (r1[ix1] - r1[ix]) * tx;
             const size_t i = (size_t)y * (size_t)w + (size_t)x;
-            d[i] = (float)v[i] - (top + (bot - top) * ty);
+            const float bg = (float)light + top + (bot - top) * ty;
+            d[i] = (float)v[i] - bg;
+            if (relative) d[i] *= 255.0f / fmaxf(255.0f - bg, 16.0f);
         }
     }
 }
 
 /* Steps 2-3. The ink map of v (h,w) (ink bright): ink (h,w) u8, 0 = paper, 255 = strong ink.
  * Returns CNN_OK, CNN_ERR_NODIGIT (nothing stands out of the noise) or CNN_ERR_NOMEM. */
-static int ink_map(const uint8_t *v, int w, int h, uint8_t *ink) {
+static int ink_map(const uint8_t *v, int w, int h, int relative, uint8_t *ink) {
     const size_t n = (size_t)w * (size_t)h;
-    const int s = ((w > h ? w : h) + BG_CELLS - 1) / BG_CELLS;
-    const int gw = (w + s - 1) / s, gh = (h + s - 1) / s;
+    struct cells c = {0};
+    c.s = ((w > h ? w : h) + BG_CELLS - 1) / BG_CELLS;
+    c.gw = (w + c.s - 1) / c.s, c.gh = (h + c.s - 1) / c.s, c.n = c.gw * c.gh;
     float *d = malloc(n * sizeof *d);
-    float *grid = malloc(2 * (size_t)gw * (size_t)gh * sizeof *grid);
+    float *cf = malloc((size_t)c.n * (3 * sizeof(float) + 2 * sizeof(double) + 1));
     int rc = CNN_ERR_NOMEM;
-    if (!d || !grid) goto fail;
-    subtract_background(v, w, h, d, grid, grid + (size_t)gw * (size_t)gh, s, gw, gh);
+    if (!d || !cf) goto fail;
+    /* one block for the cell arrays: doubles first, for alignment */
+    c.u = (double *)(void *)cf, c.v = c.u + c.n;
+    c.g = (float *)(void *)(c.v + c.n), c.res = c.g + c.n, c.tmp = c.res + c.n;
+    c.use = (unsigned char *)(c.tmp + c.n);
+    subtract_background(v, w, h, &c, relative, d);
 
     /* Histograms of rounded values: |d| for the noise, d above 3 sigma for the ink. */
     size_t hist[256] = {0};
@@ -330,7 +455,7 @@ static int ink_map(const uint8_t *v, int w, int h, uint8_t *ink) {
     rc = CNN_OK;
 fail:
     free(d);
-    free(grid);
+    free(cf);
     return rc;
 }
 
@@ -642,14 +767,15 @@ int cnn_image_to_mnist(const struct cnn_image *img, uint8_t out[28 * 28]) {
 
     /* 1. Polarity: make the ink bright. */
     int range = 0;
-    if (ink_is_dark(v, w, h, &range))
+    const int dark = ink_is_dark(v, w, h, &range);
+    if (dark)
         for (size_t i = 0; i < n; i++) v[i] = (uint8_t)(255 - v[i]);
     rc = CNN_ERR_NODIGIT;
     if (range < MIN_CONTRAST) goto fail;
 
     /* 2-6. */
     int tw = 0, th = 0;
-    rc = ink_map(v, w, h, ink);
+    rc = ink_map(v, w, h, dark, ink);
     if (rc == CNN_OK) rc = find_digit(ink, w, h, &dg);
     if (rc == CNN_OK) rc = scale_to_box(&dg, box, &tw, &th);
     if (rc == CNN_OK) rc = place_by_mass(box, tw, th, out);

@@ -178,7 +178,7 @@ struct cnn_net {
     int max_batch;
     float *arena;
     float **act;                /* act[i] (max_batch, out of layer i-1); act[0] unused */
-    float **dact;               /* gradients of act[i] */
+    float **dact;               /* gradients of act[i] (training reserve only, else NULL) */
     float **cache;              /* per layer */
     float **tcache;             /* per layer, training-only (NULL unless train_reserved) */
     int train_reserved;
@@ -193,7 +193,8 @@ int cnn_net_reserve_mode(struct cnn_net *net, int max_batch, int train);
 const float *cnn_net_forward(struct cnn_net *net, const float *x, int n, int train,
                              uint64_t seed);
 /* Backward from dlogits (n, n_classes) (in dact of the last layer) down to layer 0.
- * x is the same input given to forward. Accumulates into net->grads. */
+ * x is the same input given to forward. Accumulates into net->grads. Needs a training
+ * reserve (cnn_net_reserve_mode(net, n, 1)). */
 void cnn_net_backward(struct cnn_net *net, const float *x, int n);
 void cnn_net_zero_grad(struct cnn_net *net);
 

@@ -7,6 +7,9 @@
  * Memory (STYLE 7): params, grads and state are flat buffers; a layer owns a slice of each.
  * Activations, their gradients, per-layer caches and one shared scratch area live in a single
  * arena sized by cnn_net_reserve for the largest batch, so a training step never allocates.
+ * Gradients of activations and the training-only caches exist only once the net has been
+ * reserved for training (cnn_net_reserve_mode(..., 1), done by cnn_net_train_batch), so an
+ * inference-only net holds just its activations.
  *
  * Backward writes (assigns) dx rather than accumulating into it: in a sequential net every
  * activation has exactly one consumer, so zeroing dx first would only add memory traffic.
@@ -327,8 +330,8 @@ int cnn_net_reserve_mode(struct cnn_net *net, int max_batch, int train) {
     size_t total = nb * cnn_shape_size(net->in) + nb * (size_t)net->n_classes, ws = 0;
     for (int i = 0; i < L; i++) {
         const struct cnn_layer *l = &net->layers[i];
-        total += 2 * nb * cnn_shape_size(l->out) + nb * l->cache_item + l->cache_fixed;
-        if (train) total += nb * l->tcache_item;
+        total += nb * cnn_shape_size(l->out) + nb * l->cache_item + l->cache_fixed;
+        if (train) total += nb * (cnn_shape_size(l->out) + l->tcache_item);
         if (l->ops->ws_size) {
             const size_t s = l->ops->ws_size(l, max_batch);
             ws = s > ws ? s : ws;
@@ -355,7 +358,7 @@ int cnn_net_reserve_mode(struct cnn_net *net, int max_batch, int train) {
     for (int i = 0; i < L; i++) {
         const struct cnn_layer *l = &net->layers[i];
         act[i + 1] = p, p += nb * cnn_shape_size(l->out);
-        dact[i + 1] = p, p += nb * cnn_shape_size(l->out);
+        if (train) dact[i + 1] = p, p += nb * cnn_shape_size(l->out);
         cache[i] = p, p += nb * l->cache_item + l->cache_fixed;
         if (train && l->tcache_item) tcache[i] = p, p += nb * l->tcache_item;
     }

@@ -259,7 +259,7 @@ static struct cnn_net *build_net(const struct setup *s) {
     assert_int_equal(cnn_net_n_classes(net), s->k);
     memcpy(net->params, get(&fx, "params", net->n_params, NULL), net->n_params * sizeof(float));
     memcpy(net->state, get(&fx, "state", net->n_state, NULL), net->n_state * sizeof(float));
-    assert_int_equal(cnn_net_reserve(net, s->n), CNN_OK);
+    assert_int_equal(cnn_net_reserve_mode(net, s->n, 1), CNN_OK);
     return net;
 }
 
