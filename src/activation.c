@@ -31,7 +31,7 @@ static void act_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     const float slope = l->fa[0];
     const float *restrict x = f->x;
     float *restrict y = f->y;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (total >= CNN_OMP_MIN_WORK)
     for (size_t i = 0; i < total; i++) y[i] = x[i] > 0.0f ? x[i] : slope * x[i];
 }
 
@@ -41,7 +41,7 @@ static void act_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
     const float slope = l->fa[0];
     const float *restrict x = b->x, *restrict dy = b->dy;
     float *restrict dx = b->dx;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (total >= CNN_OMP_MIN_WORK)
     for (size_t i = 0; i < total; i++) dx[i] = x[i] > 0.0f ? dy[i] : slope * dy[i];
 }
 

@@ -56,7 +56,7 @@ static void bn_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     float *rmean = f->s, *rvar = f->s + c;
     float *mu = f->cache, *rstd = f->cache + c;
     const double count = (double)n * (double)hw;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n * c * hw >= CNN_OMP_MIN_WORK)
     for (int ch = 0; ch < c; ch++) {
         float m, r;
         if (f->train) {
@@ -98,7 +98,7 @@ static void bn_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
     float *dgamma = b->dp, *dbeta = b->dp + c;
     const float *mu = b->cache, *rstd = b->cache + c;
     const double count = (double)n * (double)hw;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n * c * hw >= CNN_OMP_MIN_WORK)
     for (int ch = 0; ch < c; ch++) {
         const float m = mu[ch], r = rstd[ch];
         double sdy = 0.0, sdyx = 0.0;

@@ -86,7 +86,7 @@ static void im2col(const float *restrict x, float *restrict col, int m, int c, i
                    int k, int s, int p, int oh, int ow) {
     const size_t ohw = (size_t)oh * ow, ncol = (size_t)m * ohw;
     const int rows = c * k * k;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)rows * ncol >= CNN_OMP_MIN_WORK)
     for (int r = 0; r < rows; r++) {
         const int ci = r / (k * k), ky = (r / k) % k, kx = r % k;
         /* ox range whose input column ix = ox*s - p + kx lies inside [0, w) */
@@ -118,7 +118,7 @@ static void im2col(const float *restrict x, float *restrict col, int m, int c, i
 static void col2im(const float *restrict col, float *restrict dx, int m, int c, int h, int w,
                    int k, int s, int p, int oh, int ow) {
     const size_t ohw = (size_t)oh * ow, ncol = (size_t)m * ohw;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)m * c * h * w * k * k >= CNN_OMP_MIN_WORK)
     for (int jc = 0; jc < m * c; jc++) {
         const int j = jc / c, ci = jc % c;
         float *plane = dx + (size_t)jc * h * w;
@@ -155,7 +155,7 @@ static void conv_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
         float *col = f->tcache ? f->tcache + (size_t)i0 * ohw * ckk : f->ws;
         im2col(f->x + i0 * chw, col, m, c, h, w, k, l->ia[STRIDE], l->ia[PAD], oh, ow);
         cnn_gemm(0, 0, oc, ncol, ckk, 1.0f, wt, ckk, col, ncol, 0.0f, t, ncol);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)m * oc * ohw >= CNN_OMP_MIN_WORK)
         for (int jo = 0; jo < m * oc; jo++) {
             const int j = jo / oc, o = jo % oc;
             float *dst = f->y + ((size_t)(i0 + j) * oc + o) * ohw;
@@ -177,7 +177,7 @@ static void conv_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
         const int m = b->n - i0 < chunk ? b->n - i0 : chunk;
         const int ncol = m * (int)ohw;
         float *col = b->tcache ? b->tcache + (size_t)i0 * ohw * ckk : b->ws;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)m * oc * ohw >= CNN_OMP_MIN_WORK)
         for (int o = 0; o < oc; o++) {
             float sum = 0.0f;
             for (int j = 0; j < m; j++) {

@@ -42,7 +42,7 @@ static void dense_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     const int in = (int)cnn_shape_size(l->in), out = l->out.c, n = f->n;
     const float *bias = f->p + l->n_decay;
     float *restrict y = f->y;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n * out >= CNN_OMP_MIN_WORK)
     for (int i = 0; i < n; i++)
         for (int o = 0; o < out; o++) y[(size_t)i * out + o] = bias[o];
     cnn_gemm(0, 1, n, out, in, 1.0f, f->x, in, f->p, in, 1.0f, f->y, out);

@@ -34,12 +34,12 @@ static void dropout_forward(const struct cnn_layer *l, const struct cnn_fwd *f) 
     const float *restrict x = f->x;
     float *restrict y = f->y, *restrict mask = f->cache;
     if (!f->train) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (total >= CNN_OMP_MIN_WORK)
         for (size_t i = 0; i < total; i++) y[i] = x[i];
         return;
     }
     const uint64_t seed = f->seed;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (total >= CNN_OMP_MIN_WORK)
     for (size_t i = 0; i < total; i++) {
         mask[i] = cnn_rng_hash_uniform(seed, i) >= p ? keep : 0.0f;
         y[i] = x[i] * mask[i];
@@ -51,7 +51,7 @@ static void dropout_backward(const struct cnn_layer *l, const struct cnn_bwd *b)
     const size_t total = (size_t)b->n * cnn_shape_size(l->in);
     const float *restrict dy = b->dy, *restrict mask = b->cache;
     float *restrict dx = b->dx;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (total >= CNN_OMP_MIN_WORK)
     for (size_t i = 0; i < total; i++) dx[i] = dy[i] * mask[i];
 }
 

@@ -21,6 +21,11 @@
 #define CNN_PRINTF(a, b)
 #endif
 
+/* Loops with less work than this (elements touched) run on one thread: starting a parallel
+ * region costs a few microseconds, which dominates single-image inference. No loop's result
+ * depends on how it is split, so this never changes a number. */
+#define CNN_OMP_MIN_WORK 32768
+
 /* ---- errors (error.c) --------------------------------------------------------------------- */
 /* Set the thread-local detail message and return `status`. */
 int cnn_fail(int status, const char *fmt, ...) CNN_PRINTF(2, 3);

@@ -14,7 +14,7 @@
 #include "internal.h"
 
 void cnn_softmax(const float *logits, int n, int k, float *probs) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n * k * 8 >= CNN_OMP_MIN_WORK)
     for (int i = 0; i < n; i++) {
         const float *z = logits + (size_t)i * k;
         float *p = probs + (size_t)i * k;

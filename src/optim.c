@@ -63,7 +63,7 @@ void cnn_optim_step(struct cnn_optim *o, struct cnn_net *net, float lr) {
     o->t++;
     if (c->kind == CNN_OPT_SGD) {
         const float mu = c->momentum;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n >= CNN_OMP_MIN_WORK)
         for (long i = 0; i < n; i++) {
             float gi = g[i] + wd * (mask[i] + all - mask[i] * all) * p[i];
             if (mu > 0.0f) {
@@ -78,7 +78,7 @@ void cnn_optim_step(struct cnn_optim *o, struct cnn_net *net, float lr) {
     const double bc1 = 1.0 - pow(b1, (double)o->t), bc2 = 1.0 - pow(b2, (double)o->t);
     const float step = (float)(lr / bc1), sbc2 = (float)sqrt(bc2);
     const int decoupled = c->kind == CNN_OPT_ADAMW;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n >= CNN_OMP_MIN_WORK)
     for (long i = 0; i < n; i++) {
         const float dm = mask[i] + all - mask[i] * all; /* mask OR decay_all */
         float gi = g[i];

@@ -44,7 +44,7 @@ static void maxpool_forward(const struct cnn_layer *l, const struct cnn_fwd *f) 
     const int h = l->in.h, w = l->in.w, oh = l->out.h, ow = l->out.w;
     const int k = l->ia[K], s = l->ia[STRIDE], planes = f->n * l->in.c;
     int32_t *arg = (int32_t *)f->cache;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)planes * oh * ow * k * k >= CNN_OMP_MIN_WORK)
     for (int pl = 0; pl < planes; pl++) {
         const float *xp = f->x + (size_t)pl * h * w;
         float *yp = f->y + (size_t)pl * oh * ow;
@@ -71,7 +71,7 @@ static void maxpool_backward(const struct cnn_layer *l, const struct cnn_bwd *b)
     if (!b->dx) return;
     const int hw = l->in.h * l->in.w, ohw = l->out.h * l->out.w, planes = b->n * l->in.c;
     const int32_t *arg = (const int32_t *)b->cache;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)planes * ohw >= CNN_OMP_MIN_WORK)
     for (int pl = 0; pl < planes; pl++) {
         float *dxp = b->dx + (size_t)pl * hw;
         const float *dyp = b->dy + (size_t)pl * ohw;
@@ -85,7 +85,7 @@ static void avgpool_forward(const struct cnn_layer *l, const struct cnn_fwd *f) 
     const int h = l->in.h, w = l->in.w, oh = l->out.h, ow = l->out.w;
     const int k = l->ia[K], s = l->ia[STRIDE], planes = f->n * l->in.c;
     const float inv = 1.0f / (float)(k * k);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)planes * oh * ow * k * k >= CNN_OMP_MIN_WORK)
     for (int pl = 0; pl < planes; pl++) {
         const float *xp = f->x + (size_t)pl * h * w;
         float *yp = f->y + (size_t)pl * oh * ow;
@@ -104,7 +104,7 @@ static void avgpool_backward(const struct cnn_layer *l, const struct cnn_bwd *b)
     const int h = l->in.h, w = l->in.w, oh = l->out.h, ow = l->out.w;
     const int k = l->ia[K], s = l->ia[STRIDE], planes = b->n * l->in.c;
     const float inv = 1.0f / (float)(k * k);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)planes * oh * ow * k * k >= CNN_OMP_MIN_WORK)
     for (int pl = 0; pl < planes; pl++) {
         float *dxp = b->dx + (size_t)pl * h * w;
         const float *dyp = b->dy + (size_t)pl * oh * ow;

@@ -341,7 +341,7 @@ static void make_batch(const struct cnn_trainer *t, const struct cnn_dataset *d,
     struct cnn_augment aug;
     cnn_augment_default(&aug, t->cfg.augment == 2);
     const float scale = 1.0f / (255.0f * std), shift = mean / std;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)m * hw * (augment ? 32 : 1) >= CNN_OMP_MIN_WORK)
     for (int j = 0; j < m; j++) {
         const uint8_t *src = d->images + (size_t)idx[j] * hw;
         float *dst = x + (size_t)j * hw;
