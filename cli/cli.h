@@ -23,6 +23,11 @@ void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_int(const char *flag, const char *s, long lo, long hi, int *out);
 int cli_u64(const char *flag, const char *s, unsigned long long *out);
 int cli_float(const char *flag, const char *s, double lo, double hi, float *out);
+/* After getopt_long (optstring starting with ':', opterr 0) returned ch ('?' or ':'):
+ * one "mnist: ..." line naming the bad option. */
+void cli_bad_option(int argc, char **argv, int ch);
+/* Exit-early check that the directory of an output path exists and is writable. */
+int cli_check_output(const char *flag, const char *path);
 /* Write s as a JSON string literal. */
 void cli_json_str(FILE *f, const char *s);
 /* Keras-like table of a network: layer, output shape, parameters, MFLOPs, totals. */

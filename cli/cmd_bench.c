@@ -50,7 +50,8 @@ int cmd_bench(int argc, char **argv) {
     int batch = 64, train_batches = 50, infer_batch = 1000, lat_iters = 500, threads = 0;
     int json = 0, kind = CNN_OPT_SGD, ch;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         int bad = 0;
         switch (ch) {
         case 'a': spec = optarg; break;
@@ -80,7 +81,7 @@ int cmd_bench(int argc, char **argv) {
         case 'd': data = optarg; break;
         case 'j': json = 1; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: cli_bad_option(argc, argv, ch); usage(stderr); return 2;
         }
         if (bad) return 2;
     }

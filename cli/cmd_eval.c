@@ -108,7 +108,8 @@ int cmd_eval(int argc, char **argv) {
     int n_models = 0, json = 0, n_mistakes = 10, threads = 0, ch;
     const char *data = "data/mnist", *split = "test";
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (ch) {
         case 'm':
             if (n_models == MAX_MODELS) {
@@ -133,7 +134,7 @@ int cmd_eval(int argc, char **argv) {
             break;
         case 'j': json = 1; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: cli_bad_option(argc, argv, ch); usage(stderr); return 2;
         }
     }
     if (!n_models || optind < argc) {

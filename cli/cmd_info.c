@@ -119,12 +119,13 @@ int cmd_info(int argc, char **argv) {
     int json = 0, ch;
     const char *arch = NULL;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "ha:", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":ha:", opts, NULL)) != -1) {
         switch (ch) {
         case 'j': json = 1; break;
         case 'a': arch = optarg; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: cli_bad_option(argc, argv, ch); usage(stderr); return 2;
         }
     }
     if (arch) {

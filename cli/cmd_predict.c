@@ -218,7 +218,8 @@ int cmd_predict(int argc, char **argv) {
     const char *model = NULL;
     int ch;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (ch) {
         case 'm': model = optarg; break;
         case 'k':
@@ -228,7 +229,7 @@ int cmd_predict(int argc, char **argv) {
         case 's': o.show = 1; break;
         case 'p': o.save_dir = optarg; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: cli_bad_option(argc, argv, ch); usage(stderr); return 2;
         }
     }
     if (!model) {

@@ -2,6 +2,7 @@
  * cmd_train.c - `mnist train`: options -> struct cnn_train_cfg, progress display, JSON log,
  * Ctrl-C handling. The loop itself is the library's (src/train.c).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
@@ -156,7 +157,7 @@ int cmd_train(int argc, char **argv) {
     /* pass 1: the preset (and --help, --resume) */
     optind = 1;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         if (ch == O_HELP) {
             usage(stdout);
             return 0;
@@ -181,8 +182,7 @@ int cmd_train(int argc, char **argv) {
     }
     /* pass 2: everything else overrides */
     optind = 1;
-    opterr = 1;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         int kind;
         unsigned long long u;
         switch (ch) {
@@ -228,7 +228,7 @@ int cmd_train(int argc, char **argv) {
             break;
         case O_LOG: log_path = optarg; break;
         case O_QUIET: quiet = 1; break;
-        default: usage(stderr); return 2;
+        default: cli_bad_option(argc, argv, ch); usage(stderr); return 2;
         }
     }
     if (bad) return 2;
@@ -269,13 +269,17 @@ int cmd_train(int argc, char **argv) {
             return 2;
         }
     }
+    if (cli_check_output("--out", cfg.out) ||
+        (cfg.checkpoint[0] && cli_check_output("--checkpoint", cfg.checkpoint)) ||
+        (log_path && cli_check_output("--log", log_path)))
+        goto done;
     if (cnn_dataset_load_dir(data_dir, "train", &ds) != CNN_OK) {
         cli_err("%s", cnn_errmsg());
         goto done;
     }
     struct progress prog = {isatty(STDERR_FILENO), quiet, 0, NULL};
     if (log_path && !(prog.log = fopen(log_path, resume ? "a" : "w"))) {
-        cli_err("%s: cannot open log file", log_path);
+        cli_err("%s: cannot open log file: %s", log_path, strerror(errno));
         goto done;
     }
     fprintf(stderr, "mnist: %s, %d threads, %d epochs, batch %d, %zu parameters\n",

@@ -4,9 +4,12 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -17,6 +20,42 @@ void cli_err(const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+}
+
+void cli_bad_option(int argc, char **argv, int ch) {
+    const char *opt = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+    if (ch == ':')
+        cli_err("%s: option '%s' needs a value", argv[0], opt);
+    else if (optopt)
+        cli_err("%s: unknown option '-%c'", argv[0], optopt);
+    else
+        cli_err("%s: unknown option '%s'", argv[0], opt);
+}
+
+int cli_check_output(const char *flag, const char *path) {
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        strcpy(dir, ".");
+    } else if (slash == path) {
+        strcpy(dir, "/");
+    } else {
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        cli_err("%s: %s: directory %s does not exist", flag, path, dir);
+        return -1;
+    }
+    if (access(dir, W_OK) != 0) {
+        cli_err("%s: %s: directory %s is not writable", flag, path, dir);
+        return -1;
+    }
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        cli_err("%s: %s is a directory", flag, path);
+        return -1;
+    }
+    return 0;
 }
 
 int cli_int(const char *flag, const char *s, long lo, long hi, int *out) {

@@ -72,7 +72,9 @@ int cnn_write_file_atomic(const char *path, const void *buf, size_t len) {
     const int tn = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     if (tn < 0 || (size_t)tn >= sizeof tmp) return cnn_fail(CNN_ERR_ARG, "%s: path too long", path);
     const int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return cnn_fail(CNN_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    if (fd < 0)
+        return cnn_fail(CNN_ERR_IO, "%s: cannot create a temporary file beside it: %s", path,
+                        strerror(errno));
     const uint8_t *p = buf;
     size_t done = 0;
     while (done < len) {

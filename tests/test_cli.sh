@@ -1,0 +1,652 @@
+#!/usr/bin/env bash
+# test_cli.sh: the `mnist` command line end to end, against the real MNIST in data/mnist/.
+#
+# Cases (each line of output is one counted check):
+#   usage     exit 2 and a one-line "mnist: " error naming the flag for every absurd value;
+#             --help exits 0; unknown commands, unknown flags and a missing --model exit 2
+#   info      label counts and image shape of the real files; the --arch table and its JSON
+#   bad files truncated / huge-header / short / non-IDX / empty / truncated-gzip IDX files,
+#             corrupt / truncated / wrong-version models, models with a forged spec and a
+#             valid checksum, missing paths and directories, each through `info FILE` and
+#             `eval --model FILE`; forged --data directories for eval and train: exit 1,
+#             exactly one stderr line naming the file and the problem, no crash, quick
+#   train     a small run: model written atomically (no *.tmp* left), JSON log, one stdout line
+#             per epoch, `info --json` metadata, `eval --json` figures consistent with the
+#             confusion matrix, and an ensemble of one model twice equal to the model
+#   resume    SIGKILL after the first checkpoint + --resume, and SIGINT (exit 130) + --resume,
+#             both end with the same weights_crc32 as an uninterrupted run
+#   safety    --out or --log into a missing directory; a failing run leaves the previous
+#             --out and its checkpoint intact
+#   nan       a diverging run exits 1 naming the epoch, batch and learning rate
+# Run by scripts/run-tests with BUILD=build-dir; exit 0 when every check passes.
+# CLI_VERBOSE=1 also prints the error line behind each passing error check.
+# About 15 s on 2 idle cores, 35 s on 2 busy ones.
+set -u
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD:-build}
+case $build in /*) ;; *) build=$root/$build ;; esac
+mnist=$build/mnist
+data=$root/data/mnist
+tmp=$(mktemp -d)
+bg_pid=
+cleanup() {
+    if [ -n "$bg_pid" ]; then kill -9 "$bg_pid" 2>/dev/null; fi
+    rm -rf -- "$tmp"
+}
+trap cleanup EXIT
+cd "$tmp" || exit 1 # so that a stray default (mnist.model) can never land in the repository
+# libgomp's threads spin while they wait by default: on a loaded 2-core machine that makes the
+# trainings here several times slower (measured 109 s instead of 25 s for the resume cases).
+# Waiting passively changes no result (those depend on the seed and --threads only).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+
+if [ ! -x "$mnist" ]; then
+    echo "cli: $mnist not built"
+    exit 1
+fi
+for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte \
+    t10k-labels-idx1-ubyte; do
+    if [ ! -f "$data/$f" ]; then
+        echo "cli: $data/$f missing (run scripts/fetch-data)"
+        exit 1
+    fi
+done
+
+# Small, fast settings for every training in this file.
+tiny=(--limit 2000 --val 500 --arch "conv 4 5, relu, maxpool 2, dense 10" --threads 2 --data "$data")
+# Long enough (about 1 s an epoch on 2 cores) to kill between checkpoints.
+long=(--limit 30000 --val 1000 --epochs 3 --seed 7 --threads 2 --data "$data"
+    --arch "conv 8 5, relu, maxpool 2, dense 10")
+
+passed=0
+failed=0
+section() { echo "$1  [at ${SECONDS}s]"; }
+verbose=${CLI_VERBOSE:-0} # 1: show the error line each passing error check saw
+ok() {
+    passed=$((passed + 1))
+    echo "  ok    $1"
+    if [ "$verbose" = 1 ] && [ -n "$errline" ]; then echo "          $errline"; fi
+}
+bad() {
+    failed=$((failed + 1))
+    echo "  FAIL  $1: $2"
+    if [ -s "$tmp/err" ]; then sed -n '1,4s/^/          stderr: /p' "$tmp/err"; fi
+}
+# check NAME: records the outcome of the preceding command list by `why` being empty.
+why=
+check() {
+    if [ -z "$why" ]; then ok "$1"; else bad "$1" "$why"; fi
+    why=
+    errline=
+}
+
+# run CMD...: stdout -> $tmp/out, stderr -> $tmp/err, exit status in $rc, wall time in $ms.
+rc=0
+ms=0
+run() {
+    local t0 t1
+    t0=$(date +%s%N)
+    rc=0
+    timeout 120 "$@" >"$tmp/out" 2>"$tmp/err" </dev/null || rc=$?
+    t1=$(date +%s%N)
+    ms=$(((t1 - t0) / 1000000))
+}
+
+# expect_exit CODE [--usage|--banner] -- CMD...: runs CMD; sets why unless it exits CODE
+# and, when CODE is not 0, stderr is exactly one line starting "mnist: " (put in $errline).
+#   --usage   the error line may be followed by help text (usage, list of presets)
+#   --banner  training's "mnist: SPEC, N threads, ..." start line may precede the error
+errline=
+expect_exit() {
+    local want=$1 mode=strict lines
+    shift
+    while [ "$1" != -- ]; do
+        case $1 in --usage) mode=usage ;; --banner) mode=banner ;; esac
+        shift
+    done
+    shift
+    run "$@"
+    why=
+    errline=
+    if [ "$rc" -ne "$want" ]; then
+        why="exit $rc, want $want"
+        [ "$rc" -lt 128 ] || why="$why (killed by signal $((rc - 128)))"
+        return 1
+    fi
+    [ "$want" -ne 0 ] || return 0
+    case $mode in
+    usage) lines=$(head -n 1 "$tmp/err") ;;
+    banner) lines=$(grep -Ev '^mnist: .*, [0-9]+ threads, [0-9]+ epochs, batch ' "$tmp/err") ;;
+    *) lines=$(cat "$tmp/err") ;;
+    esac
+    if [ -z "$lines" ]; then
+        why="nothing on stderr"
+    elif [ "$(printf '%s\n' "$lines" | wc -l)" -ne 1 ]; then
+        why="$(printf '%s\n' "$lines" | wc -l) error lines on stderr, want 1"
+    elif [ "${lines#mnist: }" = "$lines" ]; then
+        why="stderr line does not start with 'mnist: '"
+    fi
+    errline=$lines
+    [ -z "$why" ]
+}
+
+# has TEXT ERE: sets why unless TEXT matches ERE (grep -E, case-insensitive).
+# Match problems against "${errline//$path/}" so that a file's own name cannot satisfy them.
+has() {
+    if ! printf '%s\n' "$1" | grep -Eqi -- "$2"; then why="'$1' does not match /$2/"; fi
+    [ -z "$why" ]
+}
+hasf() { # hasf TEXT STRING: fixed-string variant
+    if ! printf '%s\n' "$1" | grep -Fq -- "$2"; then why="'$1' does not mention '$2'"; fi
+    [ -z "$why" ]
+}
+
+# py CODE ARGS...: python3 -c CODE; on failure its stderr's last line goes into why.
+py() {
+    local msg
+    if ! msg=$(python3 -c "$1" "${@:2}" 2>&1); then
+        why="python check failed: $(printf '%s\n' "$msg" | tail -n 1)"
+        return 1
+    fi
+    [ -z "$msg" ] || printf '%s\n' "$msg"
+}
+
+# json_field FILE EXPR: print a field of the JSON object in FILE, e.g. json_field f "d['x']".
+json_field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
+
+# flip_byte FILE OFFSET: xor one byte with 0xff in place.
+flip_byte() {
+    local byte
+    byte=$(od -An -tu1 -j"$2" -N1 "$1" | tr -d ' ')
+    printf '%b' "\\0$(printf '%03o' $((byte ^ 255)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+
+crc_of() { # crc_of MODEL: its weights_crc32 from `mnist info --json` ("" on failure)
+    "$mnist" info "$1" --json 2>/dev/null | python3 -c \
+        'import json,sys; print(json.load(sys.stdin)["weights_crc32"])' 2>/dev/null
+}
+
+# ---------------------------------------------------------------------------------------------
+section "usage"
+
+run "$mnist" # just the usage, no error line
+[ "$rc" -eq 2 ] || why="exit $rc, want 2"
+[ -n "$why" ] || grep -q '^usage: mnist' "$tmp/err" || why="no usage text on stderr"
+[ -n "$why" ] || [ ! -s "$tmp/out" ] || why="usage on stdout"
+check "mnist alone: exit 2 with usage on stderr"
+
+expect_exit 2 --usage -- "$mnist" nope && hasf "$errline" "nope"
+check "mnist nope: exit 2, names the command"
+
+expect_exit 0 -- "$mnist" train --help
+[ -n "$why" ] || grep -q '^usage: mnist train' "$tmp/out" || why="no usage on stdout"
+[ -n "$why" ] || [ ! -s "$tmp/err" ] || why="stderr not empty"
+check "train --help: exit 0, usage on stdout"
+
+for sub in train eval info; do
+    expect_exit 2 --usage -- "$mnist" $sub --frobnicate && hasf "$errline" "--frobnicate"
+    check "$sub --frobnicate: exit 2, 'mnist: ' error naming the flag"
+done
+expect_exit 2 --usage -- "$mnist" train --epochs && hasf "$errline" "--epochs"
+check "train --epochs (value missing): exit 2, 'mnist: ' error naming the flag"
+
+# flag_case FLAG VALUE [--usage]: `train FLAG VALUE` exits 2 with one line naming FLAG.
+flag_case() {
+    local mode=
+    [ $# -lt 3 ] || mode=$3
+    expect_exit 2 ${mode:+"$mode"} -- "$mnist" train "${tiny[@]}" --out "$tmp/never.model" "$1" "$2" &&
+        hasf "$errline" "$1"
+    [ -n "$why" ] || [ ! -e "$tmp/never.model" ] || why="wrote $tmp/never.model"
+    check "train $1 '$2': exit 2, one line naming $1"
+}
+flag_case --epochs 0
+flag_case --epochs -3
+flag_case --epochs abc
+flag_case --batch 0
+flag_case --batch 99999999
+flag_case --lr -1
+flag_case --lr nan
+flag_case --lr 1e9
+flag_case --optimizer foo
+flag_case --schedule foo
+flag_case --augment foo
+flag_case --threads -1
+flag_case --label-smoothing 1.5
+flag_case --preset nope --usage # the error line is followed by the list of presets
+
+# arch_case SPEC ERE: `train --arch SPEC` exits 2 with one line matching ERE.
+arch_case() {
+    expect_exit 2 -- "$mnist" train "${tiny[@]}" --out "$tmp/never.model" --arch "$1" &&
+        hasf "$errline" "--arch" && has "$errline" "$2"
+    check "train --arch '$1': exit 2, one line /$2/"
+}
+arch_case "conv 32 99" "layer 1 'conv 32 99'.*(kernel|larger)"
+arch_case "convv 3 3" "convv.*unknown|unknown.*convv"
+arch_case "conv 32" "conv 32.*missing|missing.*conv 32"
+arch_case "conv -3 3" "-3"
+arch_case "" "empty"
+arch_case "conv 4 5, relu, maxpool 2, dense 10, conv 3 3" "layer 5"
+
+expect_exit 2 --usage -- "$mnist" eval --data "$data" && hasf "$errline" "--model"
+check "eval without --model: exit 2, names --model"
+expect_exit 2 --usage -- "$mnist" eval --model "$tmp/x.model" --split nope && hasf "$errline" "--split"
+check "eval --split nope: exit 2, names --split"
+
+# ---------------------------------------------------------------------------------------------
+section "info"
+
+expect_exit 0 -- "$mnist" info "$data/train-labels-idx1-ubyte" --json
+[ -n "$why" ] || py 'import json,sys
+d = json.load(open(sys.argv[1]))
+assert d["counts"] == [5923,6742,5958,6131,5842,5421,5918,6265,5851,5949], d["counts"]
+assert d["shape"] == [60000], d["shape"]' "$tmp/out"
+check "info train labels --json: per-class counts"
+
+expect_exit 0 -- "$mnist" info "$data/train-images-idx3-ubyte" --json
+[ -n "$why" ] || py 'import json,sys
+d = json.load(open(sys.argv[1]))
+assert d["shape"] == [60000,28,28], d["shape"]' "$tmp/out"
+check "info train images --json: shape [60000,28,28]"
+
+spec="conv 32 3 pad=1, bn, relu, maxpool 2, dense 10"
+expect_exit 0 -- "$mnist" info --arch "$spec"
+[ -n "$why" ] || py 'import re,sys
+t = open(sys.argv[1]).read().splitlines()
+head = [l for l in t if "params" in l and "MFLOPs" in l]
+assert head, "no header with params and MFLOPs"
+rows = [l.split() for l in t if re.match(r"^[1-9]\d* ", l)]
+assert len(rows) == 5, "%d layer rows, want 5" % len(rows)
+want = {"conv": 320, "bn": 64, "relu": 0, "maxpool": 0, "dense": 62730}
+for r in rows:
+    assert int(r[-2]) == want[r[1]], "%s: %s params, want %d" % (r[1], r[-2], want[r[1]])
+    float(r[-1])
+tot = [l for l in t if l.startswith("total")]
+assert len(tot) == 1 and re.search(r"\b63114 parameters", tot[0]) and "MFLOPs" in tot[0], tot' \
+    "$tmp/out"
+check "info --arch: table with params, MFLOPs and a total line"
+
+expect_exit 0 -- "$mnist" info --arch "$spec" --json
+[ -n "$why" ] || py 'import json,sys
+d = json.load(open(sys.argv[1]))
+assert d["params"] == 63114 and d["state"] == 64, (d["params"], d["state"])
+assert [l["params"] for l in d["layers"]] == [320, 64, 0, 0, 62730]
+assert abs(sum(l["mflops"] for l in d["layers"]) - d["mflops"]) < 1e-3
+assert d["layers"][-1]["output"] == [10, 1, 1]' "$tmp/out"
+check "info --arch --json: parses, params add up"
+
+# ---------------------------------------------------------------------------------------------
+section "train and eval (--limit 2000 --val 500 --epochs 2)"
+
+mkdir -p "$tmp/run"
+M=$tmp/run/m.model
+L=$tmp/run/log.jsonl
+expect_exit 0 -- "$mnist" train "${tiny[@]}" --epochs 2 --out "$M" --log "$L"
+cp "$tmp/out" "$tmp/train.out"
+cp "$tmp/err" "$tmp/train.err"
+[ -n "$why" ] || [ -s "$M" ] || why="$M missing or empty"
+[ -n "$why" ] || [ -s "$M.ckpt" ] || why="$M.ckpt missing or empty"
+check "train: exit 0, model and checkpoint written"
+
+leftover=$(find "$tmp/run" -name '*.tmp*')
+[ -z "$leftover" ] || why="left behind: $leftover"
+[ -n "$why" ] || [ -s "$M" ] || why="no model to look beside"
+check "train: no *.tmp* files left"
+
+[ "$(grep -c '^epoch ' "$tmp/train.out")" -eq 2 ] ||
+    why="$(grep -c '^epoch ' "$tmp/train.out") 'epoch' lines on stdout, want 2"
+[ -n "$why" ] || ! grep -q "$(printf '[\r\033]')" "$tmp/train.out" "$tmp/train.err" ||
+    why="carriage return or escape sequence in the output of a run without a tty"
+check "train: one stdout line per epoch, no progress bar without a tty"
+
+[ -n "$why" ] || py 'import json,sys
+lines = open(sys.argv[1]).read().splitlines()
+assert len(lines) == 2, "%d log lines, want 2" % len(lines)
+for i, l in enumerate(lines):
+    d = json.loads(l)
+    for k in ("epoch", "train_loss", "val_acc", "lr", "seconds", "images_per_s"):
+        assert k in d, "line %d lacks %s" % (i + 1, k)
+    assert d["epoch"] == i + 1, d["epoch"]
+    assert 0 <= d["val_acc"] <= 1 and d["train_loss"] > 0 and d["lr"] > 0' "$L"
+check "train --log: 2 JSON lines with epoch, train_loss, val_acc, lr, seconds, images_per_s"
+
+expect_exit 0 -- "$mnist" info "$M" --json
+[ -n "$why" ] || py 'import json,sys
+d = json.load(open(sys.argv[1]))
+assert d["meta"]["epochs"] == 2, d["meta"]
+assert d["network"]["spec"] == "conv 4 5, relu, maxpool 2, dense 10", d["network"]["spec"]
+assert len(d["weights_crc32"]) == 8' "$tmp/out"
+check "info MODEL --json: parses, meta.epochs 2"
+
+expect_exit 0 -- "$mnist" eval --model "$M" --data "$data" --json
+cp "$tmp/out" "$tmp/eval1.json"
+[ -n "$why" ] || py 'import json,sys
+d = json.load(open(sys.argv[1]))
+C = d["confusion"]
+k = len(C)
+assert k == 10 and all(len(r) == k for r in C)
+n = sum(map(sum, C))
+tr = sum(C[i][i] for i in range(k))
+assert n == d["n"] == 10000, (n, d["n"])
+assert tr == d["correct"], (tr, d["correct"])
+assert abs(d["accuracy"] - tr / n) < 1e-6, (d["accuracy"], tr / n)
+assert d["accuracy"] > 0.3, "suspiciously low accuracy %g" % d["accuracy"]
+for c, pc in enumerate(d["per_class"]):
+    row = sum(C[c])
+    col = sum(C[t][c] for t in range(k))
+    p = C[c][c] / col if col else 0.0
+    r = C[c][c] / row if row else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    assert pc["label"] == c
+    assert pc["support"] == row, (c, pc["support"], row)
+    assert abs(pc["precision"] - p) < 1e-6, (c, "precision", pc["precision"], p)
+    assert abs(pc["recall"] - r) < 1e-6, (c, "recall", pc["recall"], r)
+    assert abs(pc["f1"] - f) < 1e-6, (c, "f1", pc["f1"], f)' "$tmp/eval1.json"
+check "eval --json: accuracy = trace/sum, per-class precision/recall/f1/support match confusion"
+
+expect_exit 0 -- "$mnist" eval --model "$M" --model "$M" --data "$data" --json
+[ -n "$why" ] || py 'import json,sys
+a = json.load(open(sys.argv[1]))
+b = json.load(open(sys.argv[2]))
+assert b["models"] == [sys.argv[3]] * 2, b["models"]
+assert a["accuracy"] == b["accuracy"], (a["accuracy"], b["accuracy"])
+assert a["confusion"] == b["confusion"]' "$tmp/eval1.json" "$tmp/out" "$M"
+check "eval --model M --model M: same accuracy and confusion as one model"
+
+# ---------------------------------------------------------------------------------------------
+section "bad files"
+
+mkdir -p "$tmp/bad"
+B=$tmp/bad
+head -c 1000 "$data/train-labels-idx1-ubyte" >"$B/truncated-labels"
+head -c 1000 "$data/train-images-idx3-ubyte" >"$B/truncated-images"
+{
+    printf '\x00\x00\x08\x03\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff'
+    head -c 4096 /dev/zero
+} >"$B/huge-dims"
+{
+    printf '\x00\x00\x08\x03\x00\x0f\x42\x40\x00\x00\x00\x1c\x00\x00\x00\x1c' # 1e6 x 28 x 28
+    head -c 4096 /dev/zero
+} >"$B/huge-count"
+{
+    printf '\x00\x00\x08\x01\x00\x00\x03\xe8' # 1000 labels, 500 present
+    head -c 500 /dev/zero
+} >"$B/count-over-data"
+printf 'this is a text file, not IDX\nsecond line\n' >"$B/text.txt"
+: >"$B/empty"
+gzip -c "$data/train-labels-idx1-ubyte" | head -c 5000 >"$B/truncated.gz"
+mkdir -p "$B/a-directory"
+cp "$M" "$B/corrupt.model"
+flip_byte "$B/corrupt.model" $(($(stat -c %s "$M") / 2))
+head -c $(($(stat -c %s "$M") - 100)) "$M" >"$B/truncated.model"
+# version 99 with a correct checksum, so that only the version is wrong
+python3 -c 'import struct,sys,zlib
+b = bytearray(open(sys.argv[1], "rb").read())
+b[8:12] = struct.pack("<I", 99)
+b[-4:] = struct.pack("<I", zlib.crc32(bytes(b[:-4])))
+open(sys.argv[2], "wb").write(b)' "$M" "$B/version99.model"
+# Forged SPEC sections with a correct checksum: the stored spec must be checked against
+# limits and against the parameters the file really holds, before anything is allocated.
+forge_spec() { # forge_spec OUT C H W SPEC
+    python3 -c 'import struct,sys,zlib
+src, dst, c, h, w, spec = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6]), sys.argv[6]
+b = open(src, "rb").read()
+out, pos = bytearray(b[:16]), 16
+while True:
+    tag, n = b[pos:pos + 4], struct.unpack("<Q", b[pos + 4:pos + 12])[0]
+    body = b[pos + 12:pos + 12 + n]
+    pos += 12 + n
+    if tag == b"SPEC":
+        body = struct.pack("<III", c, h, w) + spec.encode()
+    out += tag + struct.pack("<Q", len(body)) + body
+    if tag == b"END ":
+        break
+out += struct.pack("<I", zlib.crc32(bytes(out)))
+open(dst, "wb").write(out)' "$M" "$B/$1" "$2" "$3" "$4" "$5"
+}
+forge_spec spec-huge-dense.model 1 28 28 "dense 1000000000"
+forge_spec spec-huge-layers.model 1 28 28 "conv 65536 1, dense 65536"
+forge_spec spec-huge-input.model 1 100000 100000 "conv 4 5, relu, maxpool 2, dense 10"
+forge_spec spec-more-params.model 1 28 28 "conv 4 5, relu, maxpool 2, dense 64, dense 10"
+forge_spec spec-fewer-params.model 1 28 28 "conv 4 5, relu, maxpool 2, dense 5"
+
+# bad_file NAME INFO_ERE EVAL_ERE: both commands exit 1 quickly, one line naming the file.
+bad_file() {
+    local f=$B/$1
+    expect_exit 1 -- "$mnist" info "$f" && hasf "$errline" "$f" && has "${errline//$f/}" "$2"
+    [ -n "$why" ] || [ "$ms" -lt 5000 ] || why="took $ms ms"
+    check "info $1: exit 1, one line naming it /$2/"
+    expect_exit 1 -- "$mnist" eval --data "$data" --model "$f" && hasf "$errline" "$f" &&
+        has "${errline//$f/}" "$3"
+    [ -n "$why" ] || [ "$ms" -lt 10000 ] || why="took $ms ms"
+    check "eval --model $1: exit 1, one line naming it /$3/"
+}
+notmodel='not a model|too short|magic'
+bad_file truncated-labels 'truncat' "$notmodel"
+bad_file truncated-images 'truncat' "$notmodel"
+bad_file huge-dims 'at most|limit|overflow|too (large|big)' "$notmodel"
+bad_file huge-count 'truncat|implies|at most|limit' "$notmodel"
+bad_file count-over-data 'truncat|implies' "$notmodel"
+bad_file text.txt 'magic|not an IDX' "$notmodel"
+bad_file empty 'empty' "$notmodel"
+bad_file truncated.gz 'gzip|truncat' "$notmodel"
+bad_file corrupt.model 'checksum|corrupt' 'checksum|corrupt'
+bad_file truncated.model 'checksum|truncat|corrupt' 'checksum|truncat|corrupt'
+bad_file version99.model 'version 99' 'version 99'
+bad_file no-such-file 'no such file|cannot open' 'no such file|cannot open'
+bad_file a-directory 'not a regular file|directory' 'not a regular file|directory'
+bad_file spec-huge-dense.model 'dense 1000000000' 'dense 1000000000'
+bad_file spec-huge-layers.model 'dense 65536' 'dense 65536'
+bad_file spec-huge-input.model '100000' '100000'
+bad_file spec-more-params.model 'param|PARM' 'param|PARM'
+bad_file spec-fewer-params.model 'param|PARM' 'param|PARM'
+
+# Forged --data directories: each holds t10k-* and train-* files built from the real ones.
+# forge DIR: start DIR as a copy (symlinks) of the real data.
+forge() {
+    mkdir -p "$1"
+    for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte \
+        t10k-labels-idx1-ubyte; do
+        ln -sf "$data/$f" "$1/$f"
+    done
+}
+D=$tmp/data
+mkdir -p "$D/empty"
+forge "$D/trunc-images"
+rm "$D/trunc-images/t10k-images-idx3-ubyte" "$D/trunc-images/train-images-idx3-ubyte"
+head -c 100000 "$data/t10k-images-idx3-ubyte" >"$D/trunc-images/t10k-images-idx3-ubyte"
+head -c 100000 "$data/train-images-idx3-ubyte" >"$D/trunc-images/train-images-idx3-ubyte"
+forge "$D/count-mismatch" # 10000 images with 60000 labels
+ln -sf "$data/train-labels-idx1-ubyte" "$D/count-mismatch/t10k-labels-idx1-ubyte"
+ln -sf "$data/t10k-labels-idx1-ubyte" "$D/count-mismatch/train-labels-idx1-ubyte"
+forge "$D/bad-label" # label 200 in the middle
+for s in t10k train; do
+    rm "$D/bad-label/$s-labels-idx1-ubyte"
+    cp "$data/$s-labels-idx1-ubyte" "$D/bad-label/$s-labels-idx1-ubyte"
+    printf '\xc8' | dd of="$D/bad-label/$s-labels-idx1-ubyte" bs=1 seek=1000 conv=notrunc status=none
+done
+forge "$D/swapped" # labels where the images should be
+for s in t10k train; do
+    ln -sf "$data/$s-labels-idx1-ubyte" "$D/swapped/$s-images-idx3-ubyte"
+done
+forge "$D/huge-labels" # a labels header claiming 2^31-1 items over a 10000-byte body
+for s in t10k train; do
+    rm "$D/huge-labels/$s-labels-idx1-ubyte"
+    {
+        printf '\x00\x00\x08\x01\x7f\xff\xff\xff'
+        head -c 10000 /dev/zero
+    } >"$D/huge-labels/$s-labels-idx1-ubyte"
+done
+
+# bad_data NAME FILE_ERE PROBLEM_ERE
+bad_data() {
+    expect_exit 1 -- "$mnist" eval --data "$D/$1" --model "$M" &&
+        has "$errline" "$D/$1/$2" && has "${errline//$D\/$1/}" "$3"
+    [ -n "$why" ] || [ "$ms" -lt 10000 ] || why="took $ms ms"
+    check "eval --data $1: exit 1, one line naming the file /$3/"
+    expect_exit 1 -- "$mnist" train "${tiny[@]}" --epochs 1 --out "$tmp/never.model" \
+        --data "$D/$1" && has "$errline" "$D/$1/$2" && has "${errline//$D\/$1/}" "$3"
+    [ -n "$why" ] || [ ! -e "$tmp/never.model" ] || why="wrote $tmp/never.model"
+    check "train --data $1: exit 1, one line naming the file /$3/"
+}
+bad_data empty '(t10k|train)-images' 'no such file'
+bad_data trunc-images '(t10k|train)-images' 'truncat'
+bad_data count-mismatch '(t10k|train)-(images|labels)' 'count|labels|images'
+bad_data bad-label '(t10k|train)-labels' 'label .* is 200'
+bad_data swapped '(t10k|train)-images' '1-D|3-D|dimension|magic|expected'
+bad_data huge-labels '(t10k|train)-labels' 'truncat|implies|at most|limit'
+
+# ---------------------------------------------------------------------------------------------
+section "kill and resume (--limit 30000 --epochs 3 --seed 7 --threads 2)"
+
+mkdir -p "$tmp/kr"
+A=$tmp/kr/A.model
+expect_exit 0 -- "$mnist" train "${long[@]}" --out "$A"
+crc_a=
+[ -n "$why" ] || crc_a=$(crc_of "$A")
+[ -n "$why" ] || [ -n "$crc_a" ] || why="no weights_crc32 for $A"
+check "uninterrupted run A: exit 0 (weights_crc32 $crc_a)"
+
+# start_bg OUT: start the long training in the background, stderr to $tmp/bg.err.
+start_bg() {
+    "$mnist" train "${long[@]}" --out "$1" >"$tmp/bg.out" 2>"$tmp/bg.err" </dev/null &
+    bg_pid=$!
+}
+# wait_ckpt FILE: poll up to 60 s for FILE; sets why on timeout or early exit.
+wait_ckpt() {
+    local i
+    for ((i = 0; i < 1200; i++)); do
+        [ -e "$1" ] && return 0
+        kill -0 "$bg_pid" 2>/dev/null || {
+            why="training exited before writing $1"
+            return 1
+        }
+        sleep 0.05
+    done
+    why="no $1 after 60 s"
+    return 1
+}
+# ckpt_epochs FILE: meta.epochs of a checkpoint
+ckpt_epochs() {
+    "$mnist" info "$1" --json 2>/dev/null | python3 -c \
+        'import json,sys; print(json.load(sys.stdin)["meta"]["epochs"])' 2>/dev/null
+}
+
+Bm=$tmp/kr/B.model
+e=0 # epochs in the checkpoint that is resumed
+start_bg "$Bm"
+if wait_ckpt "$Bm.ckpt"; then
+    sleep 0.3
+    if kill -9 "$bg_pid" 2>/dev/null; then
+        wait "$bg_pid" 2>/dev/null
+        bg_pid=
+        e=$(ckpt_epochs "$Bm.ckpt")
+        case $e in 1 | 2) ;; *)
+            why="checkpoint after SIGKILL says epochs '$e', want 1 or 2"
+            e=0
+            ;;
+        esac
+    else
+        why="run B finished before the kill; make the run longer"
+    fi
+fi
+[ -z "$bg_pid" ] || {
+    kill -9 "$bg_pid" 2>/dev/null
+    wait "$bg_pid" 2>/dev/null
+    bg_pid=
+}
+check "run B: SIGKILL after its first checkpoint leaves a loadable checkpoint"
+
+expect_exit 0 -- "$mnist" train --resume "$Bm.ckpt" --threads 2 --data "$data"
+# it really continued: says so, and prints only the epochs after the checkpoint
+[ -n "$why" ] || grep -q "resuming .*B.model.ckpt after epoch $e of 3" "$tmp/err" ||
+    why="no 'resuming ... after epoch $e of 3' on stderr"
+[ -n "$why" ] || [ "$(grep -c '^epoch ' "$tmp/out")" -eq $((3 - e)) ] ||
+    why="$(grep -c '^epoch ' "$tmp/out") epoch lines after resuming at epoch $e, want $((3 - e))"
+[ -n "$why" ] || [ "$(crc_of "$Bm")" = "$crc_a" ] ||
+    why="B weights_crc32 $(crc_of "$Bm") != A $crc_a"
+[ -n "$why" ] || [ -z "$crc_a" ] || [ "$(crc_of "$Bm.ckpt")" = "$(crc_of "$A.ckpt")" ] ||
+    why="final checkpoints differ: B $(crc_of "$Bm.ckpt"), A $(crc_of "$A.ckpt")"
+[ -n "$crc_a" ] || why="${why:-no reference crc from run A}"
+check "run B: --resume finishes with A's weights_crc32"
+
+Cm=$tmp/kr/C.model
+start_bg "$Cm"
+if wait_ckpt "$Cm.ckpt"; then
+    sleep 0.3
+    kill -INT "$bg_pid" 2>/dev/null
+    rc=0
+    wait "$bg_pid" || rc=$?
+    bg_pid=
+    if [ "$rc" -ne 130 ]; then
+        why="exit $rc after SIGINT, want 130"
+    elif ! grep -q -- '--resume' "$tmp/bg.err"; then
+        why="stderr does not mention --resume: $(tr '\n' '|' <"$tmp/bg.err")"
+    fi
+    errline=$(grep -i 'interrupted' "$tmp/bg.err")
+fi
+[ -z "$bg_pid" ] || {
+    kill -9 "$bg_pid" 2>/dev/null
+    wait "$bg_pid" 2>/dev/null
+    bg_pid=
+}
+check "run C: SIGINT after the first checkpoint exits 130 and mentions --resume"
+
+e=$(ckpt_epochs "$Cm.ckpt")
+case $e in [0-9]) ;; *) e=0 ;; esac
+expect_exit 0 -- "$mnist" train --resume "$Cm.ckpt" --threads 2 --data "$data"
+[ -n "$why" ] || grep -q "resuming .*C.model.ckpt after epoch $e of 3" "$tmp/err" ||
+    why="no 'resuming ... after epoch $e of 3' on stderr"
+[ -n "$why" ] || [ "$(grep -c '^epoch ' "$tmp/out")" -eq $((3 - e)) ] ||
+    why="$(grep -c '^epoch ' "$tmp/out") epoch lines after resuming at epoch $e, want $((3 - e))"
+[ -n "$why" ] || [ "$(crc_of "$Cm")" = "$crc_a" ] ||
+    why="C weights_crc32 $(crc_of "$Cm") != A $crc_a"
+[ -n "$crc_a" ] || why="${why:-no reference crc from run A}"
+check "run C: --resume after SIGINT finishes with A's weights_crc32"
+
+leftover=$(find "$tmp/kr" -name 'C.model*.tmp*')
+[ -z "$leftover" ] || why="left behind: $leftover"
+[ -n "$why" ] || [ -s "$Cm" ] || why="no model to look beside"
+check "run C: no *.tmp* files left after SIGINT and resume"
+
+# ---------------------------------------------------------------------------------------------
+section "output safety"
+
+expect_exit 1 --banner -- "$mnist" train "${tiny[@]}" --epochs 1 --out "$tmp/no/such/dir/m.model" &&
+    hasf "$errline" "$tmp/no/such/dir/m.model" && has "${errline//$tmp/}" 'no such file|cannot|does not exist'
+[ -n "$why" ] || [ ! -e "$tmp/no" ] || why="created $(find "$tmp/no")"
+check "--out into a missing directory: exit 1, one error line naming it, nothing written"
+
+mkdir -p "$tmp/keep"
+K=$tmp/keep/m.model
+cp "$M" "$K"
+cp "$M.ckpt" "$K.ckpt"
+cp "$M" "$tmp/keep.orig"
+cp "$M.ckpt" "$tmp/keep.ckpt.orig"
+expect_exit 1 -- "$mnist" train "${tiny[@]}" --epochs 1 --out "$K" --data "$D/trunc-images"
+[ -n "$why" ] || cmp -s "$K" "$tmp/keep.orig" || why="$K changed"
+[ -n "$why" ] || cmp -s "$K.ckpt" "$tmp/keep.ckpt.orig" || why="$K.ckpt changed"
+[ -n "$why" ] || [ -z "$(find "$tmp/keep" -name '*.tmp*')" ] || why="left *.tmp* files"
+check "failed run (bad --data): previous --out and its checkpoint byte-identical, no *.tmp*"
+
+expect_exit 1 -- "$mnist" train "${tiny[@]}" --epochs 1 --out "$tmp/keep/new.model" \
+    --log "$tmp/no/such/dir/log.jsonl" && hasf "$errline" "$tmp/no/such/dir/log.jsonl" &&
+    has "${errline//$tmp/}" 'no such file|cannot|does not exist'
+[ -n "$why" ] || [ ! -e "$tmp/keep/new.model" ] || why="trained and wrote a model anyway"
+check "--log into a missing directory: exit 1 before training, one line naming it"
+
+# ---------------------------------------------------------------------------------------------
+section "NaN"
+
+# Without batch norm, SGD at lr 10 with momentum 0.99 overflows within the first epoch.
+cp "$M" "$K"
+expect_exit 1 --banner -- "$mnist" train --limit 2000 --val 500 --epochs 2 --threads 2 \
+    --data "$data" --optimizer sgd --momentum 0.99 --lr 10 --label-smoothing 0 \
+    --arch "dense 256, relu, dense 256, relu, dense 10" --out "$K" &&
+    has "$errline" 'nan|inf' && has "$errline" 'epoch [0-9]' && has "$errline" 'batch [0-9]' &&
+    has "$errline" '(lr|learning rate)[^0-9]*10\b'
+[ -n "$why" ] || cmp -s "$K" "$tmp/keep.orig" || why="$K changed by a run that diverged"
+check "diverging run: exit 1, names epoch, batch and learning rate; --out untouched"
+
+echo "cli: $passed passed, $failed failed (${SECONDS}s)"
+[ "$failed" -eq 0 ]
