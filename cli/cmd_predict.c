@@ -190,9 +190,11 @@ static int predict_dir(const struct opts *o, const char *dir) {
             if (!p) break;
             names = p;
         }
-        const size_t len = strlen(dir) + strlen(e->d_name) + 2;
+        size_t dl = strlen(dir);
+        while (dl > 1 && dir[dl - 1] == '/') dl--; /* "examples/" -> "examples/x.png" */
+        const size_t len = dl + strlen(e->d_name) + 2;
         if (!(names[n] = malloc(len))) break;
-        snprintf(names[n++], len, "%s/%s", dir, e->d_name);
+        snprintf(names[n++], len, "%.*s/%s", (int)dl, dir, e->d_name);
     }
     closedir(d);
     qsort(names, n, sizeof *names, by_name);
