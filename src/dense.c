@@ -20,7 +20,7 @@ static int dense_init(struct cnn_layer *l) {
     const size_t in = cnn_shape_size(l->in);
     l->out.c = l->ia[0];
     l->out.h = l->out.w = 1;
-    if (in * (size_t)l->out.c > (size_t)1 << 28)
+    if (in * (size_t)l->out.c > (size_t)1 << 25)
         return cnn_fail(CNN_ERR_SPEC, "%zu x %d weights is more than this library allows", in,
                         l->out.c);
     l->n_decay = in * (size_t)l->out.c;

@@ -212,8 +212,18 @@ static int parse_gzip(const uint8_t *buf, size_t len, const char *name, struct c
     }
     if ((rc = parse_dims(hdr, 4 + got2, name, src, ndim, &h)) != CNN_OK) goto fail;
 
-    /* The payload: exactly h.size bytes, then a 1-byte probe that must find the end. */
+    /* The payload: exactly h.size bytes, then a 1-byte probe that must find the end.
+     * deflate expands at most 1032:1, so a header claiming more than that from this many
+     * compressed bytes is a lie: refuse it before allocating (a 33-byte file must not make
+     * us allocate a gigabyte). */
     hb = header_bytes(ndim);
+    if (h.size / 1032 > len) {
+        rc = cnn_fail(CNN_ERR_FORMAT,
+                      "%s%s: header (%s) implies %zu bytes, more than %zu compressed bytes can "
+                      "hold: data truncated or header forged",
+                      name, src, dims_str(&h, ds, sizeof ds), hb + h.size, len);
+        goto fail;
+    }
     data = malloc(h.size);
     if (!data) {
         rc = cnn_fail(CNN_ERR_NOMEM, "%s: cannot allocate %zu bytes for %s", name, h.size,

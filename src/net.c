@@ -29,6 +29,10 @@
 #include "internal.h"
 
 #define SPEC_MAX_LEN 4096
+/* 32M parameters (128 MB, times three with gradients and the decay mask): two orders of
+ * magnitude above any sensible network for 28x28 digits, and small enough that no spec,
+ * typed or forged, can make us allocate gigabytes. */
+#define CNN_NET_MAX_PARAMS ((size_t)1 << 25)
 #define SPEC_MAX_LAYERS 128
 
 const struct cnn_layer_ops *const cnn_layer_table[CNN_LAYER_COUNT] = {
@@ -227,7 +231,7 @@ static int build_layers(struct cnn_net *net, const char *spec) {
             snprintf(msg, sizeof msg, "%s", cnn_errmsg());
             return cnn_fail(rc, "layer %d '%s': %s", index, it.text, msg);
         }
-        if (l->out.c < 1 || l->out.h < 1 || l->out.w < 1 || cnn_shape_size(l->out) > 1u << 26)
+        if (l->out.c < 1 || l->out.h < 1 || l->out.w < 1 || cnn_shape_size(l->out) > 1u << 24)
             return item_error(&it, "output shape is empty or too large");
         shape = l->out;
         net->n_layers++;
@@ -244,7 +248,7 @@ static int build_layers(struct cnn_net *net, const char *spec) {
 }
 
 int cnn_net_new(const char *spec, int c, int h, int w, struct cnn_net **out) {
-    return cnn_net_new_bounded(spec, c, h, w, (size_t)1 << 30, out);
+    return cnn_net_new_bounded(spec, c, h, w, CNN_NET_MAX_PARAMS, out);
 }
 
 int cnn_net_new_bounded(const char *spec, int c, int h, int w, size_t max_params,
@@ -338,8 +342,8 @@ int cnn_net_reserve_mode(struct cnn_net *net, int max_batch, int train) {
         }
     }
     total += ws;
-    if (total > ((size_t)1 << 30))
-        return cnn_fail(CNN_ERR_LIMIT, "batch %d would need %zu MB of activations (limit 4096)",
+    if (total > ((size_t)1 << 28))
+        return cnn_fail(CNN_ERR_LIMIT, "batch %d would need %zu MB of activations (limit 1024)",
                         max_batch, total * sizeof(float) >> 20);
     float *arena = malloc(total * sizeof(float));
     float **act = calloc((size_t)L + 1, sizeof *act);
