@@ -64,3 +64,60 @@ clean:
 	rm -rf build
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d)
+
+# ---- fuzzing (issue 7) ---------------------------------------------------------------------
+#   make fuzz       build/fuzz/fuzz_{idx,model,image,spec}: libFuzzer + ASan + UBSan (clang)
+#   scripts/fuzz    builds them and runs each for a given time (see fuzz/README.md)
+# The library sources are compiled again with clang and the sanitizers (build/libcnn.a is
+# gcc-built without them). No OpenMP: clang's libomp and OpenBLAS's libgomp do not mix well
+# under libFuzzer; the pragmas are then ignored and the harnesses use one thread. No -Werror:
+# clang warns about things gcc does not, and the fuzzers must build whatever src/ looks like.
+# The image fuzzer also compiles stb_image from the system header (fuzz/stb_impl.c) so its
+# decoders are instrumented too.
+FUZZ_CC ?= clang
+FUZZ_DIR := $(BUILD)/fuzz
+FUZZ_NAMES := idx model image spec
+FUZZ_BIN := $(FUZZ_NAMES:%=$(FUZZ_DIR)/fuzz_%)
+FUZZ_SAN := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS := -g -O1 $(FUZZ_SAN) -fno-omit-frame-pointer -std=c11 -Wall -Wextra \
+    -Wno-unknown-pragmas -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -I$(BLAS_INC) -MMD -MP
+FUZZ_LDLIBS := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lstb -lz -lm
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
+
+.PHONY: fuzz
+fuzz: $(FUZZ_BIN)
+
+$(FUZZ_DIR)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  FUZZCC $<"
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(FUZZ_DIR)/obj/fuzz/stb_impl.o: fuzz/stb_impl.c
+	@mkdir -p $(dir $@)
+	@echo "  FUZZCC $<"
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) -w -c $< -o $@
+
+$(FUZZ_DIR)/fuzz_image: $(FUZZ_DIR)/obj/fuzz/stb_impl.o
+$(FUZZ_BIN): $(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/obj/fuzz/fuzz_%.o $(FUZZ_LIB_OBJ)
+	$(FUZZ_CC) $(FUZZ_SAN) -o $@ $^ $(FUZZ_LDLIBS)
+
+# The seed corpora under fuzz/corpus are committed; this regenerates them (gcc, no sanitizers).
+.PHONY: fuzz-seeds
+fuzz-seeds: $(FUZZ_DIR)/make_seeds
+	$(FUZZ_DIR)/make_seeds fuzz/corpus
+
+$(FUZZ_DIR)/make_seeds: fuzz/make_seeds.c $(BUILD)/libcnn.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libcnn.a $(LDLIBS)
+
+# Replay drivers for the normal suite: each harness + fuzz/replay.c, built with $(CC) and
+# linked with $(BUILD)/libcnn.a (SAN=1 gives ASan/UBSan). Usage: replay_NAME FILE...
+FUZZ_REPLAY := $(FUZZ_NAMES:%=$(FUZZ_DIR)/replay_%)
+.PHONY: fuzz-replay
+fuzz-replay: $(FUZZ_REPLAY)
+
+$(FUZZ_REPLAY): $(FUZZ_DIR)/replay_%: fuzz/fuzz_%.c fuzz/replay.c $(BUILD)/libcnn.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ fuzz/fuzz_$*.c fuzz/replay.c $(BUILD)/libcnn.a $(LDLIBS)
+
+-include $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_NAMES:%=$(FUZZ_DIR)/obj/fuzz/fuzz_%.d)
