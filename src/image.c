@@ -19,13 +19,20 @@
  * The pipeline of cnn_image_to_mnist (LeCun et al. 1998, section "MNIST", plus robustness):
  *   0. Work image: area-average down so the longer side is <= WORK_MAX px. Bounds time and
  *      memory for 50-megapixel photos; the digit ends at 20 px, so nothing useful is lost.
- *   1. Polarity: the background is the median of a thin border ring. If it sits nearer the
- *      bright end of the image's range (0.5% / 99.5% quantiles) than the dark end, the ink is
- *      dark: invert, so that ink is bright from here on. Light-on-dark input (MNIST itself,
- *      a canvas drawing) is left as is.
- *   2. Local background: medians of ~16x16 blocks, then a grey-scale opening (min, then max)
- *      over 5x5 blocks, bilinearly interpolated. The opening removes anything narrower than
- *      5 blocks (ink) but keeps linear ramps exactly (uneven lighting, tinted paper).
+ *   1. Polarity. Ink is a minority wherever it is: next to the median of its cell it is an
+ *      outlier on one side only, while shadows, vignetting and noise make outliers on both.
+ *      Two grids (2x2 and 4x4 cells) count the outliers by sign; when both clearly agree that
+ *      is the answer, otherwise the border ring's median is taken as the paper. Dark ink is
+ *      inverted, so ink is bright from here on; light-on-dark input (MNIST itself, a canvas
+ *      drawing) is left as is.
+ *   2. Local background: medians of 64 cells across (paper wherever paper is the majority),
+ *      then a grey-scale opening (min, then max) 30% of the image wide, which removes ink
+ *      (narrower) and keeps the lighting (wider): linear ramps, vignettes, a shadow's edge.
+ *      The grid is padded with its own edge values first so that light falling off towards an
+ *      edge is followed too. Where neighbouring cells jump (a shadow's or the page's edge) the
+ *      brighter side is taken, so the edge itself never reads as ink. For dark ink the
+ *      difference is divided by the paper's brightness (a photo shows lighting x reflectance),
+ *      so ink in a shadow counts as much as ink in the light.
  *   3. Contrast: d = pixel - background. Noise sigma = 1.4826 * median|d| (MAD). Strong ink S
  *      is the 90th percentile of d over pixels above 3 sigma. No digit when S is below
  *      max(MIN_CONTRAST, 6 sigma). Ink = d * 255 / S, clamped, and 0 where d <= T with
@@ -33,11 +40,11 @@
  *      the stroke keeps its own profile above T. (Measured on rendered photos and raw MNIST:
  *      this hard cut at 0.25 S beat a soft ramp (d - T) / (S - T) and binarising at 0.3-0.5 S;
  *      0.1 S keeps too much halo, 0.4 S starts to thin MNIST's own anti-aliased edges.)
- *   4. Crop: 8-connected components of the ink. Keep the heaviest (by ink mass; a component
- *      lying along most of an image edge - a paper edge or frame - is never chosen first),
- *      then any component with >= 2% of its mass within a gap of a quarter of the box so far.
- *      Specks, far smudges and frame lines are erased. Fewer than max(10, 0.05% of the
- *      pixels) kept: no digit.
+ *   4. Crop: 8-connected components of the ink. Keep the heaviest by ink mass, but never a
+ *      frame (lying along an image edge, or a sparse outline around another component: the
+ *      page's edge on a desk), then any with >= 2% of its mass within a quarter of the box so
+ *      far, or with >= 15% within 0.6 of it (a detached bar). Specks, far smudges and frames
+ *      are erased. Fewer than max(10, 0.05% of the pixels) kept: no digit.
  *   5. Scale: the longer side of the crop to 20 px, aspect kept, with stb_image_resize
  *      (Mitchell down, Catmull-Rom up, zero outside the crop). When the strokes would be
  *      thinner than 1.5 px at that scale (a ballpoint on a big digit; MNIST's thinnest are
@@ -45,6 +52,9 @@
  *      The result is stretched so its maximum is 255, as in MNIST.
  *   6. Centre: the 20x20-box result is placed in 28x28 so its centre of mass lands on
  *      (14,14), rounded to whole pixels as MNIST did; anything shifted off the edge is clipped.
+ * Known limits: the page must fill most of the picture (a page covering less than about half
+ * of it, on a dark desk, reads as light ink on a dark background); a ruled line through the
+ * digit joins it; of two digits, the heavier one is taken.
  *
  * Decoding uses stb_image from memory (PNG, JPEG, BMP, GIF first frame, TGA, PGM/PPM). The
  * dimensions are read with stbi_info_from_memory first, so an image over CNN_IMAGE_MAX_PIXELS
@@ -74,6 +84,8 @@
 #define WORK_MAX 1024                      /* longer side of the work image */
 #define BG_CELLS 64                        /* background cells along the longer side */
 #define BG_OPEN 0.3                        /* opening window, fraction of the longer side */
+#define BG_STEP 24.0f                      /* a jump between cells: an edge, not a gradient */
+#define VOTE_RATIO 2.5                     /* ink vs its cell's median, for the polarity vote */
 #define MIN_CONTRAST 20.0f                 /* strong ink must differ this much from paper */
 #define NOISE_FG 3.0f                      /* sigmas: pixels counted when estimating S */
 #define NOISE_T 3.5f                       /* sigmas: ink threshold floor */
@@ -81,6 +93,9 @@
 #define T_FRAC 0.25f                       /* ink threshold as a fraction of S */
 #define KEEP_FRAC 0.02                     /* components lighter than this x heaviest: specks */
 #define KEEP_GAP 0.25                      /* max gap to the digit, fraction of its box */
+#define KEEP_BIG 0.15                      /* a component this heavy (x heaviest) may be ... */
+#define KEEP_BIG_GAP 0.6                   /* ... this far away (the detached bar of a 5 or 7) */
+#define MAX_CAND 64                        /* components considered as parts of the digit */
 #define BOX 20                             /* MNIST: longer side of the digit */
 #define FIELD 28                           /* MNIST: image side */
 #define THIN_T20 1.5                       /* stroke width (px at BOX scale) that is too thin */
@@ -101,6 +116,69 @@ void cnn_image_free(struct cnn_image *img) {
  * image, corrupt), CNN_ERR_LIMIT (over CNN_IMAGE_MAX_PIXELS or 2 GiB, checked before decoding)
  * or CNN_ERR_NOMEM. Colour: Y = 0.299 R + 0.587 G + 0.114 B (Rec. 601, as JPEG). Alpha is
  * composited on white, so a transparent background reads as a white page. */
+static uint32_t be32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* PNG: every chunk's declared length must fit in the bytes that remain. Debian's stb_image
+ * (2.27) reallocates an IDAT buffer to the declared length before reading it, so a 117-byte
+ * file claiming a 2 GB chunk would make it allocate 2 GB (found by fuzz_image). */
+static int check_png(const uint8_t *b, size_t len, const char *name) {
+    size_t pos = 8;
+    while (pos + 12 <= len) {
+        const uint32_t n = be32(b + pos);
+        if ((uint64_t)n > (uint64_t)(len - pos - 12))
+            return cnn_fail(CNN_ERR_FORMAT,
+                            "%s: PNG chunk '%.4s' claims %u bytes but only %zu remain: corrupt "
+                            "or truncated",
+                            name, (const char *)b + pos + 4, n, len - pos - 12);
+        if (memcmp(b + pos + 4, "IEND", 4) == 0) break;
+        pos += 12 + (size_t)n;
+    }
+    return CNN_OK;
+}
+
+/* JPEG: walk the marker segments; each must fit, and each Huffman table (DHT) may hold at
+ * most 256 codes. Debian's stb_image (2.27) writes past its code tables when the 16 counts of
+ * a DHT add up to more (upstream stb issue #1289, fixed in 2.28; found by fuzz_image). */
+static int check_jpeg(const uint8_t *b, size_t len, const char *name) {
+    size_t pos = 2;
+    while (pos + 1 < len) {
+        if (b[pos] != 0xFF) { /* entropy-coded data: skip to the next real marker */
+            pos++;
+            continue;
+        }
+        const uint8_t m = b[pos + 1];
+        if (m == 0xFF || m == 0x00 || (m >= 0xD0 && m <= 0xD8) || m == 0x01) {
+            pos += (m == 0xFF) ? 1 : 2;
+            continue;
+        }
+        if (m == 0xD9) break; /* end of image */
+        if (pos + 4 > len) break; /* truncated: stb reports it */
+        const size_t seg = (size_t)b[pos + 2] << 8 | b[pos + 3];
+        if (seg < 2 || seg > len - pos - 2)
+            return cnn_fail(CNN_ERR_FORMAT,
+                            "%s: JPEG segment 0x%02X claims %zu bytes but only %zu remain", name,
+                            m, seg, len - pos - 2);
+        if (m == 0xC4) {
+            size_t q = pos + 4;
+            const size_t end = pos + 2 + seg;
+            while (q + 17 <= end) {
+                size_t codes = 0;
+                for (int i = 1; i <= 16; i++) codes += b[q + (size_t)i];
+                if (codes > 256 || codes > end - q - 17)
+                    return cnn_fail(CNN_ERR_FORMAT,
+                                    "%s: JPEG Huffman table declares %zu codes (at most 256, "
+                                    "and no more than the segment holds)",
+                                    name, codes);
+                q += 17 + codes;
+            }
+        }
+        pos += 2 + seg;
+    }
+    return CNN_OK;
+}
+
 int cnn_image_decode(const void *buf, size_t len, const char *name, struct cnn_image *out) {
     memset(out, 0, sizeof *out);
     if (!name) name = "<memory>";
@@ -108,6 +186,14 @@ int cnn_image_decode(const void *buf, size_t len, const char *name, struct cnn_i
     if (len > (size_t)0x7fffffff)
         return cnn_fail(CNN_ERR_LIMIT, "%s: %zu bytes, over the 2 GiB an image may have", name,
                         len);
+    const uint8_t *bytes = buf;
+    static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+    int rc0 = CNN_OK;
+    if (len >= 8 && memcmp(bytes, png_sig, 8) == 0)
+        rc0 = check_png(bytes, len, name);
+    else if (len >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF)
+        rc0 = check_jpeg(bytes, len, name);
+    if (rc0 != CNN_OK) return rc0;
     int x = 0, y = 0, n = 0;
     if (!stbi_info_from_memory(buf, (int)len, &x, &y, &n)) {
         const char *why = stbi_failure_reason();
@@ -115,8 +201,8 @@ int cnn_image_decode(const void *buf, size_t len, const char *name, struct cnn_i
                         why ? why : "unknown format");
     }
     if (x <= 0 || y <= 0 || (uint64_t)x * (uint64_t)y > (uint64_t)CNN_IMAGE_MAX_PIXELS)
-        return cnn_fail(CNN_ERR_LIMIT, "%s: image is %dx%d, over the limit of %ld pixels", name,
-                        x, y, (long)CNN_IMAGE_MAX_PIXELS);
+        return cnn_fail(CNN_ERR_LIMIT, "%s: image is %dx%d, over the limit of %ld pixels", name, x,
+                        y, (long)CNN_IMAGE_MAX_PIXELS);
     /* Another library in the process may have asked stb to flip globally; not for us. */
     stbi_set_flip_vertically_on_load_thread(0);
     int w = 0, h = 0;
@@ -124,15 +210,14 @@ int cnn_image_decode(const void *buf, size_t len, const char *name, struct cnn_i
     if (!px) {
         const char *why = stbi_failure_reason();
         if (why && strcmp(why, "outofmem") == 0)
-            return cnn_fail(CNN_ERR_NOMEM, "%s: out of memory decoding a %dx%d image", name, x,
-                            y);
+            return cnn_fail(CNN_ERR_NOMEM, "%s: out of memory decoding a %dx%d image", name, x, y);
         return cnn_fail(CNN_ERR_FORMAT, "%s: corrupt or unsupported image (%s)", name,
                         why ? why : "decode failed");
     }
     int rc = CNN_OK;
     if (w != x || h != y || n < 1 || n > 4) {
-        rc = cnn_fail(CNN_ERR_FORMAT, "%s: decoder returned %dx%dx%d, header said %dx%d", name,
-                      w, h, n, x, y);
+        rc = cnn_fail(CNN_ERR_FORMAT, "%s: decoder returned %dx%dx%d, header said %dx%d", name, w,
+                      h, n, x, y);
         goto fail;
     }
     const size_t np = (size_t)w * (size_t)h;
@@ -200,22 +285,53 @@ static void downscale_area(const uint8_t *g, int w, int h, int f, uint8_t *o, in
                            uint64_t *acc) {
     for (int oy = 0; oy < oh; oy++) {
         memset(acc, 0, (size_t)ow * sizeof *acc);
-        const int y0 = oy * f, y1 = y0 + f < h ? y0 + f : h;
+        const int y0 = oy * f, y1 = (int64_t)y0 + f < h ? y0 + f : h;
         for (int y = y0; y < y1; y++) {
             const uint8_t *row = g + (size_t)y * (size_t)w;
             for (int x = 0; x < w; x++) acc[x / f] += row[x];
         }
         for (int ox = 0; ox < ow; ox++) {
-            const int x0 = ox * f, x1 = x0 + f < w ? x0 + f : w;
+            const int x0 = ox * f, x1 = (int64_t)x0 + f < w ? x0 + f : w;
             const uint64_t cnt = (uint64_t)(x1 - x0) * (uint64_t)(y1 - y0);
             o[(size_t)oy * (size_t)ow + (size_t)ox] = (uint8_t)((acc[ox] + cnt / 2) / cnt);
         }
     }
 }
 
-/* Step 1. Decide polarity on v (h,w): 1 when the ink is darker than the background. The
- * background is the median of a border ring about 3% of the shorter side wide; it is "light"
- * when nearer the 99.5% quantile than the 0.5% one. *range gets hi - lo. */
+/* Polarity vote of v (h,w) on a grid of `cells` cells along the longer side: a pixel under
+ * 1/VOTE_RATIO of its cell's median votes "dark ink", one over VOTE_RATIO times it votes
+ * "light ink" (levels offset by 8 so that black is not a ratio of zero). Ratios, because light
+ * multiplies: ink takes 65-90% of the light away, a shadow rarely more than half, so the
+ * paper on either side of a shadow's edge does not vote. Returns 1 (dark), -1 (light) on a
+ * clear majority (1.25 : 1), else 0. */
+static int polarity_vote(const uint8_t *v, int w, int h, int cells) {
+    const int s = ((w > h ? w : h) + cells - 1) / cells;
+    size_t dark = 0, light = 0;
+    for (int y0 = 0; y0 < h; y0 += s) {
+        for (int x0 = 0; x0 < w; x0 += s) {
+            const int y1 = y0 + s < h ? y0 + s : h, x1 = x0 + s < w ? x0 + s : w;
+            size_t hist[256] = {0};
+            for (int y = y0; y < y1; y++)
+                for (int x = x0; x < x1; x++) hist[v[(size_t)y * (size_t)w + (size_t)x]]++;
+            const int med = hist_quantile(hist, 256, (size_t)(y1 - y0) * (size_t)(x1 - x0), 0.5);
+            for (int q = 0; q < 256; q++) {
+                if ((q + 8) * VOTE_RATIO < med + 8) dark += hist[q];
+                if (q + 8 > (med + 8) * VOTE_RATIO) light += hist[q];
+            }
+        }
+    }
+    if (4 * dark > 5 * light + 4) return 1;
+    if (4 * light > 5 * dark + 4) return -1;
+    return 0;
+}
+
+/* Step 1. Decide polarity on v (h,w): 1 when the ink is darker than the paper.
+ * Ink is the minority wherever it is, so next to the median of its own cell it is an outlier
+ * on one side only (see polarity_vote). Cells must be larger than the strokes, or a bold
+ * digit's paper votes the wrong way: the 2x2 grid votes first, the 4x4 grid when that is
+ * unclear. When both are unclear (faint pencil, low contrast) the border ring decides: its
+ * median is the paper, light when nearer the 99.5% quantile of the image than the 0.5% one.
+ * *range gets the spread between those quantiles. */
 static int ink_is_dark(const uint8_t *v, int w, int h, int *range) {
     size_t all[256] = {0}, ring[256] = {0};
     size_t n_ring = 0;
@@ -235,102 +351,10 @@ static int ink_is_dark(const uint8_t *v, int w, int h, int *range) {
     const int lo = hist_quantile(all, 256, n, 0.005), hi = hist_quantile(all, 256, n, 0.995);
     const int b = hist_quantile(ring, 256, n_ring, 0.5);
     *range = hi - lo;
+    int vote = polarity_vote(v, w, h, 2);
+    if (vote == 0) vote = polarity_vote(v, w, h, 4);
+    if (vote != 0) return vote > 0;
     return b - lo > hi - b;
-}
-
-/* Solve the k x k system a x = b in place (Gaussian elimination, partial pivoting). a is
- * symmetric positive semi-definite plus a small ridge, so a pivot is never zero. */
-static void solve_small(double a[6][6], double b[6], int k, double x[6]) {
-    for (int c = 0; c < k; c++) {
-        int p = c;
-        for (int r = c + 1; r < k; r++)
-            if (fabs(a[r][c]) > fabs(a[p][c])) p = r;
-        for (int j = 0; j < k; j++) {
-            const double t = a[c][j];
-            a[c][j] = a[p][j], a[p][j] = t;
-        }
-        const double t = b[c];
-        b[c] = b[p], b[p] = t;
-        for (int r = c + 1; r < k; r++) {
-            const double f = a[r][c] / a[c][c];
-            for (int j = c; j < k; j++) a[r][j] -= f * a[c][j];
-            b[r] -= f * b[c];
-        }
-    }
-    for (int c = k - 1; c >= 0; c--) {
-        double acc = b[c];
-        for (int j = c + 1; j < k; j++) acc -= a[c][j] * x[j];
-        x[c] = acc / a[c][c];
-    }
-}
-
-/* The lighting model: a quadratic in normalised coordinates u, v in [-1, 1]. Terms are dropped
- * when the grid cannot support them (a single row of cells has no v, fewer than 3 no v^2). */
-struct lighting {
-    int k;          /* number of terms used */
-    int term[6];    /* which of 1, u, v, u^2, uv, v^2 */
-    double coef[6];
-};
-
-static void lighting_basis(const struct lighting *L, double u, double v, double phi[6]) {
-    const double all[6] = {1.0, u, v, u * u, u * v, v * v};
-    for (int j = 0; j < L->k; j++) phi[j] = all[L->term[j]];
-}
-
-static double lighting_at(const struct lighting *L, double u, double v) {
-    double phi[6], acc = 0.0;
-    lighting_basis(L, u, v, phi);
-    for (int j = 0; j < L->k; j++) acc += L->coef[j] * phi[j];
-    return acc;
-}
-
-/* Cells of the background estimate: a gh x gw grid of s x s blocks, with per-cell arrays. */
-struct cells {
-    int s, gw, gh, n;
-    float *g;            /* (gh,gw) block medians */
-    float *res, *tmp;    /* residuals after the lighting fit; scratch */
-    double *u, *v;       /* cell centres in [-1, 1] */
-    unsigned char *use;  /* cells trusted as paper by the fit */
-};
-
-/* Robust fit of the lighting to the cell medians: start from the darker half (in the
- * ink-bright image, paper is dark), then four rounds of least squares keeping the cells within
- * 3 robust sigmas (1.4826 MAD, at least 1.5 levels) of the fit. Ink cells are outliers and drop
- * out; a linear ramp or a vignette is followed exactly, edges included. Uses c->res, c->use. */
-static void fit_lighting(struct cells *c, struct lighting *L) {
-    const int has[6] = {1, c->gw >= 2, c->gh >= 2, c->gw >= 3, c->gw >= 2 && c->gh >= 2,
-                        c->gh >= 3};
-    L->k = 0;
-    for (int t = 0; t < 6; t++)
-        if (has[t]) L->term[L->k++] = t;
-    size_t hist[256] = {0};
-    for (int i = 0; i < c->n; i++) hist[(int)c->g[i]]++;
-    const int med = hist_quantile(hist, 256, (size_t)c->n, 0.5);
-    for (int i = 0; i < c->n; i++) c->use[i] = c->g[i] <= (float)med;
-    for (int round = 0; round < 5; round++) {
-        double a[6][6] = {{0}}, b[6] = {0}, phi[6];
-        for (int i = 0; i < c->n; i++) {
-            if (!c->use[i]) continue;
-            lighting_basis(L, c->u[i], c->v[i], phi);
-            for (int r = 0; r < L->k; r++) {
-                b[r] += phi[r] * c->g[i];
-                for (int q = 0; q < L->k; q++) a[r][q] += phi[r] * phi[q];
-            }
-        }
-        double tr = 0.0;
-        for (int r = 0; r < L->k; r++) tr += a[r][r];
-        for (int r = 0; r < L->k; r++) a[r][r] += 1e-6 * tr / L->k + 1e-12;
-        solve_small(a, b, L->k, L->coef);
-        if (round == 4) break;
-        /* MAD of the residuals over all cells, in quarter levels. */
-        size_t rh[1024] = {0};
-        for (int i = 0; i < c->n; i++) {
-            c->res[i] = c->g[i] - (float)lighting_at(L, c->u[i], c->v[i]);
-            rh[(int)fmin(fabs(c->res[i]) * 4.0 + 0.5, 1023.0)]++;
-        }
-        const double sd = fmax(1.5, 1.4826 * hist_quantile(rh, 1024, (size_t)c->n, 0.5) / 4.0);
-        for (int i = 0; i < c->n; i++) c->use[i] = fabsf(c->res[i]) <= 3.0 * sd;
-    }
 }
 
 /* Separable min (is_max = 0) or max filter of a (gh,gw) with a (2r+1)^2 square clipped at the
@@ -356,18 +380,43 @@ static void minmax_filter(float *a, float *tmp, int gw, int gh, int r, int is_ma
     }
 }
 
-/* Step 2. Background of v (h,w) (ink bright). Cells: block medians. Lighting: the robust
- * quadratic fit above. What it misses (a shadow, a crease) is left in the cell residuals,
- * which get a grey-scale opening (erosion, then dilation) with a square BG_OPEN of the longer
- * side wide: that removes anything narrower (ink) and keeps wide structures, a shadow's edge
- * to within a cell. Background = lighting (per pixel) + opened residual (bilinear between
- * cell centres). Writes d = v - background into d (h,w); with relative (dark ink on paper,
- * where what we see is lighting x reflectance), d is divided by the local paper brightness so
- * ink in a shadow counts as much as ink in the light. */
+/* Median of the n <= 2 * BG_CELLS + 1 values a[0], a[step], ...: insertion sort of a copy. */
+static float median_strided(const float *a, int n, int step) {
+    float t[2 * BG_CELLS + 1];
+    for (int i = 0; i < n; i++) {
+        const float q = a[i * step];
+        int j = i;
+        for (; j > 0 && t[j - 1] > q; j--) t[j] = t[j - 1];
+        t[j] = q;
+    }
+    return t[n / 2];
+}
+
+/* Cells of the background estimate: a gh x gw grid of s x s blocks, and the opening radius r
+ * in cells. The opening runs on a padded grid (gh + 4r, gw + 4r). */
+struct cells {
+    int s, gw, gh, r;
+    int pw, ph;       /* padded grid */
+    float *g;         /* (gh,gw) block medians, then the background */
+    float *edge[4];   /* top, bottom (gw); left, right (gh): padding values */
+    float *pad, *tmp; /* (ph,pw) */
+};
+
+/* Step 2. Background of v (h,w) (ink bright). Cells: block medians; a cell where paper is the
+ * majority holds the paper's level whatever ink it has. Ink-majority cells (inside strokes) are
+ * removed by a grey-scale opening (erosion, then dilation) with a square BG_OPEN of the longer
+ * side wide: it removes bright things narrower than that and keeps wider ones exactly - a
+ * linear ramp, a vignette, a shadow's edge (to within a cell). Clipping the window at the
+ * image edge would flatten a background that rises towards the edge (a dark corner of a photo,
+ * inverted), so the grid is first padded by 2r cells with its edge values, each limited to
+ * the median along its edge over 2r+1 cells so that a stroke touching the edge is not
+ * stretched into a wide plateau. Background = opened grid, bilinear between cell centres
+ * ((i + 0.5) s - 0.5), clamped at the outer centres. Writes d = v - background into d (h,w).
+ * With relative (dark ink on paper: what we see is lighting x reflectance) d is divided by
+ * the local paper brightness, so ink in a shadow counts as much as ink in the light. */
 static void subtract_background(const uint8_t *v, int w, int h, struct cells *c, int relative,
                                 float *d) {
-    const int s = c->s, gw = c->gw, gh = c->gh;
-    const double hw = w > 1 ? (w - 1) / 2.0 : 1.0, hh = h > 1 ? (h - 1) / 2.0 : 1.0;
+    const int s = c->s, gw = c->gw, gh = c->gh, r = c->r, pw = c->pw;
     for (int gy = 0; gy < gh; gy++) {
         for (int gx = 0; gx < gw; gx++) {
             size_t hist[256] = {0};
@@ -376,40 +425,69 @@ static void subtract_background(const uint8_t *v, int w, int h, struct cells *c,
             for (int y = y0; y < y1; y++)
                 for (int x = x0; x < x1; x++) hist[v[(size_t)y * (size_t)w + (size_t)x]]++;
             const size_t cnt = (size_t)(y1 - y0) * (size_t)(x1 - x0);
-            const int i = gy * gw + gx;
-            c->g[i] = (float)hist_quantile(hist, 256, cnt, 0.5);
-            c->u[i] = ((x0 + x1 - 1) / 2.0 - (w - 1) / 2.0) / hw;
-            c->v[i] = ((y0 + y1 - 1) / 2.0 - (h - 1) / 2.0) / hh;
+            c->g[gy * gw + gx] = (float)hist_quantile(hist, 256, cnt, 0.5);
         }
     }
-    struct lighting L;
-    fit_lighting(c, &L);
-    for (int i = 0; i < c->n; i++) c->res[i] = c->g[i] - (float)lighting_at(&L, c->u[i], c->v[i]);
-    const int longest = w > h ? w : h;
-    const int r = (int)lround((BG_OPEN * longest / s - 1.0) / 2.0);
-    if (r >= 1) {
-        minmax_filter(c->res, c->tmp, gw, gh, r, 0);
-        minmax_filter(c->res, c->tmp, gw, gh, r, 1);
+    /* Padding values along each edge: min(cell, median of the 2r+1 edge cells around it). */
+    for (int e = 0; e < 4; e++) {
+        const int len = e < 2 ? gw : gh, step = e < 2 ? 1 : gw;
+        const float *line = e == 0   ? c->g
+                            : e == 1 ? c->g + (gh - 1) * gw
+                            : e == 2 ? c->g
+                                     : c->g + gw - 1;
+        for (int i = 0; i < len; i++) {
+            const int lo = i - r < 0 ? 0 : i - r, hi = i + r >= len ? len - 1 : i + r;
+            const float med = median_strided(line + lo * step, hi - lo + 1, step);
+            c->edge[e][i] = fminf(line[i * step], med);
+        }
     }
-    /* Per pixel: the lighting polynomial, plus the residual bilinear between cell centres
-     * ((i + 0.5) s - 0.5), clamped at the outer centres. */
+    for (int py = 0; py < c->ph; py++) {
+        const int gy = py - 2 * r;
+        const int cy = gy < 0 ? 0 : gy >= gh ? gh - 1 : gy;
+        for (int px = 0; px < pw; px++) {
+            const int gx = px - 2 * r;
+            const int cx = gx < 0 ? 0 : gx >= gw ? gw - 1 : gx;
+            float q = c->g[cy * gw + cx];
+            if (gy < 0) q = fminf(q, c->edge[0][cx]);
+            if (gy >= gh) q = fminf(q, c->edge[1][cx]);
+            if (gx < 0) q = fminf(q, c->edge[2][cy]);
+            if (gx >= gw) q = fminf(q, c->edge[3][cy]);
+            c->pad[py * pw + px] = q;
+        }
+    }
+    if (r >= 1) {
+        minmax_filter(c->pad, c->tmp, pw, c->ph, r, 0);
+        minmax_filter(c->pad, c->tmp, pw, c->ph, r, 1);
+    }
+    size_t hist[256] = {0};
+    for (int gy = 0; gy < gh; gy++) {
+        for (int gx = 0; gx < gw; gx++) {
+            const float q = c->pad[(gy + 2 * r) * pw + gx + 2 * r];
+            c->g[gy * gw + gx] = q;
+            hist[(int)clampf(255.5f - q, 0.0f, 255.0f)]++;
+        }
+    }
+    /* Relative ink: the paper brightness divided by is at least 40% of the typical paper's
+     * (a dark desk around the page is not paper in a deep shadow; its noise stays small). */
+    const float paper_min =
+        fmaxf(16.0f, 0.4f * (float)hist_quantile(hist, 256, (size_t)gw * (size_t)gh, 0.5));
     for (int y = 0; y < h; y++) {
-        const double pv = (y - (h - 1) / 2.0) / hh;
         const float fy = clampf(((float)y + 0.5f) / (float)s - 0.5f, 0.0f, (float)(gh - 1));
         const int iy = (int)fy, iy1 = iy + 1 < gh ? iy + 1 : iy;
         const float ty = fy - (float)iy;
-        const float *r0 = c->res + iy * gw, *r1 = c->res + iy1 * gw;
+        const float *r0 = c->g + iy * gw, *r1 = c->g + iy1 * gw;
         for (int x = 0; x < w; x++) {
-            const double light = lighting_at(&L, (x - (w - 1) / 2.0) / hw, pv);
             const float fx = clampf(((float)x + 0.5f) / (float)s - 0.5f, 0.0f, (float)(gw - 1));
             const int ix = (int)fx, ix1 = ix + 1 < gw ? ix + 1 : ix;
             const float tx = fx - (float)ix;
             const float top = r0[ix] + (r0[ix1] - r0[ix]) * tx;
             const float bot = r1[ix] + (r1[ix1] - r1[ix]) * tx;
             const size_t i = (size_t)y * (size_t)w + (size_t)x;
-            const float bg = (float)light + top + (bot - top) * ty;
+            const float hi = fmaxf(fmaxf(r0[ix], r0[ix1]), fmaxf(r1[ix], r1[ix1]));
+            const float lo = fminf(fminf(r0[ix], r0[ix1]), fminf(r1[ix], r1[ix1]));
+            const float bg = hi - lo > BG_STEP ? hi : top + (bot - top) * ty;
             d[i] = (float)v[i] - bg;
-            if (relative) d[i] *= 255.0f / fmaxf(255.0f - bg, 16.0f);
+            if (relative) d[i] *= 255.0f / fmaxf(255.0f - bg, paper_min);
         }
     }
 }
@@ -418,17 +496,22 @@ static void subtract_background(const uint8_t *v, int w, int h, struct cells *c,
  * Returns CNN_OK, CNN_ERR_NODIGIT (nothing stands out of the noise) or CNN_ERR_NOMEM. */
 static int ink_map(const uint8_t *v, int w, int h, int relative, uint8_t *ink) {
     const size_t n = (size_t)w * (size_t)h;
+    const int longest = w > h ? w : h;
     struct cells c = {0};
-    c.s = ((w > h ? w : h) + BG_CELLS - 1) / BG_CELLS;
-    c.gw = (w + c.s - 1) / c.s, c.gh = (h + c.s - 1) / c.s, c.n = c.gw * c.gh;
-    float *d = malloc(n * sizeof *d);
-    float *cf = malloc((size_t)c.n * (3 * sizeof(float) + 2 * sizeof(double) + 1));
+    c.s = (longest + BG_CELLS - 1) / BG_CELLS;
+    c.gw = (w + c.s - 1) / c.s, c.gh = (h + c.s - 1) / c.s;
+    c.r = (int)lround((BG_OPEN * longest / c.s - 1.0) / 2.0);
+    if (c.r < 0) c.r = 0;
+    c.pw = c.gw + 4 * c.r, c.ph = c.gh + 4 * c.r;
+    const size_t n_cells =
+        (size_t)c.gw * (size_t)c.gh + 2 * (size_t)(c.gw + c.gh) + 2 * (size_t)c.pw * (size_t)c.ph;
+    float *d = malloc(n * sizeof *d), *cf = malloc(n_cells * sizeof *cf);
     int rc = CNN_ERR_NOMEM;
     if (!d || !cf) goto fail;
-    /* one block for the cell arrays: doubles first, for alignment */
-    c.u = (double *)(void *)cf, c.v = c.u + c.n;
-    c.g = (float *)(void *)(c.v + c.n), c.res = c.g + c.n, c.tmp = c.res + c.n;
-    c.use = (unsigned char *)(c.tmp + c.n);
+    c.g = cf;
+    c.edge[0] = c.g + c.gw * c.gh, c.edge[1] = c.edge[0] + c.gw;
+    c.edge[2] = c.edge[1] + c.gw, c.edge[3] = c.edge[2] + c.gh;
+    c.pad = c.edge[3] + c.gh, c.tmp = c.pad + c.pw * c.ph;
     subtract_background(v, w, h, &c, relative, d);
 
     /* Histograms of rounded values: |d| for the noise, d above 3 sigma for the ink. */
@@ -464,7 +547,7 @@ struct comp {
     size_t count;
     double mass;        /* sum of ink values */
     int x0, y0, x1, y1; /* inclusive bounding box */
-    int frame;          /* lies along most of an image edge: paper edge, table, frame */
+    int frame;          /* never the digit: see mark_frames */
     int keep;
 };
 
@@ -501,10 +584,65 @@ static int label_components(const uint8_t *ink, int w, int h, int32_t *lab, int3
     return nc;
 }
 
-/* Step 4b. Choose the components that make up the digit (sets keep). c[1..nc]. cand: nc ints.
+/* Up to k indices (into out, heaviest first) of the heaviest components c[1..nc] with
+ * mass >= min_mass, other than skip. O(nc k): this bounds the pairwise work below, which an
+ * image of thousands of equal specks would otherwise make quadratic in nc. */
+static int heaviest(const struct comp *c, int nc, double min_mass, int skip, int *out, int k) {
+    int n = 0;
+    for (int j = 1; j <= nc; j++) {
+        if (j == skip || c[j].mass < min_mass) continue;
+        if (n == k && c[j].mass <= c[out[k - 1]].mass) continue;
+        int at = n < k ? n++ : k - 1;
+        for (; at > 0 && c[out[at - 1]].mass < c[j].mass; at--) out[at] = out[at - 1];
+        out[at] = j;
+    }
+    return n;
+}
+
+/* Step 4a'. Mark frames (c[1..nc]), never chosen as the digit (the outline of a page on a
+ * desk, a table edge, a scanner's border):
+ *   - a component that touches an image edge and runs along >= 80% of it;
+ *   - a straight line (8 times longer than wide) along an edge, in its outer quarter, at
+ *     least 60% as long as that edge;
+ *   - a sparse component (ink on < 12% of its box) whose box holds another component of
+ *     >= 10% of its mass (an outline around the digit).
+ * Tiny images have no frames. list: MAX_CAND ints of scratch. */
+static void mark_frames(struct comp *c, int nc, int w, int h, int *list) {
+    if (w < 8 || h < 8) return;
+    double mmax = 0.0;
+    for (int k = 1; k <= nc; k++) {
+        const struct comp *q = &c[k];
+        const int cw = q->x1 - q->x0 + 1, ch = q->y1 - q->y0 + 1;
+        const int hline = 8 * ch <= cw && 5 * cw >= 3 * w && (4 * q->y1 < h || 4 * q->y0 > 3 * h);
+        const int vline = 8 * cw <= ch && 5 * ch >= 3 * h && (4 * q->x1 < w || 4 * q->x0 > 3 * w);
+        c[k].frame = ((q->y0 == 0 || q->y1 == h - 1) && 5 * cw >= 4 * w) ||
+                     ((q->x0 == 0 || q->x1 == w - 1) && 5 * ch >= 4 * h) || hline || vline;
+        if (q->mass > mmax) mmax = q->mass;
+    }
+    /* Only the heaviest components (>= 5% of the heaviest, at most MAX_CAND) matter. */
+    const int n = heaviest(c, nc, 0.05 * mmax, 0, list, MAX_CAND);
+    for (int a = 0; a < n; a++) {
+        struct comp *o = &c[list[a]];
+        const double box = (double)(o->x1 - o->x0 + 1) * (double)(o->y1 - o->y0 + 1);
+        if (o->frame || (double)o->count >= 0.12 * box) continue;
+        for (int b = 0; b < n; b++) {
+            const struct comp *in = &c[list[b]];
+            if (b == a || in->mass < 0.1 * o->mass) continue;
+            if (in->x0 > o->x0 && in->x1 < o->x1 && in->y0 > o->y0 && in->y1 < o->y1) {
+                o->frame = 1;
+                break;
+            }
+        }
+    }
+}
+
+/* Step 4b. Choose the components that make up the digit (sets keep). c[1..nc]. cand: MAX_CAND
+ * ints.
  * The seed is the heaviest component that is not a frame (the heaviest of all if every one
- * is); then, until nothing changes, any non-frame component of >= KEEP_FRAC of the seed's mass
- * whose box lies within KEEP_GAP of the kept box's longer side joins (the bar of a 5, a
+ * is); then, until nothing changes, any of the MAX_CAND heaviest non-frame components with
+ * >= KEEP_FRAC of the seed's mass
+ * whose box lies within KEEP_GAP of the kept box's longer side joins, or within KEEP_BIG_GAP
+ * when it has >= KEEP_BIG of the seed's mass (the detached bar of a 5 or a 7, a
  * broken stroke). Returns the number of kept pixels; *box gets (x0, y0, x1, y1). */
 static size_t choose_components(struct comp *c, int nc, int *cand, int box[4]) {
     int seed = 0;
@@ -514,23 +652,21 @@ static size_t choose_components(struct comp *c, int nc, int *cand, int box[4]) {
     c[seed].keep = 1;
     box[0] = c[seed].x0, box[1] = c[seed].y0, box[2] = c[seed].x1, box[3] = c[seed].y1;
     size_t kept = c[seed].count;
-    int n_cand = 0;
-    for (int k = 1; k <= nc; k++)
-        if (k != seed && !c[k].frame && c[k].mass >= KEEP_FRAC * c[seed].mass) cand[n_cand++] = k;
+    const int n_cand = heaviest(c, nc, KEEP_FRAC * c[seed].mass, seed, cand, MAX_CAND);
     for (int changed = 1; changed;) {
         changed = 0;
         const int side = box[2] - box[0] > box[3] - box[1] ? box[2] - box[0] : box[3] - box[1];
-        const double max_gap = fmax(2.0, KEEP_GAP * (side + 1));
+        const double near = fmax(2.0, KEEP_GAP * (side + 1)), far = KEEP_BIG_GAP * (side + 1);
         for (int j = 0; j < n_cand; j++) {
             struct comp *q = &c[cand[j]];
-            if (q->keep) continue;
+            if (q->keep || q->frame) continue;
             /* Chebyshev gap between the boxes; 0 when they overlap. */
             int gap = 0;
             if (q->x0 - box[2] > gap) gap = q->x0 - box[2];
             if (box[0] - q->x1 > gap) gap = box[0] - q->x1;
             if (q->y0 - box[3] > gap) gap = q->y0 - box[3];
             if (box[1] - q->y1 > gap) gap = box[1] - q->y1;
-            if (gap > max_gap) continue;
+            if (gap > near && (gap > far || q->mass < KEEP_BIG * c[seed].mass)) continue;
             q->keep = 1;
             kept += q->count;
             if (q->x0 < box[0]) box[0] = q->x0;
@@ -547,7 +683,7 @@ static size_t choose_components(struct comp *c, int nc, int *cand, int box[4]) {
 struct digit {
     float *crop; /* (bh,bw) kept ink, everything else 0; owned */
     int bw, bh;
-    double t20;  /* estimated stroke width in px once the longer side is BOX */
+    double t20; /* estimated stroke width in px once the longer side is BOX */
 };
 
 /* Step 4. Find the digit in ink (h,w). Returns CNN_OK (dg filled), CNN_ERR_NODIGIT (no ink,
@@ -564,7 +700,7 @@ static int find_digit(const uint8_t *ink, int w, int h, struct digit *dg) {
     if (nc == 0) goto fail;
     rc = CNN_ERR_NOMEM;
     c = calloc((size_t)nc + 1, sizeof *c);
-    cand = malloc((size_t)nc * sizeof *cand);
+    cand = malloc(MAX_CAND * sizeof *cand);
     if (!c || !cand) goto fail;
     for (int k = 1; k <= nc; k++) c[k].x0 = w, c[k].y0 = h, c[k].x1 = -1, c[k].y1 = -1;
     for (int y = 0; y < h; y++) {
@@ -580,14 +716,7 @@ static int find_digit(const uint8_t *ink, int w, int h, struct digit *dg) {
             if (y > q->y1) q->y1 = y;
         }
     }
-    /* A frame touches an image edge and runs along >= 80% of it. Tiny images have none. */
-    if (w >= 8 && h >= 8) {
-        for (int k = 1; k <= nc; k++) {
-            const int cw = c[k].x1 - c[k].x0 + 1, ch = c[k].y1 - c[k].y0 + 1;
-            c[k].frame = ((c[k].y0 == 0 || c[k].y1 == h - 1) && 5 * cw >= 4 * w) ||
-                         ((c[k].x0 == 0 || c[k].x1 == w - 1) && 5 * ch >= 4 * h);
-        }
-    }
+    mark_frames(c, nc, w, h, cand);
     int box[4];
     const size_t kept = choose_components(c, nc, cand, box);
     rc = CNN_ERR_NODIGIT;
@@ -635,9 +764,9 @@ fail:
 /* Resize src (sh,sw) to dst (dh,dw), zero outside the source, stb's default filters (Mitchell
  * down, Catmull-Rom up). Negative ringing is clipped. Returns 0 on allocation failure. */
 static int resize(const float *src, int sw, int sh, float *dst, int dw, int dh) {
-    if (!stbir_resize_float_generic(src, sw, sh, 0, dst, dw, dh, 0, 1, STBIR_ALPHA_CHANNEL_NONE,
-                                    0, STBIR_EDGE_ZERO, STBIR_FILTER_DEFAULT,
-                                    STBIR_COLORSPACE_LINEAR, NULL))
+    if (!stbir_resize_float_generic(src, sw, sh, 0, dst, dw, dh, 0, 1, STBIR_ALPHA_CHANNEL_NONE, 0,
+                                    STBIR_EDGE_ZERO, STBIR_FILTER_DEFAULT, STBIR_COLORSPACE_LINEAR,
+                                    NULL))
         return 0;
     for (size_t i = 0; i < (size_t)dw * (size_t)dh; i++)
         if (dst[i] < 0.0f) dst[i] = 0.0f;
@@ -755,9 +884,9 @@ int cnn_image_to_mnist(const struct cnn_image *img, uint8_t out[28 * 28]) {
     int rc = CNN_ERR_NOMEM;
 
     /* 0. Work image: longer side <= WORK_MAX by an integer area average. */
-    const int longest = img->w > img->h ? img->w : img->h;
-    const int f = (longest + WORK_MAX - 1) / WORK_MAX;
-    const int w = (img->w + f - 1) / f, h = (img->h + f - 1) / f;
+    const int64_t longest = img->w > img->h ? img->w : img->h;
+    const int f = (int)((longest + WORK_MAX - 1) / WORK_MAX);
+    const int w = (int)((img->w + (int64_t)f - 1) / f), h = (int)((img->h + (int64_t)f - 1) / f);
     const size_t n = (size_t)w * (size_t)h;
     v = malloc(n);
     ink = malloc(n);
@@ -787,7 +916,9 @@ fail:
     if (rc == CNN_OK) return CNN_OK;
     memset(out, 0, FIELD * FIELD);
     if (rc == CNN_ERR_NODIGIT)
-        return cnn_fail(rc, "image %dx%d: no digit found (no ink stands out of the paper and "
-                            "its noise)", img->w, img->h);
+        return cnn_fail(rc,
+                        "image %dx%d: no digit found (no ink stands out of the paper and "
+                        "its noise)",
+                        img->w, img->h);
     return cnn_fail(rc, "image %dx%d: out of memory while preparing it", img->w, img->h);
 }
