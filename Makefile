@@ -31,6 +31,8 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+FUZZ_NAMES := idx model image spec
+FUZZ_REPLAY := $(FUZZ_NAMES:%=$(BUILD)/fuzz/replay_%)
 
 .PHONY: all test asan clean data bench
 all: $(BUILD)/libcnn.a $(BUILD)/mnist
@@ -54,7 +56,7 @@ data:
 	scripts/fetch-data --dataset mnist
 
 # The suite needs the real MNIST: fetch it first (idempotent, verified by SHA-256).
-test: all $(TEST_BIN) data
+test: all $(TEST_BIN) $(FUZZ_REPLAY) data
 	scripts/run-tests $(BUILD)
 
 asan:
@@ -76,7 +78,6 @@ clean:
 # decoders are instrumented too.
 FUZZ_CC ?= clang
 FUZZ_DIR := $(BUILD)/fuzz
-FUZZ_NAMES := idx model image spec
 FUZZ_BIN := $(FUZZ_NAMES:%=$(FUZZ_DIR)/fuzz_%)
 FUZZ_SAN := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS := -g -O1 $(FUZZ_SAN) -fno-omit-frame-pointer -std=c11 -Wall -Wextra \
@@ -112,7 +113,6 @@ $(FUZZ_DIR)/make_seeds: fuzz/make_seeds.c $(BUILD)/libcnn.a
 
 # Replay drivers for the normal suite: each harness + fuzz/replay.c, built with $(CC) and
 # linked with $(BUILD)/libcnn.a (SAN=1 gives ASan/UBSan). Usage: replay_NAME FILE...
-FUZZ_REPLAY := $(FUZZ_NAMES:%=$(FUZZ_DIR)/replay_%)
 .PHONY: fuzz-replay
 fuzz-replay: $(FUZZ_REPLAY)
 

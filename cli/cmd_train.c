@@ -295,7 +295,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "mnist: resume with: mnist train --resume %s\n", cfg.checkpoint);
         status = 130;
     } else if (rc == CNN_ERR_NAN) {
-        cli_err("%s", cnn_errmsg());
+        cli_err("%s (--lr)", cnn_errmsg());
         if (cnn_trainer_epoch(tr) > 0)
             fprintf(stderr, "mnist: the last good checkpoint (epoch %d) is %s\n",
                     cnn_trainer_epoch(tr), cfg.checkpoint);

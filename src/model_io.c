@@ -12,6 +12,7 @@
  * allocate more than its own size. Unknown sections are skipped, so newer writers can add
  * them. Writes are atomic (cnn_write_file_atomic).
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,6 +206,11 @@ int cnn_model_decode(const uint8_t *buf, size_t len, const char *name, struct cn
     /* The parameter count can be no larger than the file: bound the net before building it. */
     struct cnn_net *net = NULL;
     int rc = cnn_net_new_bounded(spec, (int)c, (int)h, (int)w, len / 4, &net);
+    if (rc == CNN_ERR_LIMIT)
+        return cnn_fail(CNN_ERR_FORMAT,
+                        "%s: the stored spec needs more parameters than the file holds (%zu "
+                        "bytes): truncated or forged",
+                        name, len);
     if (rc) {
         char msg[400];
         snprintf(msg, sizeof msg, "%s", cnn_errmsg());
@@ -213,16 +219,14 @@ int cnn_model_decode(const uint8_t *buf, size_t len, const char *name, struct cn
     if ((rc = read_floats(buf, len, "PARM", name, net->n_params, net->params))) goto fail;
     if ((rc = read_floats(buf, len, "STAT", name, net->n_state, net->state))) goto fail;
     p = cnn_model_find(buf, len, "NORM", &n);
-    if (p && n == 8) {
-        float ms[2];
-        struct cnn_rd nr = {p, n, 0};
-        cnn_rd_f32s(&nr, ms, 2);
-        if (!(ms[1] > 0.0f) || ms[0] != ms[0]) {
-            rc = cnn_fail(CNN_ERR_FORMAT, "%s: invalid input normalisation", name);
-            goto fail;
-        }
-        cnn_net_set_norm(net, ms[0], ms[1]);
+    float ms[2] = {0.0f, 0.0f};
+    struct cnn_rd nr = {p, p ? n : 0, 0};
+    if (!p || n != 8 || cnn_rd_f32s(&nr, ms, 2) || !isfinite(ms[0]) || !isfinite(ms[1]) ||
+        !(ms[1] > 0.0f)) {
+        rc = cnn_fail(CNN_ERR_FORMAT, "%s: missing or invalid input normalisation (NORM)", name);
+        goto fail;
     }
+    cnn_net_set_norm(net, ms[0], ms[1]);
     if (meta) {
         memset(meta, 0, sizeof *meta);
         meta->val_acc = -1.0f;

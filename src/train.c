@@ -444,9 +444,10 @@ int cnn_trainer_run(struct cnn_trainer *t, const struct cnn_dataset *data,
                 goto done;
             if (!isfinite(loss)) {
                 rc = cnn_fail(CNN_ERR_NAN,
-                              "loss became %s at epoch %d, batch %d; lower the learning rate "
-                              "(--lr, now %g)",
-                              isnan(loss) ? "NaN" : "Inf", e + 1, b + 1, (double)c->sched.lr);
+                              "loss became %s at epoch %d, batch %d (learning rate %g); lower "
+                              "the learning rate",
+                              isnan(loss) ? "NaN" : "Inf", e + 1, b + 1,
+                              (double)cnn_sched_lr(&c->sched, t->step, total_steps, batches));
                 goto done;
             }
             lr = cnn_sched_lr(&c->sched, t->step, total_steps, batches);
@@ -487,7 +488,23 @@ int cnn_trainer_run(struct cnn_trainer *t, const struct cnn_dataset *data,
             .lr = lr,
         };
         const double train_s = now_s() - t0;
-        if (c->val > 0) evaluate(t, d, val_idx, c->val, x, y, &es.val_loss, &es.val_acc);
+        /* The loss is checked before each step, so the epoch's last update is not: check the
+         * weights it produced on that batch (inference mode, no state changes) and on the
+         * validation set before anything is saved, so the last checkpoint is always usable. */
+        {
+            const int m = n_train - (batches - 1) * B;
+            make_batch(t, d, order + (size_t)(batches - 1) * B, m, 0, 0, x, y);
+            const float *logits = cnn_net_forward(net, x, m, 0, 0);
+            const float l = cnn_softmax_xent(logits, y, m, net->n_classes, 0.0f, net->probs, NULL);
+            if (c->val > 0) evaluate(t, d, val_idx, c->val, x, y, &es.val_loss, &es.val_acc);
+            if (!isfinite(l) || (c->val > 0 && !isfinite(es.val_loss))) {
+                rc = cnn_fail(CNN_ERR_NAN,
+                              "loss became non-finite after the last step of epoch %d "
+                              "(learning rate %g); lower the learning rate",
+                              e + 1, lr);
+                goto done;
+            }
+        }
         es.seconds = now_s() - t0;
         es.images_per_s = train_s > 0 ? seen_now / train_s : 0.0;
         t->epoch++;
