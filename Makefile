@@ -34,7 +34,8 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 FUZZ_NAMES := idx model image spec
 FUZZ_REPLAY := $(FUZZ_NAMES:%=$(BUILD)/fuzz/replay_%)
 
-.PHONY: all test asan clean data bench
+.PHONY: all test asan clean data bench tools
+TOOL_BIN := $(BUILD)/tools/render_digits
 all: $(BUILD)/libcnn.a $(BUILD)/mnist
 
 $(BUILD)/%.o: %.c
@@ -52,11 +53,17 @@ $(BUILD)/mnist: $(CLI_OBJ) $(BUILD)/libcnn.a
 $(TEST_BIN): $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libcnn.a
 	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libcnn.a $(LDLIBS) -lcmocka
 
+# Helper programs for benches and tests (tools/*.c other than one-off generators).
+tools: $(TOOL_BIN)
+$(TOOL_BIN): $(BUILD)/tools/%: tools/%.c tests/render.h $(BUILD)/libcnn.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Wno-pedantic -Wno-strict-prototypes $(LDFLAGS) -o $@ $< $(BUILD)/libcnn.a $(LDLIBS)
+
 data:
 	scripts/fetch-data --dataset mnist
 
 # The suite needs the real MNIST: fetch it first (idempotent, verified by SHA-256).
-test: all $(TEST_BIN) $(FUZZ_REPLAY) data
+test: all $(TEST_BIN) $(FUZZ_REPLAY) $(TOOL_BIN) data
 	scripts/run-tests $(BUILD)
 
 asan:

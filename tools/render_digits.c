@@ -1,0 +1,73 @@
+/*
+ * render_digits.c - render MNIST test digits as a person would photograph them, for
+ * measuring `mnist predict` on user-like images (bench/predict_accuracy, tests/test_predict.sh).
+ *
+ * Usage: build/tools/render_digits MNIST_DIR OUT_DIR N [FIRST]
+ * Writes OUT_DIR/t10k-IIIII.{jpg,png} for t10k digits FIRST .. FIRST+N-1 and
+ * OUT_DIR/labels.txt ("file label" per line). The styles cycle through: a phone photo of ink
+ * on tinted, unevenly lit paper (JPEG), the same with a hard shadow, a page on a dark desk,
+ * light strokes on a dark canvas (a drawing app), and a clean flat scan (lossless PPM) - each at a
+ * random size and place on a larger canvas, with noise and blur (tests/render.h).
+ * Deterministic: the same arguments give the same files.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cnn.h"
+#include "../tests/render.h"
+
+int main(int argc, char **argv) {
+    if (argc < 4) {
+        fprintf(stderr, "usage: render_digits MNIST_DIR OUT_DIR N [FIRST]\n");
+        return 2;
+    }
+    const char *out = argv[2];
+    const int n = atoi(argv[3]), first = argc > 4 ? atoi(argv[4]) : 0;
+    struct cnn_dataset ds;
+    if (cnn_dataset_load_dir(argv[1], "test", &ds) != CNN_OK) {
+        fprintf(stderr, "render_digits: %s\n", cnn_errmsg());
+        return 1;
+    }
+    if (n < 1 || first < 0 || first + n > ds.n) {
+        fprintf(stderr, "render_digits: digits %d..%d are not all in the test set (%d)\n", first,
+                first + n - 1, ds.n);
+        cnn_dataset_free(&ds);
+        return 2;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/labels.txt", out);
+    FILE *labels = fopen(path, "w");
+    if (!labels) {
+        fprintf(stderr, "render_digits: cannot write %s\n", path);
+        cnn_dataset_free(&ds);
+        return 1;
+    }
+    int status = 0;
+    for (int k = 0; k < n; k++) {
+        const int i = first + k;
+        rng_state = 0x5eed0000u + (uint64_t)i;
+        struct photo ph = {.w = 200, .h = 160, .scale = 3 + 2 * unif(), .noise = 6,
+                           .blur = 1.0 + 0.5 * unif(), .quality = 70 + (int)(20 * unif()),
+                           .ramp = 0.4};
+        const int style = k % 5;
+        if (style == 1) ph.shadow = 0.4, ph.ramp = 0.6;
+        if (style == 2) ph.desk = 0.1, ph.w = 240, ph.h = 190;
+        if (style == 3) ph.light_on_dark = 1;
+        if (style == 4) ph.quality = 0, ph.noise = 2, ph.ramp = 0.1; /* a scan, written as PNG */
+        struct mem m = render_photo(ds.images + (size_t)i * 784, &ph);
+        const char *ext = ph.quality ? "jpg" : "ppm";
+        snprintf(path, sizeof path, "%s/t10k-%05d.%s", out, i, ext);
+        FILE *f = fopen(path, "wb");
+        if (!f || fwrite(m.p, 1, m.len, f) != m.len || fclose(f) != 0) {
+            fprintf(stderr, "render_digits: cannot write %s\n", path);
+            status = 1;
+        } else {
+            fprintf(labels, "%s %d\n", path, ds.labels[i]);
+        }
+        free(m.p);
+    }
+    fclose(labels);
+    cnn_dataset_free(&ds);
+    return status;
+}
