@@ -17,7 +17,7 @@ static const struct cli_preset presets[] = {
     {"best", "VGG-style 3x3 blocks, elastic augmentation, long run",
      "conv 32 3 pad=1, bn, relu, conv 32 3 pad=1, bn, relu, maxpool 2, conv 64 3 pad=1, bn, "
      "relu, conv 64 3 pad=1, bn, relu, maxpool 2, dense 256, bn, relu, dropout 0.4, dense 10",
-     30, 128, CNN_OPT_ADAMW, CNN_SCHED_ONECYCLE, 2, 3e-3f, 5e-4f, 0.1f},
+     20, 128, CNN_OPT_ADAMW, CNN_SCHED_ONECYCLE, 2, 3e-3f, 5e-4f, 0.1f},
 };
 
 const struct cli_preset *cli_preset_find(const char *name) {
