@@ -32,6 +32,7 @@
 #include <cmocka.h>
 
 #include "cnn.h"
+#include "testutil.h"
 
 #define SPEC "conv 4 3 pad=1, bn, relu, maxpool 2, dropout 0.25, dense 10"
 #define IN_C 1
@@ -41,57 +42,8 @@
 
 /* ---- fixture helpers ---------------------------------------------------------------------- */
 
-static char tmpdir[64];
 static uint8_t *base; /* the saved fixture model, bytes */
 static size_t base_len;
-
-/* A path inside tmpdir. Returns one of 8 rotating static buffers. */
-static const char *tpath(const char *name) {
-    static char bufs[8][256];
-    static int next;
-    char *b = bufs[next++ % 8];
-    snprintf(b, sizeof bufs[0], "%s/%s", tmpdir, name);
-    return b;
-}
-
-static void rm_tree(const char *path) {
-    struct stat st;
-    if (lstat(path, &st) != 0) return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        if (d) {
-            const struct dirent *e;
-            while ((e = readdir(d)) != NULL) {
-                if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-                char sub[512];
-                snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-                rm_tree(sub);
-            }
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
-/* Files under dir (recursively) whose name contains ".tmp.": leftovers of an atomic write. */
-static int count_tmp_files(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    int n = 0;
-    const struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        char sub[512];
-        snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode)) n += count_tmp_files(sub);
-        if (strstr(e->d_name, ".tmp.")) n++;
-    }
-    closedir(d);
-    return n;
-}
 
 /* Write n bytes to tmpdir/name; returns the full path. */
 static const char *write_file(const char *name, const void *p, size_t n) {

@@ -34,6 +34,7 @@
 #include <cmocka.h>
 
 #include "cnn.h"
+#include "testutil.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define BUILT_WITH_ASAN 1
@@ -51,40 +52,10 @@
 
 /* ---- fixture -------------------------------------------------------------------------------- */
 
-static char tmpdir[64];
 static struct cnn_dataset train_ds, test_ds;
 static int mnist_rc = -1;
 static char mnist_err[512];
 static int quick; /* CNN_TEST_QUICK=1: smaller runs */
-
-static const char *tpath(const char *name) {
-    static char bufs[8][256];
-    static int next;
-    char *b = bufs[next++ % 8];
-    snprintf(b, sizeof bufs[0], "%s/%s", tmpdir, name);
-    return b;
-}
-
-static void rm_tree(const char *path) {
-    struct stat st;
-    if (lstat(path, &st) != 0) return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        if (d) {
-            const struct dirent *e;
-            while ((e = readdir(d)) != NULL) {
-                if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-                char sub[512];
-                snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-                rm_tree(sub);
-            }
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
 
 static double now_s(void) {
     struct timespec ts;

@@ -1,0 +1,69 @@
+/*
+ * testutil.h - small helpers shared by the cmocka test programs: a per-run temporary
+ * directory (tmpdir, made by the test's group setup), paths inside it, recursive removal,
+ * and counting the temporaries an atomic write might leave behind.
+ */
+#ifndef CNN_TESTUTIL_H
+#define CNN_TESTUTIL_H
+
+#include <dirent.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+
+static char tmpdir[64];
+
+/* A path inside tmpdir. Returns one of 8 rotating static buffers. */
+static const char *tpath(const char *name) {
+    static char bufs[8][256];
+    static int next;
+    char *b = bufs[next++ % 8];
+    snprintf(b, sizeof bufs[0], "%s/%s", tmpdir, name);
+    return b;
+}
+
+static void rm_tree(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        if (d) {
+            const struct dirent *e;
+            while ((e = readdir(d)) != NULL) {
+                if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+                char sub[512];
+                snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+                rm_tree(sub);
+            }
+            closedir(d);
+        }
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+/* Files under dir (recursively) whose name contains ".tmp.": leftovers of an atomic write. */
+static int count_tmp_files(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    const struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        char sub[512];
+        snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode)) n += count_tmp_files(sub);
+        if (strstr(e->d_name, ".tmp.")) n++;
+    }
+    closedir(d);
+    return n;
+}
+
+#pragma GCC diagnostic pop
+#endif
