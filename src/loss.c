@@ -13,16 +13,25 @@
 
 #include "internal.h"
 
+/* One row: max logit and log(sum exp(z - max)), the stable log-sum-exp. */
+static void row_lse(const float *z, int k, float *mx, double *lse) {
+    float m = z[0];
+    for (int j = 1; j < k; j++) m = z[j] > m ? z[j] : m;
+    double sum = 0.0;
+    for (int j = 0; j < k; j++) sum += exp((double)z[j] - m);
+    *mx = m;
+    *lse = log(sum);
+}
+
 void cnn_softmax(const float *logits, int n, int k, float *probs) {
 #pragma omp parallel for schedule(static) if ((size_t)n * k * 8 >= CNN_OMP_MIN_WORK)
     for (int i = 0; i < n; i++) {
         const float *z = logits + (size_t)i * k;
         float *p = probs + (size_t)i * k;
-        float mx = z[0];
-        for (int j = 1; j < k; j++) mx = z[j] > mx ? z[j] : mx;
-        double sum = 0.0;
-        for (int j = 0; j < k; j++) sum += exp((double)z[j] - mx);
-        for (int j = 0; j < k; j++) p[j] = (float)(exp((double)z[j] - mx) / sum);
+        float mx;
+        double lse;
+        row_lse(z, k, &mx, &lse);
+        for (int j = 0; j < k; j++) p[j] = (float)exp((double)z[j] - mx - lse);
     }
 }
 
@@ -32,11 +41,9 @@ float cnn_softmax_xent(const float *logits, const uint8_t *labels, int n, int k,
     for (int i = 0; i < n; i++) {
         const float *z = logits + (size_t)i * k;
         float *p = probs + (size_t)i * k;
-        float mx = z[0];
-        for (int j = 1; j < k; j++) mx = z[j] > mx ? z[j] : mx;
-        double sum = 0.0;
-        for (int j = 0; j < k; j++) sum += exp((double)z[j] - mx);
-        const double lse = log(sum);
+        float mx;
+        double lse;
+        row_lse(z, k, &mx, &lse);
         double li = 0.0;
         for (int j = 0; j < k; j++) {
             const double logp = (double)z[j] - mx - lse;
