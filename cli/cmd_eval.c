@@ -177,7 +177,7 @@ int cmd_eval(int argc, char **argv) {
         }
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        const int rc = cnn_net_reserve(net, 500) || cnn_net_predict_u8(net, ds.images, ds.n, probs);
+        const int rc = cnn_net_reserve(net, 256) || cnn_net_predict_u8(net, ds.images, ds.n, probs);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         cnn_net_free(net);
         if (rc) {

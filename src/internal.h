@@ -107,7 +107,7 @@ struct cnn_layer {
     size_t p_off, n_params; /* slice of net->params / net->grads */
     size_t n_decay;         /* the first n_decay params of the slice get weight decay */
     size_t s_off, n_state;  /* slice of net->state (batch-norm running stats) */
-    size_t cache_item, cache_fixed; /* floats of cache: per image, and per batch */
+    size_t cache_item, cache_fixed; /* floats of cache: per image (training only), per batch */
     size_t tcache_item;     /* floats per image kept only when reserved for training */
     double flops;           /* forward, per image */
 };

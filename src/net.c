@@ -7,14 +7,17 @@
  * Memory (STYLE 7): params, grads and state are flat buffers; a layer owns a slice of each.
  * Activations, their gradients, per-layer caches and one shared scratch area live in a single
  * arena sized by cnn_net_reserve for the largest batch, so a training step never allocates.
- * Gradients of activations and the training-only caches exist only once the net has been
- * reserved for training (cnn_net_reserve_mode(..., 1), done by cnn_net_train_batch), so an
- * inference-only net holds just its activations.
+ * Gradients of activations and the per-image caches exist only once the net has been
+ * reserved for training (cnn_net_reserve_mode(..., 1), done by cnn_net_train_batch). An
+ * inference-only net needs no activation after the next layer has read it, so it keeps two
+ * buffers of the largest layer output and the layers use them in turn: a few MB, like a
+ * framework that frees tensors as it goes.
  *
  * Backward writes (assigns) dx rather than accumulating into it: in a sequential net every
  * activation has exactly one consumer, so zeroing dx first would only add memory traffic.
  * Parameter gradients do accumulate, and cnn_net_zero_grad clears them once per step.
  */
+#include <assert.h>
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -331,16 +334,19 @@ int cnn_net_reserve_mode(struct cnn_net *net, int max_batch, int train) {
     if (max_batch < net->max_batch) max_batch = net->max_batch;
     const int L = net->n_layers;
     const size_t nb = (size_t)max_batch;
-    size_t total = nb * cnn_shape_size(net->in) + nb * (size_t)net->n_classes, ws = 0;
+    size_t total = nb * cnn_shape_size(net->in) + nb * (size_t)net->n_classes, ws = 0, maxout = 0;
     for (int i = 0; i < L; i++) {
         const struct cnn_layer *l = &net->layers[i];
-        total += nb * cnn_shape_size(l->out) + nb * l->cache_item + l->cache_fixed;
-        if (train) total += nb * (cnn_shape_size(l->out) + l->tcache_item);
+        const size_t out = cnn_shape_size(l->out);
+        maxout = out > maxout ? out : maxout;
+        total += l->cache_fixed;
+        if (train) total += nb * (2 * out + l->cache_item + l->tcache_item);
         if (l->ops->ws_size) {
             const size_t s = l->ops->ws_size(l, max_batch);
             ws = s > ws ? s : ws;
         }
     }
+    if (!train) total += 2 * nb * maxout; /* inference: two buffers, used in turn */
     total += ws;
     if (total > ((size_t)1 << 28))
         return cnn_fail(CNN_ERR_LIMIT, "batch %d would need %zu MB of activations (limit 1024)",
@@ -359,12 +365,24 @@ int cnn_net_reserve_mode(struct cnn_net *net, int max_batch, int train) {
     net->arena = arena, net->act = act, net->dact = dact, net->cache = cache;
     net->tcache = tcache;
     float *p = arena;
+    float *pingpong[2] = {NULL, NULL};
+    if (!train) {
+        pingpong[0] = p, p += nb * maxout;
+        pingpong[1] = p, p += nb * maxout;
+    }
     for (int i = 0; i < L; i++) {
         const struct cnn_layer *l = &net->layers[i];
-        act[i + 1] = p, p += nb * cnn_shape_size(l->out);
-        if (train) dact[i + 1] = p, p += nb * cnn_shape_size(l->out);
-        cache[i] = p, p += nb * l->cache_item + l->cache_fixed;
-        if (train && l->tcache_item) tcache[i] = p, p += nb * l->tcache_item;
+        const size_t out = cnn_shape_size(l->out);
+        if (train) {
+            act[i + 1] = p, p += nb * out;
+            dact[i + 1] = p, p += nb * out;
+            cache[i] = p, p += nb * l->cache_item + l->cache_fixed;
+            if (l->tcache_item) tcache[i] = p, p += nb * l->tcache_item;
+        } else {
+            /* layer i reads act[i] and writes act[i+1]: never the same buffer */
+            act[i + 1] = pingpong[i % 2];
+            cache[i] = p, p += l->cache_fixed;
+        }
     }
     net->xbuf = p, p += nb * cnn_shape_size(net->in);
     net->probs = p, p += nb * (size_t)net->n_classes;
@@ -378,6 +396,8 @@ int cnn_net_reserve_mode(struct cnn_net *net, int max_batch, int train) {
 
 const float *cnn_net_forward(struct cnn_net *net, const float *x, int n, int train,
                              uint64_t seed) {
+    assert(!train || net->train_reserved); /* training caches exist only then */
+    assert(n <= net->max_batch);
     for (int i = 0; i < net->n_layers; i++) {
         const struct cnn_layer *l = &net->layers[i];
         const struct cnn_fwd f = {

@@ -5,7 +5,7 @@
  *   max: y = max over the k x k window; the flat input index of the max is cached (as int32,
  *        the first maximum on ties, like PyTorch) and backward routes dy there: dx[arg] += dy.
  *   avg: y = mean over the window; backward spreads dy / (k*k) over it.
- * Cache (max only): argmax (n, c, oh, ow) int32. No parameters.
+ * Cache (max only, training): argmax (n, c, oh, ow) int32. No parameters.
  */
 #include <float.h>
 #include <stdio.h>
@@ -43,12 +43,12 @@ static int maxpool_init(struct cnn_layer *l) {
 static void maxpool_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     const int h = l->in.h, w = l->in.w, oh = l->out.h, ow = l->out.w;
     const int k = l->ia[K], s = l->ia[STRIDE], planes = f->n * l->in.c;
-    int32_t *arg = (int32_t *)f->cache;
+    int32_t *arg = f->train ? (int32_t *)f->cache : NULL; /* argmax: for backward only */
 #pragma omp parallel for schedule(static) if ((size_t)planes * oh * ow * k * k >= CNN_OMP_MIN_WORK)
     for (int pl = 0; pl < planes; pl++) {
         const float *xp = f->x + (size_t)pl * h * w;
         float *yp = f->y + (size_t)pl * oh * ow;
-        int32_t *ap = arg + (size_t)pl * oh * ow;
+        int32_t *ap = arg ? arg + (size_t)pl * oh * ow : NULL;
         for (int oy = 0; oy < oh; oy++)
             for (int ox = 0; ox < ow; ox++) {
                 int best = oy * s * w + ox * s;
@@ -62,7 +62,7 @@ static void maxpool_forward(const struct cnn_layer *l, const struct cnn_fwd *f) 
                         }
                     }
                 yp[oy * ow + ox] = m;
-                ap[oy * ow + ox] = best;
+                if (ap) ap[oy * ow + ox] = best;
             }
     }
 }
