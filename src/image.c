@@ -138,11 +138,10 @@ static int check_png(const uint8_t *b, size_t len, const char *name) {
     return CNN_OK;
 }
 
-/* JPEG: walk the marker segments; each must fit, and each Huffman table (DHT) may hold at
+/* JPEG, from just after the SOI marker at pos: walk the marker segments; each must fit, and each Huffman table (DHT) may hold at
  * most 256 codes. Debian's stb_image (2.27) writes past its code tables when the 16 counts of
  * a DHT add up to more (upstream stb issue #1289, fixed in 2.28; found by fuzz_image). */
-static int check_jpeg(const uint8_t *b, size_t len, const char *name) {
-    size_t pos = 2;
+static int check_jpeg(const uint8_t *b, size_t len, size_t pos, const char *name) {
     while (pos + 1 < len) {
         if (b[pos] != 0xFF) { /* entropy-coded data: skip to the next real marker */
             pos++;
@@ -191,8 +190,12 @@ int cnn_image_decode(const void *buf, size_t len, const char *name, struct cnn_i
     int rc0 = CNN_OK;
     if (len >= 8 && memcmp(bytes, png_sig, 8) == 0)
         rc0 = check_png(bytes, len, name);
-    else if (len >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF)
-        rc0 = check_jpeg(bytes, len, name);
+    else if (len >= 2 && bytes[0] == 0xFF) {
+        /* stb takes any run of 0xFF fill bytes before the SOI marker as JPEG, so do we */
+        size_t i = 1;
+        while (i < len && bytes[i] == 0xFF) i++;
+        if (i < len && bytes[i] == 0xD8) rc0 = check_jpeg(bytes, len, i + 1, name);
+    }
     if (rc0 != CNN_OK) return rc0;
     int x = 0, y = 0, n = 0;
     if (!stbi_info_from_memory(buf, (int)len, &x, &y, &n)) {

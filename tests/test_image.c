@@ -660,9 +660,29 @@ static void test_examples(void **state) {
     }
 }
 
+/* Inputs the image fuzzer found (fuzz/regressions/): JPEG Huffman tables with more than 256
+ * codes overflow the tables of Debian's stb_image 2.27 (a silent write inside its own struct,
+ * invisible to ASan without an instrumented stb), and a PNG chunk claiming 2 GB made it
+ * allocate that much. The library must refuse each before stb sees it. */
+static void test_fuzz_regressions(void **state) {
+    (void)state;
+    static const char *const jpeg[] = {"fuzz/regressions/image-jpeg-dht-count",
+                                       "fuzz/regressions/image-jpeg-fill-before-soi"};
+    struct cnn_image img;
+    for (size_t i = 0; i < sizeof jpeg / sizeof jpeg[0]; i++) {
+        assert_int_equal(cnn_image_load(jpeg[i], &img), CNN_ERR_FORMAT);
+        assert_non_null(strstr(cnn_errmsg(), "Huffman"));
+        assert_non_null(strstr(cnn_errmsg(), jpeg[i]));
+    }
+    assert_int_equal(cnn_image_load("fuzz/regressions/image-png-idat-length", &img),
+                     CNN_ERR_FORMAT);
+    assert_non_null(strstr(cnn_errmsg(), "PNG chunk"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decode_formats),
+        cmocka_unit_test(test_fuzz_regressions),
         cmocka_unit_test(test_decode_alpha_on_white),
         cmocka_unit_test(test_hostile_files),
         cmocka_unit_test(test_no_digit),
