@@ -43,11 +43,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    /* Not for JPEG: stb's JPEG header parser is the one with the Huffman-table overflow that
-     * cnn_image_decode guards against (check_jpeg), so only the library may call it. */
+    /* Not for JPEG or PNM: stb's parsers for those have the overflows that cnn_image_decode
+     * guards against (check_jpeg, check_pnm), so only the library may call them. */
     const int jpeg = size >= 1 && data[0] == 0xFF; /* stb allows fill bytes before SOI */
+    const int pnm = size >= 1 && data[0] == 'P';     /* its PNM header parser overflows */
     int iw = 0, ih = 0, ic = 0;
-    if (!jpeg && size <= 0x7fffffff && stbi_info_from_memory(data, (int)size, &iw, &ih, &ic) &&
+    if (!jpeg && !pnm && size <= 0x7fffffff && stbi_info_from_memory(data, (int)size, &iw, &ih, &ic) &&
         (int64_t)iw * ih > FUZZ_MAX_PIXELS)
         return 0;
     struct cnn_image img;

@@ -178,6 +178,30 @@ static int check_jpeg(const uint8_t *b, size_t len, size_t pos, const char *name
     return CNN_OK;
 }
 
+/* PGM/PPM (P5/P6): the header's numbers (width, height, maximum value) must each have at most
+ * 9 digits. Debian's stb_image (2.27) accumulates them in an int without an overflow check,
+ * which is undefined behaviour for "888888888888" (found by fuzz_image). */
+static int check_pnm(const uint8_t *b, size_t len, const char *name) {
+    size_t pos = 2;
+    for (int field = 0; field < 3; field++) {
+        for (;;) { /* whitespace and # comments */
+            while (pos < len && (b[pos] == ' ' || (b[pos] >= '\t' && b[pos] <= '\r'))) pos++;
+            if (pos < len && b[pos] == '#') {
+                while (pos < len && b[pos] != '\n' && b[pos] != '\r') pos++;
+                continue;
+            }
+            break;
+        }
+        size_t digits = 0;
+        while (pos < len && b[pos] >= '0' && b[pos] <= '9') pos++, digits++;
+        if (digits > 9)
+            return cnn_fail(CNN_ERR_FORMAT, "%s: PNM header number with %zu digits: corrupt",
+                            name, digits);
+        if (digits == 0) break; /* malformed: stb reports it */
+    }
+    return CNN_OK;
+}
+
 int cnn_image_decode(const void *buf, size_t len, const char *name, struct cnn_image *out) {
     memset(out, 0, sizeof *out);
     if (!name) name = "<memory>";
@@ -190,6 +214,8 @@ int cnn_image_decode(const void *buf, size_t len, const char *name, struct cnn_i
     int rc0 = CNN_OK;
     if (len >= 8 && memcmp(bytes, png_sig, 8) == 0)
         rc0 = check_png(bytes, len, name);
+    else if (len >= 2 && bytes[0] == 'P' && (bytes[1] == '5' || bytes[1] == '6'))
+        rc0 = check_pnm(bytes, len, name);
     else if (len >= 2 && bytes[0] == 0xFF) {
         /* stb takes any run of 0xFF fill bytes before the SOI marker as JPEG, so do we */
         size_t i = 1;

@@ -662,8 +662,9 @@ static void test_examples(void **state) {
 
 /* Inputs the image fuzzer found (fuzz/regressions/): JPEG Huffman tables with more than 256
  * codes overflow the tables of Debian's stb_image 2.27 (a silent write inside its own struct,
- * invisible to ASan without an instrumented stb), and a PNG chunk claiming 2 GB made it
- * allocate that much. The library must refuse each before stb sees it. */
+ * invisible to ASan without an instrumented stb), a PNG chunk claiming 2 GB made it allocate
+ * that much, and a PGM header number overflowed its int. The library must refuse each before
+ * stb sees it. */
 static void test_fuzz_regressions(void **state) {
     (void)state;
     static const char *const jpeg[] = {"fuzz/regressions/image-jpeg-dht-count",
@@ -677,6 +678,10 @@ static void test_fuzz_regressions(void **state) {
     assert_int_equal(cnn_image_load("fuzz/regressions/image-png-idat-length", &img),
                      CNN_ERR_FORMAT);
     assert_non_null(strstr(cnn_errmsg(), "PNG chunk"));
+    /* a PGM header number stb would overflow an int with (undefined behaviour) */
+    assert_int_equal(cnn_image_load("fuzz/regressions/image-pnm-int-overflow", &img),
+                     CNN_ERR_FORMAT);
+    assert_non_null(strstr(cnn_errmsg(), "PNM header"));
 }
 
 int main(void) {
