@@ -172,6 +172,11 @@ static int check_jpeg(const uint8_t *b, size_t len, size_t pos, const char *name
                                     name, codes);
                 q += 17 + codes;
             }
+            /* stb keeps reading tables while any segment byte is left, past the segment's end */
+            if (q != end)
+                return cnn_fail(CNN_ERR_FORMAT,
+                                "%s: JPEG Huffman segment ends inside a table (%zu stray bytes)",
+                                name, end - q);
         }
         pos += 2 + seg;
     }

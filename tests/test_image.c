@@ -668,7 +668,8 @@ static void test_examples(void **state) {
 static void test_fuzz_regressions(void **state) {
     (void)state;
     static const char *const jpeg[] = {"fuzz/regressions/image-jpeg-dht-count",
-                                       "fuzz/regressions/image-jpeg-fill-before-soi"};
+                                       "fuzz/regressions/image-jpeg-fill-before-soi",
+                                       "fuzz/regressions/image-jpeg-dht-partial-table"};
     struct cnn_image img;
     for (size_t i = 0; i < sizeof jpeg / sizeof jpeg[0]; i++) {
         assert_int_equal(cnn_image_load(jpeg[i], &img), CNN_ERR_FORMAT);
