@@ -118,29 +118,6 @@ static void fill_noise(uint8_t *p, size_t n, uint64_t seed) {
     }
 }
 
-/* Does hay contain needle, ignoring ASCII case? */
-static int contains_ci(const char *hay, const char *needle) {
-    const size_t n = strlen(needle);
-    for (; *hay; hay++) {
-        size_t i = 0;
-        while (i < n && hay[i] && (hay[i] | 0x20) == (needle[i] | 0x20)) i++;
-        if (i == n) return 1;
-    }
-    return n == 0;
-}
-
-/* The call returned `want` and cnn_errmsg() contains every word (NULL-terminated list). */
-static void check_error_words(int rc, int want, const char *const *words) {
-    const char *msg = cnn_errmsg();
-    if (rc != want)
-        fail_msg("status %d (%s), expected %d (%s); message: \"%s\"", rc, cnn_status_str(rc), want,
-                 cnn_status_str(want), msg);
-    for (; *words; words++)
-        if (!contains_ci(msg, *words)) fail_msg("message \"%s\" lacks \"%s\"", msg, *words);
-}
-#define check_error(rc, want, ...)                                                                 \
-    check_error_words((rc), (want), (const char *const[]){__VA_ARGS__, NULL})
-
 /* Load `path` as IDX, expect failure with `want`, and that *out stays zeroed. */
 static void expect_load_error(const char *path, int want, const char *word) {
     struct cnn_idx idx;

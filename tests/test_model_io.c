@@ -85,29 +85,6 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Does hay contain needle, ignoring ASCII case? */
-static int contains_ci(const char *hay, const char *needle) {
-    const size_t n = strlen(needle);
-    for (; *hay; hay++) {
-        size_t i = 0;
-        while (i < n && hay[i] && (hay[i] | 0x20) == (needle[i] | 0x20)) i++;
-        if (i == n) return 1;
-    }
-    return n == 0;
-}
-
-/* The call returned `want` and cnn_errmsg() contains every word (NULL-terminated list). */
-static void check_error_words(int rc, int want, const char *const *words) {
-    const char *msg = cnn_errmsg();
-    if (rc != want)
-        fail_msg("status %d (%s), expected %d (%s); message: \"%s\"", rc, cnn_status_str(rc), want,
-                 cnn_status_str(want), msg);
-    for (; *words; words++)
-        if (!contains_ci(msg, *words)) fail_msg("message \"%s\" lacks \"%s\"", msg, *words);
-}
-#define check_error(rc, want, ...)                                                                 \
-    check_error_words((rc), (want), (const char *const[]){__VA_ARGS__, NULL})
-
 /* A non-NULL value that must be overwritten with NULL by a failing load. */
 static char sentinel;
 #define SENTINEL_NET ((struct cnn_net *)(void *)&sentinel)

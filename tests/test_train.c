@@ -103,27 +103,6 @@ static void need_mnist(void) {
     assert_int_equal(test_ds.n, 10000);
 }
 
-static int contains_ci(const char *hay, const char *needle) {
-    const size_t n = strlen(needle);
-    for (; *hay; hay++) {
-        size_t i = 0;
-        while (i < n && hay[i] && (hay[i] | 0x20) == (needle[i] | 0x20)) i++;
-        if (i == n) return 1;
-    }
-    return n == 0;
-}
-
-static void check_error_words(int rc, int want, const char *const *words) {
-    const char *msg = cnn_errmsg();
-    if (rc != want)
-        fail_msg("status %d (%s), expected %d (%s); message: \"%s\"", rc, cnn_status_str(rc), want,
-                 cnn_status_str(want), msg);
-    for (; *words; words++)
-        if (!contains_ci(msg, *words)) fail_msg("message \"%s\" lacks \"%s\"", msg, *words);
-}
-#define check_error(rc, want, ...)                                                                 \
-    check_error_words((rc), (want), (const char *const[]){__VA_ARGS__, NULL})
-
 static int file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;

@@ -1,7 +1,8 @@
 /*
  * testutil.h - small helpers shared by the cmocka test programs: a per-run temporary
  * directory (tmpdir, made by the test's group setup), paths inside it, recursive removal,
- * and counting the temporaries an atomic write might leave behind.
+ * counting the temporaries an atomic write might leave behind, and checking an error's status
+ * and message. Include it after <cmocka.h> and "cnn.h".
  */
 #ifndef CNN_TESTUTIL_H
 #define CNN_TESTUTIL_H
@@ -64,6 +65,29 @@ static int count_tmp_files(const char *dir) {
     closedir(d);
     return n;
 }
+
+/* Does hay contain needle, ignoring ASCII case? */
+static int contains_ci(const char *hay, const char *needle) {
+    const size_t n = strlen(needle);
+    for (; *hay; hay++) {
+        size_t i = 0;
+        while (i < n && hay[i] && (hay[i] | 0x20) == (needle[i] | 0x20)) i++;
+        if (i == n) return 1;
+    }
+    return n == 0;
+}
+
+/* The call returned `want` and cnn_errmsg() contains every word (NULL-terminated list). */
+static void check_error_words(int rc, int want, const char *const *words) {
+    const char *msg = cnn_errmsg();
+    if (rc != want)
+        fail_msg("status %d (%s), expected %d (%s); message: \"%s\"", rc, cnn_status_str(rc), want,
+                 cnn_status_str(want), msg);
+    for (; *words; words++)
+        if (!contains_ci(msg, *words)) fail_msg("message \"%s\" lacks \"%s\"", msg, *words);
+}
+#define check_error(rc, want, ...)                                                                 \
+    check_error_words((rc), (want), (const char *const[]){__VA_ARGS__, NULL})
 
 #pragma GCC diagnostic pop
 #endif
