@@ -8,14 +8,18 @@
 CC ?= gcc
 BUILD ?= build
 MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
-# The OpenMP build of OpenBLAS shares our OpenMP thread pool, so BLAS threads and our own
-# parallel loops never oversubscribe the cores.
-BLAS_INC ?= /usr/include/$(MULTIARCH)/openblas-openmp
-BLAS_LIB ?= /usr/lib/$(MULTIARCH)/openblas-openmp
+# OpenBLAS, always called with one thread: we split work across cores ourselves (OpenMP),
+# several threads calling sgemm at once. That needs the pthread build, which guards its
+# buffers with locks; Debian's OpenMP build does not and gives wrong results when two threads
+# call it together (src/gemm.c).
+BLAS_INC ?= /usr/include/$(MULTIARCH)/openblas-pthread
+BLAS_LIB ?= /usr/lib/$(MULTIARCH)/openblas-pthread
 
 WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Werror
-CFLAGS ?= -O2 -g
-CFLAGS += -std=c11 $(WARN) -fopenmp -D_POSIX_C_SOURCE=200809L -Iinclude -I$(BLAS_INC) -MMD -MP
+CFLAGS ?= -O3 -g
+# -fno-trapping-math: we never read floating-point exception flags, and without it GCC will not
+# vectorise a select such as relu's `x > 0 ? 1 : slope` (the comparison might trap).
+CFLAGS += -std=c11 $(WARN) -fno-trapping-math -fopenmp -D_POSIX_C_SOURCE=200809L -Iinclude -I$(BLAS_INC) -MMD -MP
 ifeq ($(NATIVE),1)
 CFLAGS += -march=native
 endif

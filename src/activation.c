@@ -32,7 +32,7 @@ static void act_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     const float *restrict x = f->x;
     float *restrict y = f->y;
 #pragma omp parallel for schedule(static) if (total >= CNN_OMP_MIN_WORK)
-    for (size_t i = 0; i < total; i++) y[i] = x[i] > 0.0f ? x[i] : slope * x[i];
+    for (size_t i = 0; i < total; i++) y[i] = x[i] * (x[i] > 0.0f ? 1.0f : slope);
 }
 
 static void act_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
@@ -42,7 +42,44 @@ static void act_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
     const float *restrict x = b->x, *restrict dy = b->dy;
     float *restrict dx = b->dx;
 #pragma omp parallel for schedule(static) if (total >= CNN_OMP_MIN_WORK)
-    for (size_t i = 0; i < total; i++) dx[i] = x[i] > 0.0f ? dy[i] : slope * dy[i];
+    for (size_t i = 0; i < total; i++) dx[i] = dy[i] * (x[i] > 0.0f ? 1.0f : slope);
+}
+
+/* Every select below picks a factor, 1 or the slope, and the multiply is unconditional: GCC
+ * will not vectorise `t > 0 ? t : slope * t` (it may not speculate the multiply), and NaN
+ * still propagates. */
+void cnn_bias_act(const struct cnn_layer *l, float *y, const float *bias, int rows, int len) {
+    const float slope = l->act_slope;
+    for (int r = 0; r < rows; r++) {
+        float *restrict v = y + (size_t)r * len;
+        const float b = bias ? bias[r] : 0.0f;
+        if (l->act)
+            for (int q = 0; q < len; q++) {
+                const float t = v[q] + b;
+                v[q] = t * (t > 0.0f ? 1.0f : slope);
+            }
+        else if (bias)
+            for (int q = 0; q < len; q++) v[q] += b;
+    }
+}
+
+void cnn_act_grad_sum(const struct cnn_layer *l, float *dy, const float *y, float *sum, int rows,
+                      int len) {
+    const float slope = l->act_slope;
+    for (int r = 0; r < rows; r++) {
+        float *restrict g = dy + (size_t)r * len;
+        const float *restrict v = y + (size_t)r * len;
+        if (l->act)
+            for (int q = 0; q < len; q++) g[q] *= v[q] > 0.0f ? 1.0f : slope;
+        if (!sum) continue;
+        /* eight running sums (one vector register) instead of one long dependency chain */
+        float acc[8] = {0};
+        int q = 0;
+        for (; q + 8 <= len; q += 8)
+            for (int j = 0; j < 8; j++) acc[j] += g[q + j];
+        for (; q < len; q++) acc[q & 7] += g[q];
+        sum[r] += ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    }
 }
 
 static void relu_describe(const struct cnn_layer *l, char *buf, size_t len) {
@@ -61,6 +98,7 @@ const struct cnn_layer_ops cnn_relu_ops = {
     .forward = act_forward,
     .backward = act_backward,
     .describe = relu_describe,
+    .is_act = 1,
 };
 
 const struct cnn_layer_ops cnn_leakyrelu_ops = {
@@ -70,4 +108,5 @@ const struct cnn_layer_ops cnn_leakyrelu_ops = {
     .forward = act_forward,
     .backward = act_backward,
     .describe = leaky_describe,
+    .is_act = 1,
 };

@@ -34,6 +34,7 @@ static int bn_init(struct cnn_layer *l) {
     l->n_decay = 0;
     l->n_state = 2 * (size_t)l->in.c;
     l->cache_fixed = 2 * (size_t)l->in.c;
+    l->team_red = 2 * (size_t)l->in.c;
     l->flops = 2.0 * (double)cnn_shape_size(l->in);
     return CNN_OK;
 }
@@ -49,44 +50,72 @@ static void bn_init_params(const struct cnn_layer *l, float *p, float *s, struct
     }
 }
 
+/* Scratch: two doubles per channel (partial sums of this call's images). */
+static size_t bn_ws_size(const struct cnn_layer *l, int n) {
+    (void)n;
+    return 4 * (size_t)l->in.c;
+}
+
 static void bn_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     const int c = l->in.c, n = f->n;
     const size_t hw = (size_t)l->in.h * l->in.w;
     const float *gamma = f->p, *beta = f->p + c;
     float *rmean = f->s, *rvar = f->s + c;
     float *mu = f->cache, *rstd = f->cache + c;
-    const double count = (double)n * (double)hw;
-#pragma omp parallel for schedule(static) if ((size_t)n * c * hw >= CNN_OMP_MIN_WORK)
-    for (int ch = 0; ch < c; ch++) {
-        float m, r;
-        if (f->train) {
-            double sum = 0.0, sq = 0.0;
+    const int par = (size_t)n * c * hw >= CNN_OMP_MIN_WORK;
+    double *mean = (double *)f->ws, *acc = mean + c; /* (c) each */
+    if (f->train) {
+        /* Two passes over the whole batch (the team's images too): the mean, then the mean
+         * squared deviation from it. Thread 0 (or the only caller) keeps them. */
+        const double count = (double)(f->team ? f->team->n_total : n) * (double)hw;
+#pragma omp parallel for schedule(static) if (par)
+        for (int ch = 0; ch < c; ch++) {
+            double sum = 0.0;
             for (int i = 0; i < n; i++) {
                 const float *xp = f->x + ((size_t)i * c + ch) * hw;
                 for (size_t q = 0; q < hw; q++) sum += xp[q];
             }
-            const double mean = sum / count;
+            acc[ch] = sum;
+        }
+        const double *tot = cnn_team_sum(f->team, acc, c);
+        for (int ch = 0; ch < c; ch++) mean[ch] = tot[ch] / count;
+#pragma omp parallel for schedule(static) if (par)
+        for (int ch = 0; ch < c; ch++) {
+            const double m = mean[ch];
+            double sq = 0.0;
             for (int i = 0; i < n; i++) {
                 const float *xp = f->x + ((size_t)i * c + ch) * hw;
-                for (size_t q = 0; q < hw; q++) sq += (xp[q] - mean) * (xp[q] - mean);
+                for (size_t q = 0; q < hw; q++) sq += (xp[q] - m) * (xp[q] - m);
             }
-            const double var = sq / count;
-            m = (float)mean;
-            r = (float)(1.0 / sqrt(var + BN_EPS));
-            mu[ch] = m;
-            rstd[ch] = r;
-            const double unbiased = count > 1 ? var * count / (count - 1) : var;
-            rmean[ch] = (1.0f - BN_MOMENTUM) * rmean[ch] + BN_MOMENTUM * m;
-            rvar[ch] = (1.0f - BN_MOMENTUM) * rvar[ch] + BN_MOMENTUM * (float)unbiased;
-        } else {
-            m = rmean[ch];
-            r = 1.0f / sqrtf(rvar[ch] + BN_EPS);
+            acc[ch] = sq;
         }
-        const float scale = gamma[ch] * r, shift = beta[ch] - m * scale;
+        tot = cnn_team_sum(f->team, acc, c);
+        for (int ch = 0; ch < c; ch++) {
+            const double var = tot[ch] / count;
+            acc[ch] = 1.0 / sqrt(var + BN_EPS); /* acc now holds 1/std */
+            if (f->team && f->team->tid != 0) continue;
+            mu[ch] = (float)mean[ch];
+            rstd[ch] = (float)acc[ch];
+            const double unbiased = count > 1 ? var * count / (count - 1) : var;
+            rmean[ch] = (1.0f - BN_MOMENTUM) * rmean[ch] + BN_MOMENTUM * (float)mean[ch];
+            rvar[ch] = (1.0f - BN_MOMENTUM) * rvar[ch] + BN_MOMENTUM * (float)unbiased;
+        }
+    }
+#pragma omp parallel for schedule(static) if (par)
+    for (int ch = 0; ch < c; ch++) {
+        const float m = f->train ? (float)mean[ch] : rmean[ch];
+        const float r = f->train ? (float)acc[ch] : 1.0f / sqrtf(rvar[ch] + BN_EPS);
+        const float scale = gamma[ch] * r, shift = beta[ch] - m * scale, slope = l->act_slope;
         for (int i = 0; i < n; i++) {
             const float *xp = f->x + ((size_t)i * c + ch) * hw;
             float *yp = f->y + ((size_t)i * c + ch) * hw;
-            for (size_t q = 0; q < hw; q++) yp[q] = xp[q] * scale + shift;
+            if (l->act)
+                for (size_t q = 0; q < hw; q++) {
+                    const float t = xp[q] * scale + shift;
+                    yp[q] = t * (t > 0.0f ? 1.0f : slope);
+                }
+            else
+                for (size_t q = 0; q < hw; q++) yp[q] = xp[q] * scale + shift;
         }
     }
 }
@@ -97,24 +126,35 @@ static void bn_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
     const float *gamma = b->p;
     float *dgamma = b->dp, *dbeta = b->dp + c;
     const float *mu = b->cache, *rstd = b->cache + c;
-    const double count = (double)n * (double)hw;
-#pragma omp parallel for schedule(static) if ((size_t)n * c * hw >= CNN_OMP_MIN_WORK)
+    const double count = (double)(b->team ? b->team->n_total : n) * (double)hw;
+    const int par = (size_t)n * c * hw >= CNN_OMP_MIN_WORK;
+    double *acc = (double *)b->ws; /* (2c): sum dy, sum dy * xhat over this call's images */
+#pragma omp parallel for schedule(static) if (par)
     for (int ch = 0; ch < c; ch++) {
         const float m = mu[ch], r = rstd[ch];
         double sdy = 0.0, sdyx = 0.0;
         for (int i = 0; i < n; i++) {
             const float *xp = b->x + ((size_t)i * c + ch) * hw;
-            const float *dyp = b->dy + ((size_t)i * c + ch) * hw;
+            float *dyp = b->dy + ((size_t)i * c + ch) * hw;
+            if (l->act) /* the fused activation's gradient, in place */
+                cnn_act_grad_sum(l, dyp, b->y + ((size_t)i * c + ch) * hw, NULL, 1, (int)hw);
             for (size_t q = 0; q < hw; q++) {
                 sdy += dyp[q];
                 sdyx += dyp[q] * ((xp[q] - m) * r);
             }
         }
-        dgamma[ch] += (float)sdyx;
+        dgamma[ch] += (float)sdyx; /* this call's share; a team adds the shares up later */
         dbeta[ch] += (float)sdy;
-        if (!b->dx) continue;
+        acc[ch] = sdy;
+        acc[c + ch] = sdyx;
+    }
+    if (!b->dx) return; /* the first layer: every thread returns here, none waits below */
+    const double *tot = cnn_team_sum(b->team, acc, 2 * c);
+#pragma omp parallel for schedule(static) if (par)
+    for (int ch = 0; ch < c; ch++) {
+        const float m = mu[ch], r = rstd[ch];
         const float k = gamma[ch] * r;
-        const float mdy = (float)(sdy / count), mdyx = (float)(sdyx / count);
+        const float mdy = (float)(tot[ch] / count), mdyx = (float)(tot[c + ch] / count);
         for (int i = 0; i < n; i++) {
             const float *xp = b->x + ((size_t)i * c + ch) * hw;
             const float *dyp = b->dy + ((size_t)i * c + ch) * hw;
@@ -137,5 +177,7 @@ const struct cnn_layer_ops cnn_batchnorm_ops = {
     .init_params = bn_init_params,
     .forward = bn_forward,
     .backward = bn_backward,
+    .ws_size = bn_ws_size,
     .describe = bn_describe,
+    .fuses_act = 1,
 };

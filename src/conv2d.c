@@ -6,19 +6,17 @@
  *   y[i,o,oy,ox] = b[o] + sum_{ci,ky,kx} w[o,ci,ky,kx] * x[i,ci,oy*s-p+ky,ox*s-p+kx]
  *   with oh = (h + 2p - k)/s + 1 and zero padding.
  *
- * Fast path: batched im2col + one sgemm per chunk of images (darknet's approach, but over
- * many images at once so the product is large enough to keep OpenBLAS busy):
- *   col (c*k*k, m*oh*ow) = im2col(x[i0 .. i0+m])       m images per chunk, chunk fits ~8 MB
- *   t   (oc, m*oh*ow)    = w (oc, c*k*k) @ col
- *   y[i0+j, o, :]        = t[o, j*oh*ow : (j+1)*oh*ow] + b[o]
- * Backward, per chunk (col comes from the training cache when the net was reserved for
- * training, else it is recomputed; dcol then overwrites it):
- *   dt  (oc, m*oh*ow)    = dy gathered to channel-major
- *   dw (oc, c*k*k)      += dt @ col^T;  db[o] += sum dt[o, :]
- *   dcol                 = w^T @ dt;    dx = col2im(dcol)
+ * Fast path: im2col + sgemm, one image at a time, straight into NCHW (darknet's approach):
+ *   col (c*k*k, oh*ow) = im2col(x[i])
+ *   y[i] (oc, oh*ow)   = w (oc, c*k*k) @ col,  then + b[o] and the fused activation, if any
+ * Backward, per image (col is rebuilt: it is still in cache when it is used, where a copy kept
+ * from forward would be 0.6 MB per image to stream back from memory):
+ *   dy[i]               *= act'(y[i])        when an activation is fused (in place)
+ *   dw (oc, c*k*k)     += dy[i] @ col^T;  db[o] += sum dy[i, o, :]
+ *   dcol (c*k*k, oh*ow) = w^T @ dy[i];     dx[i] = col2im(dcol)
+ * A team thread (net.c) runs this on its own images with one-threaded sgemm. One thread alone
+ * with the whole batch lets cnn_gemm, im2col and col2im split each image across threads.
  * Parameters: w then b; weight decay applies to w only.
- * Training cache (tcache): the im2col columns of every chunk, c*k*k*oh*ow floats per image,
- * so backward does not redo im2col.
  * The _naive functions are direct loops in double, the reference for tests.
  */
 #include <stdio.h>
@@ -28,7 +26,6 @@
 #include "internal.h"
 
 enum { OC, K, STRIDE, PAD };
-#define CONV_CHUNK_FLOATS (1u << 21) /* col buffer target: 8 MB */
 
 static int conv_parse(struct cnn_layer *l, struct cnn_spec_item *it) {
     int rc;
@@ -53,7 +50,6 @@ static int conv_init(struct cnn_layer *l) {
     l->n_decay = (size_t)l->out.c * ckk;
     l->n_params = l->n_decay + (size_t)l->out.c;
     l->flops = 2.0 * (double)ckk * l->out.c * l->out.h * l->out.w;
-    l->tcache_item = ckk * (size_t)l->out.h * l->out.w;
     return CNN_OK;
 }
 
@@ -67,18 +63,10 @@ static void conv_init_params(const struct cnn_layer *l, float *p, float *s,
     memset(p + l->n_decay, 0, (size_t)l->out.c * sizeof(float));
 }
 
-/* Images per chunk so that the col buffer stays near CONV_CHUNK_FLOATS. */
-static int conv_chunk(const struct cnn_layer *l, int n) {
-    const size_t per = (size_t)l->in.c * l->ia[K] * l->ia[K] * l->out.h * l->out.w;
-    size_t m = CONV_CHUNK_FLOATS / (per ? per : 1);
-    if (m < 1) m = 1;
-    return m < (size_t)n ? (int)m : n;
-}
-
+/* One image's im2col matrix (reused for dcol in backward). */
 static size_t conv_ws_size(const struct cnn_layer *l, int n) {
-    const size_t ohw = (size_t)l->out.h * l->out.w;
-    const size_t ckk = (size_t)l->in.c * l->ia[K] * l->ia[K];
-    return (size_t)conv_chunk(l, n) * ohw * (ckk + (size_t)l->out.c);
+    (void)n;
+    return (size_t)l->in.c * l->ia[K] * l->ia[K] * l->out.h * l->out.w;
 }
 
 /* x (m,c,h,w) -> col (c*k*k, m*oh*ow). Row r = (ci,ky,kx); column = j*oh*ow + oy*ow + ox. */
@@ -106,7 +94,10 @@ static void im2col(const float *restrict x, float *restrict col, int m, int c, i
                 const float *row = xc + (size_t)iy * w;
                 const int off = kx - p;
                 for (int ox = 0; ox < ox0; ox++) dst[ox] = 0.0f;
-                for (int ox = ox0; ox < ox1; ox++) dst[ox] = row[ox * s + off];
+                if (s == 1)
+                    memcpy(dst + ox0, row + ox0 + off, (size_t)(ox1 - ox0) * sizeof(float));
+                else
+                    for (int ox = ox0; ox < ox1; ox++) dst[ox] = row[ox * s + off];
                 for (int ox = ox1; ox < ow; ox++) dst[ox] = 0.0f;
             }
         }
@@ -135,7 +126,12 @@ static void col2im(const float *restrict col, float *restrict dx, int m, int c, 
                     float *row = plane + (size_t)iy * w;
                     const int off = kx - p;
                     const float *src = crow + (size_t)oy * ow;
-                    for (int ox = ox0; ox < ox1; ox++) row[ox * s + off] += src[ox];
+                    if (s == 1) {
+                        float *restrict d = row + off;
+                        for (int ox = ox0; ox < ox1; ox++) d[ox] += src[ox];
+                    } else {
+                        for (int ox = ox0; ox < ox1; ox++) row[ox * s + off] += src[ox];
+                    }
                 }
             }
         }
@@ -144,58 +140,30 @@ static void col2im(const float *restrict col, float *restrict dx, int m, int c, 
 
 static void conv_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     const int c = l->in.c, h = l->in.h, w = l->in.w, oc = l->out.c, k = l->ia[K];
-    const int oh = l->out.h, ow = l->out.w, ckk = c * k * k;
-    const size_t ohw = (size_t)oh * ow, chw = (size_t)c * h * w;
-    const int chunk = conv_chunk(l, f->n);
-    float *t = f->ws + (size_t)chunk * ohw * ckk;
+    const int oh = l->out.h, ow = l->out.w, ohw = oh * ow, ckk = c * k * k;
+    const size_t chw = (size_t)c * h * w;
     const float *wt = f->p, *bias = f->p + l->n_decay;
-    for (int i0 = 0; i0 < f->n; i0 += chunk) {
-        const int m = f->n - i0 < chunk ? f->n - i0 : chunk;
-        const int ncol = m * (int)ohw;
-        float *col = f->tcache ? f->tcache + (size_t)i0 * ohw * ckk : f->ws;
-        im2col(f->x + i0 * chw, col, m, c, h, w, k, l->ia[STRIDE], l->ia[PAD], oh, ow);
-        cnn_gemm(0, 0, oc, ncol, ckk, 1.0f, wt, ckk, col, ncol, 0.0f, t, ncol);
-#pragma omp parallel for schedule(static) if ((size_t)m * oc * ohw >= CNN_OMP_MIN_WORK)
-        for (int jo = 0; jo < m * oc; jo++) {
-            const int j = jo / oc, o = jo % oc;
-            float *dst = f->y + ((size_t)(i0 + j) * oc + o) * ohw;
-            const float *src = t + (size_t)o * ncol + (size_t)j * ohw;
-            const float bo = bias[o];
-            for (size_t q = 0; q < ohw; q++) dst[q] = src[q] + bo;
-        }
+    for (int i = 0; i < f->n; i++) {
+        float *y = f->y + (size_t)i * oc * ohw;
+        im2col(f->x + i * chw, f->ws, 1, c, h, w, k, l->ia[STRIDE], l->ia[PAD], oh, ow);
+        cnn_gemm(0, 0, oc, ohw, ckk, 1.0f, wt, ckk, f->ws, ohw, 0.0f, y, ohw);
+        cnn_bias_act(l, y, bias, oc, ohw);
     }
 }
 
 static void conv_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
     const int c = l->in.c, h = l->in.h, w = l->in.w, oc = l->out.c, k = l->ia[K];
-    const int oh = l->out.h, ow = l->out.w, ckk = c * k * k;
-    const size_t ohw = (size_t)oh * ow, chw = (size_t)c * h * w;
-    const int chunk = conv_chunk(l, b->n);
-    float *dt = b->ws + (size_t)chunk * ohw * ckk;
-    float *dw = b->dp, *db = b->dp + l->n_decay;
-    for (int i0 = 0; i0 < b->n; i0 += chunk) {
-        const int m = b->n - i0 < chunk ? b->n - i0 : chunk;
-        const int ncol = m * (int)ohw;
-        float *col = b->tcache ? b->tcache + (size_t)i0 * ohw * ckk : b->ws;
-#pragma omp parallel for schedule(static) if ((size_t)m * oc * ohw >= CNN_OMP_MIN_WORK)
-        for (int o = 0; o < oc; o++) {
-            float sum = 0.0f;
-            for (int j = 0; j < m; j++) {
-                const float *src = b->dy + ((size_t)(i0 + j) * oc + o) * ohw;
-                float *dst = dt + (size_t)o * ncol + (size_t)j * ohw;
-                for (size_t q = 0; q < ohw; q++) {
-                    dst[q] = src[q];
-                    sum += src[q];
-                }
-            }
-            db[o] += sum;
-        }
-        if (!b->tcache)
-            im2col(b->x + i0 * chw, col, m, c, h, w, k, l->ia[STRIDE], l->ia[PAD], oh, ow);
-        cnn_gemm(0, 1, oc, ckk, ncol, 1.0f, dt, ncol, col, ncol, 1.0f, dw, ckk);
+    const int oh = l->out.h, ow = l->out.w, ohw = oh * ow, ckk = c * k * k;
+    const size_t chw = (size_t)c * h * w;
+    float *dw = b->dp, *db = b->dp + l->n_decay, *col = b->ws;
+    for (int i = 0; i < b->n; i++) {
+        float *dy = b->dy + (size_t)i * oc * ohw; /* masked in place when act is fused */
+        cnn_act_grad_sum(l, dy, b->y + (size_t)i * oc * ohw, db, oc, ohw);
+        im2col(b->x + i * chw, col, 1, c, h, w, k, l->ia[STRIDE], l->ia[PAD], oh, ow);
+        cnn_gemm(0, 1, oc, ckk, ohw, 1.0f, dy, ohw, col, ohw, 1.0f, dw, ckk);
         if (b->dx) {
-            cnn_gemm(1, 0, ckk, ncol, oc, 1.0f, b->p, ckk, dt, ncol, 0.0f, col, ncol);
-            col2im(col, b->dx + i0 * chw, m, c, h, w, k, l->ia[STRIDE], l->ia[PAD], oh, ow);
+            cnn_gemm(1, 0, ckk, ohw, oc, 1.0f, b->p, ckk, dy, ohw, 0.0f, col, ohw);
+            col2im(col, b->dx + i * chw, 1, c, h, w, k, l->ia[STRIDE], l->ia[PAD], oh, ow);
         }
     }
 }
@@ -217,6 +185,7 @@ const struct cnn_layer_ops cnn_conv2d_ops = {
     .backward = conv_backward,
     .ws_size = conv_ws_size,
     .describe = conv_describe,
+    .fuses_act = 1,
 };
 
 /* ---- references ----------------------------------------------------------------------- */

@@ -46,11 +46,13 @@ static void dense_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     for (int i = 0; i < n; i++)
         for (int o = 0; o < out; o++) y[(size_t)i * out + o] = bias[o];
     cnn_gemm(0, 1, n, out, in, 1.0f, f->x, in, f->p, in, 1.0f, f->y, out);
+    if (l->act) cnn_bias_act(l, f->y, NULL, 1, n * out);
 }
 
 static void dense_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
     const int in = (int)cnn_shape_size(l->in), out = l->out.c, n = b->n;
     float *db = b->dp + l->n_decay;
+    if (l->act) cnn_act_grad_sum(l, b->dy, b->y, NULL, 1, n * out);
     cnn_gemm(1, 0, out, in, n, 1.0f, b->dy, out, b->x, in, 1.0f, b->dp, in);
     for (int i = 0; i < n; i++)
         for (int o = 0; o < out; o++) db[o] += b->dy[(size_t)i * out + o];
@@ -69,4 +71,5 @@ const struct cnn_layer_ops cnn_dense_ops = {
     .forward = dense_forward,
     .backward = dense_backward,
     .describe = dense_describe,
+    .fuses_act = 1,
 };

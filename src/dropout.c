@@ -1,11 +1,12 @@
 /*
  * dropout.c - inverted dropout, "dropout P" (0 <= P < 1).
  *
- *   train: mask[i] = u_i >= P ? 1/(1-P) : 0, u_i = hash(seed, i) uniform in [0,1);
+ *   train: mask[i] = u_i >= P ? 1/(1-P) : 0, u_i uniform in [0,1) with 16 bits;
  *          y = x * mask.  eval: y = x.
  *   backward: dx = dy * mask.
- * The random numbers come from a stateless hash of (per-batch seed, element index), so the
- * mask is the same whatever the number of threads. Cache: mask (n, ...).
+ * The random numbers come from a stateless hash of (per-batch seed, element index / 4), each
+ * 64-bit hash giving four 16-bit numbers, so the mask is the same whatever the number of
+ * threads (and P is honoured to 1/65536). Cache: mask (n, ...).
  */
 #include <stdio.h>
 
@@ -39,10 +40,20 @@ static void dropout_forward(const struct cnn_layer *l, const struct cnn_fwd *f) 
         return;
     }
     const uint64_t seed = f->seed;
+    const uint32_t cut = (uint32_t)(p * 65536.0f + 0.5f); /* keep when 16 bits >= cut */
+    /* numbered by place in the whole batch, so a team draws the same mask as one thread */
+    const size_t base = f->team ? (size_t)f->team->i0 * cnn_shape_size(l->in) : 0;
+    const size_t g0 = base / 4, g1 = (base + total + 3) / 4; /* groups of four elements */
 #pragma omp parallel for schedule(static) if (total >= CNN_OMP_MIN_WORK)
-    for (size_t i = 0; i < total; i++) {
-        mask[i] = cnn_rng_hash_uniform(seed, i) >= p ? keep : 0.0f;
-        y[i] = x[i] * mask[i];
+    for (size_t g = g0; g < g1; g++) {
+        const uint64_t z = cnn_hash64(seed, g);
+        for (size_t j = 0; j < 4; j++) {
+            const size_t e = g * 4 + j; /* element number in the whole batch */
+            if (e < base || e >= base + total) continue;
+            const size_t i = e - base;
+            mask[i] = (uint32_t)(z >> (16 * j) & 0xffff) >= cut ? keep : 0.0f;
+            y[i] = x[i] * mask[i];
+        }
     }
 }
 

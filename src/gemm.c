@@ -4,16 +4,55 @@
  *
  * Row-major throughout: C (m,n) = alpha * op(A) (m,k) * op(B) (k,n) + beta * C.
  * op(X) is X when t == 0 and X^T when t == 1; lda/ldb/ldc are row strides as stored.
+ *
+ * Threads: OpenBLAS itself always runs on one thread (cnn_set_threads). Inside a parallel
+ * region (a team of threads each running the net on its own images, net.c) every thread calls
+ * sgemm for itself. Outside one, a large product is cut into one block of C per thread, along
+ * its longer side, and the blocks run in parallel. The cut never splits k, so every element
+ * of C is the same sum, in the same order, whatever the number of threads.
  */
 #include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "internal.h"
+
+/* Below this many multiply-adds one thread is quicker than waking the others. */
+#define GEMM_SPLIT_MIN (1 << 18)
+
+static void sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                  const float *b, int ldb, float beta, float *c, int ldc) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
+                n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
 
 void cnn_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
               const float *b, int ldb, float beta, float *c, int ldc) {
     if (m <= 0 || n <= 0) return;
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
-                n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+#ifdef _OPENMP
+    const int T = omp_get_max_threads();
+    if (T > 1 && !omp_in_parallel() && (double)m * n * k >= GEMM_SPLIT_MIN) {
+        const int by_rows = m > n;
+        const int len = by_rows ? m : n, align = 16; /* whole vectors and cache lines */
+#pragma omp parallel num_threads(T)
+        {
+            const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            const int blocks = (len + align - 1) / align;
+            const int j0 = (int)((long)blocks * t / nt) * align;
+            int j1 = (int)((long)blocks * (t + 1) / nt) * align;
+            j1 = j1 < len ? j1 : len;
+            if (j1 > j0 && by_rows)
+                sgemm(ta, tb, j1 - j0, n, k, alpha, ta ? a + j0 : a + (size_t)j0 * lda, lda, b,
+                      ldb, beta, c + (size_t)j0 * ldc, ldc);
+            else if (j1 > j0)
+                sgemm(ta, tb, m, j1 - j0, k, alpha, a, lda, tb ? b + (size_t)j0 * ldb : b + j0,
+                      ldb, beta, c + j0, ldc);
+        }
+        return;
+    }
+#endif
+    sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 /* Reference: accumulates in double so tests can tell rounding from real errors. */

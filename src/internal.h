@@ -26,6 +26,18 @@
  * depends on how it is split, so this never changes a number. */
 #define CNN_OMP_MIN_WORK 32768
 
+/* ---- random numbers (rng.c) ---------------------------------------------------------------- */
+/* splitmix64's finaliser, and the stateless hash behind cnn_rng_hash_uniform: 64 random bits
+ * for element i of the stream `seed`. Inline so that per-element loops (dropout) can use it. */
+static inline uint64_t cnn_mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+static inline uint64_t cnn_hash64(uint64_t seed, uint64_t i) {
+    return cnn_mix64(seed ^ cnn_mix64(i + 0x9e3779b97f4a7c15ULL));
+}
+
 /* ---- errors (error.c) --------------------------------------------------------------------- */
 /* Set the thread-local detail message and return `status`. */
 int cnn_fail(int status, const char *fmt, ...) CNN_PRINTF(2, 3);
@@ -107,10 +119,38 @@ struct cnn_layer {
     size_t p_off, n_params; /* slice of net->params / net->grads */
     size_t n_decay;         /* the first n_decay params of the slice get weight decay */
     size_t s_off, n_state;  /* slice of net->state (batch-norm running stats) */
-    size_t cache_item, cache_fixed; /* floats of cache: per image (training only), per batch */
+    size_t cache_item, cache_fixed; /* floats of cache: per image (training only), or per
+                                     * batch (written by thread 0 only); never both */
     size_t tcache_item;     /* floats per image kept only when reserved for training */
+    size_t team_red;        /* doubles the layer sums over a team at most (cnn_team_sum) */
     double flops;           /* forward, per image */
+    /* Fusion (net.c): a relu or leakyrelu right after a layer whose ops->fuses_act is set is
+     * done by that layer, on its own output (act = 1, slope act_slope); the activation layer
+     * is then marked fused, shares its neighbours' buffers and is skipped. */
+    int act;
+    float act_slope;
+    int fused;
 };
+
+/* Data-parallel execution (net.c). With T threads and a batch of n >= T images, each thread
+ * runs every layer on its own slice of images [i0, i0 + n_slice), single-threaded (the
+ * layers' own OpenMP loops and OpenBLAS see they are inside a parallel region and use one
+ * thread). Layers see only their slice; the two that need the rest of the batch use this:
+ * batch norm sums its statistics over the team (cnn_team_sum), dropout numbers its mask by
+ * the image's place in the whole batch. NULL in cnn_fwd / cnn_bwd means one thread owns the
+ * whole batch (the layers may then parallelise inside themselves). */
+struct cnn_team {
+    int tid, nthreads;
+    int i0;       /* first image of this thread's slice, in the whole batch */
+    int n_total;  /* images in the whole batch */
+    double *red;  /* shared scratch: (nthreads + 1) * stride doubles */
+    size_t stride; /* the largest team_red of any layer */
+};
+/* The sum of every team member's v[0..len), added in thread order, so it is the same on every
+ * thread and from run to run. Every thread of the team must call it with the same len (at most
+ * the layer's team_red). Returns the totals: v itself for a NULL team or a team of one, else
+ * shared memory valid until the next call (copy what must outlive it). */
+const double *cnn_team_sum(const struct cnn_team *t, double *v, int len);
 
 /* Everything a forward call needs. Pointers are already offset to this layer's slices. */
 struct cnn_fwd {
@@ -124,16 +164,19 @@ struct cnn_fwd {
     float *tcache;     /* training-only cache (tcache_item per image), or NULL */
     float *ws;         /* scratch, ws_size(l, n) floats */
     uint64_t seed;     /* per-batch random seed (dropout) */
+    const struct cnn_team *team; /* NULL: this call owns the whole batch */
 };
 struct cnn_bwd {
     int n;
-    const float *x, *y, *dy; /* dy (n, out) */
+    const float *x, *y;
+    float *dy;         /* (n, out); the layer may overwrite it (a fused activation masks it) */
     float *dx;         /* (n, in) written (assigned), or NULL when not needed (first layer) */
     const float *p;
     float *dp;         /* parameter gradients, accumulated (+=) */
     const float *cache;
     float *tcache;     /* as written by forward (the layer may overwrite it), or NULL */
     float *ws;
+    const struct cnn_team *team; /* as in cnn_fwd; dp is then this thread's own buffer */
 };
 
 struct cnn_layer_ops {
@@ -150,7 +193,18 @@ struct cnn_layer_ops {
     size_t (*ws_size)(const struct cnn_layer *l, int n);
     /* The layer as spec text, e.g. "conv 32 3 pad=1". */
     void (*describe)(const struct cnn_layer *l, char *buf, size_t len);
+    int fuses_act; /* forward/backward honour l->act (see struct cnn_layer) */
+    int is_act;    /* an elementwise activation with slope fa[0] that a producer may fuse */
 };
+
+/* ---- fused activations (activation.c) ------------------------------------------------------
+ * For layers with fuses_act. y (rows, len): y[r,:] = act(y[r,:] + bias[r]) (bias may be NULL;
+ * act is the identity when l->act is 0). dy, y (rows, len): dy[r,:] *= act'(y[r,:]) in place
+ * (y is the activated output; leaky slopes are > 0 so its sign is the input's), then
+ * sum[r] += sum of dy[r,:] (sum may be NULL). */
+void cnn_bias_act(const struct cnn_layer *l, float *y, const float *bias, int rows, int len);
+void cnn_act_grad_sum(const struct cnn_layer *l, float *dy, const float *y, float *sum, int rows,
+                      int len);
 
 /* The enum and the ops table are generated from layers.def. */
 enum cnn_layer_kind {
@@ -183,15 +237,25 @@ struct cnn_net {
     int max_batch;
     float *arena;
     float **act;                /* act[i] (max_batch, out of layer i-1); act[0] unused */
+    size_t pp_stride;           /* inference-only: floats per image in act[1..L-1], else 0 */
     float **dact;               /* gradients of act[i] (training reserve only, else NULL) */
     float **cache;              /* per layer */
     float **tcache;             /* per layer, training-only (NULL unless train_reserved) */
     int train_reserved;
-    float *ws;                  /* shared scratch, the largest any layer needs */
+    float *ws;                  /* scratch, the largest any layer needs; per thread in teams */
+    size_t ws_thread;           /* floats of ws per thread in team mode */
+    int team_threads;           /* threads the arena was sized for (1: no team mode) */
+    float **tgrads;             /* team_threads-1 extra gradient buffers (training), or NULL */
+    double *team_red;           /* (team_threads + 1) * team_stride doubles */
+    size_t team_stride;
     float *xbuf;                /* (max_batch, in) normalised input for predict_u8 */
     float *probs;               /* (max_batch, n_classes) */
 };
 
+/* Fuse each activation into the layer before it where that layer can (on, the default of
+ * cnn_net_new), or run every layer on its own (off: tests compare the two). Before any
+ * reserve. */
+void cnn_net_set_fusion(struct cnn_net *net, int on);
 /* cnn_net_reserve, plus the training-only caches when train is set. */
 int cnn_net_reserve_mode(struct cnn_net *net, int max_batch, int train);
 /* Run the layers on x (n, in). Returns the logits (n, n_classes), borrowed from the arena. */

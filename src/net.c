@@ -13,6 +13,14 @@
  * buffers of the largest layer output and the layers use them in turn: a few MB, like a
  * framework that frees tensors as it goes.
  *
+ * Threads (STYLE: the layers stay plain loops): a batch of at least one image per thread runs
+ * as a team. Each thread takes a contiguous slice of the images through every layer, with
+ * single-threaded sgemm and its own scratch; the only meetings are batch norm's statistics
+ * (cnn_team_sum) and, after backward, adding the threads' gradient buffers in thread order.
+ * A single image (latency) instead runs on one thread and lets cnn_gemm and the layers' own
+ * OpenMP loops split it. Activations are fused into the layer before them where it can apply
+ * them (cnn_net_set_fusion): one pass over the largest tensors less each way.
+ *
  * Backward writes (assigns) dx rather than accumulating into it: in a sequential net every
  * activation has exactly one consumer, so zeroing dx first would only add memory traffic.
  * Parameter gradients do accumulate, and cnn_net_zero_grad clears them once per step.
@@ -59,7 +67,7 @@ void cnn_set_threads(int n) {
 #else
     if (n <= 0) n = 1;
 #endif
-    openblas_set_num_threads(n);
+    openblas_set_num_threads(1); /* we split the work ourselves (gemm.c, team mode) */
 }
 
 int cnn_get_threads(void) {
@@ -178,6 +186,32 @@ static int find_kind(const char *name) {
 
 /* ---- building a net ----------------------------------------------------------------------- */
 
+void cnn_net_set_fusion(struct cnn_net *net, int on) {
+    assert(!net->arena); /* the arena's aliasing depends on it */
+    for (int i = 0; i < net->n_layers; i++) {
+        net->layers[i].act = 0;
+        net->layers[i].fused = 0;
+    }
+    /* an activation between two layers, after one that can apply it */
+    for (int i = 1; on && i + 1 < net->n_layers; i++) {
+        struct cnn_layer *a = &net->layers[i], *p = &net->layers[i - 1];
+        if (a->ops->is_act && p->ops->fuses_act && !p->fused) {
+            p->act = 1;
+            p->act_slope = a->fa[0];
+            a->fused = 1;
+        }
+    }
+}
+
+static void free_team(struct cnn_net *net) {
+    if (net->tgrads)
+        for (int t = 0; t + 1 < net->team_threads; t++) free(net->tgrads[t]);
+    free(net->tgrads);
+    free(net->team_red);
+    net->tgrads = NULL;
+    net->team_red = NULL;
+}
+
 void cnn_net_free(struct cnn_net *net) {
     if (!net) return;
     free(net->spec);
@@ -191,6 +225,7 @@ void cnn_net_free(struct cnn_net *net) {
     free(net->dact);
     free(net->cache);
     free(net->tcache);
+    free_team(net);
     free(net);
 }
 
@@ -271,6 +306,7 @@ int cnn_net_new_bounded(const char *spec, int c, int h, int w, size_t max_params
     net->layers = calloc(SPEC_MAX_LAYERS, sizeof *net->layers);
     if (!net->layers) goto fail;
     if ((rc = build_layers(net, spec))) goto fail;
+    cnn_net_set_fusion(net, 1);
     /* lay out the flat buffers */
     for (int i = 0; i < net->n_layers; i++) {
         struct cnn_layer *l = &net->layers[i];
@@ -326,28 +362,41 @@ int cnn_net_reserve(struct cnn_net *net, int max_batch) {
     return cnn_net_reserve_mode(net, max_batch, 0);
 }
 
+/* Round a float count up to whole 64-byte lines, so each thread's scratch starts on its own
+ * cache line and can hold doubles. */
+static size_t round_line(size_t floats) { return (floats + 15) & ~(size_t)15; }
+
 int cnn_net_reserve_mode(struct cnn_net *net, int max_batch, int train) {
     if (max_batch < 1 || max_batch > 1 << 16)
         return cnn_fail(CNN_ERR_ARG, "batch size %d out of range [1, 65536]", max_batch);
     train |= net->train_reserved;
-    if (max_batch <= net->max_batch && train == net->train_reserved) return CNN_OK;
+    openblas_set_num_threads(1); /* also for programs that never call cnn_set_threads */
+    const int T = cnn_get_threads();
+    if (max_batch <= net->max_batch && train == net->train_reserved && T <= net->team_threads)
+        return CNN_OK;
     if (max_batch < net->max_batch) max_batch = net->max_batch;
     const int L = net->n_layers;
-    const size_t nb = (size_t)max_batch;
-    size_t total = nb * cnn_shape_size(net->in) + nb * (size_t)net->n_classes, ws = 0, maxout = 0;
+    const size_t nb = (size_t)max_batch, slice = (nb + (size_t)T - 1) / (size_t)T;
+    size_t total = nb * cnn_shape_size(net->in) + nb * (size_t)net->n_classes;
+    size_t ws = 0, ws_thread = 0, maxout = 0, red = 1;
     for (int i = 0; i < L; i++) {
         const struct cnn_layer *l = &net->layers[i];
         const size_t out = cnn_shape_size(l->out);
+        assert(!(l->cache_item && l->cache_fixed));
         maxout = out > maxout ? out : maxout;
+        red = l->team_red > red ? l->team_red : red;
         total += l->cache_fixed;
         if (train) total += nb * (2 * out + l->cache_item + l->tcache_item);
         if (l->ops->ws_size) {
-            const size_t s = l->ops->ws_size(l, max_batch);
+            const size_t s = l->ops->ws_size(l, max_batch), st = l->ops->ws_size(l, (int)slice);
             ws = s > ws ? s : ws;
+            ws_thread = st > ws_thread ? st : ws_thread;
         }
     }
-    if (!train) total += 2 * nb * maxout; /* inference: two buffers, used in turn */
-    total += ws;
+    ws_thread = round_line(ws_thread);
+    if (T > 1 && (size_t)T * ws_thread > ws) ws = (size_t)T * ws_thread;
+    if (!train) total += 2 * nb * maxout + nb * (size_t)net->n_classes; /* see below */
+    total = round_line(total) + ws;
     if (total > ((size_t)1 << 28))
         return cnn_fail(CNN_ERR_LIMIT, "batch %d would need %zu MB of activations (limit 1024)",
                         max_batch, total * sizeof(float) >> 20);
@@ -356,16 +405,27 @@ int cnn_net_reserve_mode(struct cnn_net *net, int max_batch, int train) {
     float **dact = calloc((size_t)L + 1, sizeof *dact);
     float **cache = calloc((size_t)L, sizeof *cache);
     float **tcache = calloc((size_t)L, sizeof *tcache);
-    if (!arena || !act || !dact || !cache || !tcache) {
-        free(arena), free(act), free(dact), free(cache), free(tcache);
+    double *team_red = malloc(((size_t)T + 1) * red * sizeof(double));
+    float **tgrads = train && T > 1 ? calloc((size_t)T - 1, sizeof *tgrads) : NULL;
+    int ok = arena && act && dact && cache && tcache && team_red && (tgrads || !train || T == 1);
+    for (int t = 0; ok && tgrads && t < T - 1; t++)
+        ok = (tgrads[t] = malloc(net->n_params * sizeof(float))) != NULL;
+    if (!ok) {
+        for (int t = 0; tgrads && t < T - 1; t++) free(tgrads[t]);
+        free(arena), free(act), free(dact), free(cache), free(tcache), free(team_red);
+        free(tgrads);
         return cnn_fail(CNN_ERR_NOMEM, "cannot allocate %zu MB of activations for batch %d",
                         total * sizeof(float) >> 20, max_batch);
     }
     free(net->arena), free(net->act), free(net->dact), free(net->cache), free(net->tcache);
+    free_team(net);
     net->arena = arena, net->act = act, net->dact = dact, net->cache = cache;
     net->tcache = tcache;
+    net->team_red = team_red, net->team_stride = red, net->tgrads = tgrads;
+    net->team_threads = T;
     float *p = arena;
     float *pingpong[2] = {NULL, NULL};
+    int next = 0; /* the ping-pong buffer the next layer writes */
     if (!train) {
         pingpong[0] = p, p += nb * maxout;
         pingpong[1] = p, p += nb * maxout;
@@ -373,20 +433,30 @@ int cnn_net_reserve_mode(struct cnn_net *net, int max_batch, int train) {
     for (int i = 0; i < L; i++) {
         const struct cnn_layer *l = &net->layers[i];
         const size_t out = cnn_shape_size(l->out);
-        if (train) {
+        if (l->fused) { /* done in place by layer i-1: same buffers */
+            act[i + 1] = act[i];
+            dact[i + 1] = dact[i];
+            cache[i] = p;
+        } else if (train) {
             act[i + 1] = p, p += nb * out;
             dact[i + 1] = p, p += nb * out;
             cache[i] = p, p += nb * l->cache_item + l->cache_fixed;
             if (l->tcache_item) tcache[i] = p, p += nb * l->tcache_item;
         } else {
-            /* layer i reads act[i] and writes act[i+1]: never the same buffer */
-            act[i + 1] = pingpong[i % 2];
+            /* Layer i reads act[i] and writes act[i+1]: never the same buffer. Image j of any
+             * layer starts at j * maxout (pp_stride), so a team's slices never overlap. The
+             * logits get a buffer of their own, (n, n_classes) like in training. */
+            act[i + 1] = i + 1 < L ? pingpong[next] : p;
+            if (i + 1 == L) p += nb * (size_t)net->n_classes;
+            next ^= 1;
             cache[i] = p, p += l->cache_fixed;
         }
     }
+    net->pp_stride = train ? 0 : maxout;
     net->xbuf = p, p += nb * cnn_shape_size(net->in);
     net->probs = p, p += nb * (size_t)net->n_classes;
-    net->ws = p;
+    net->ws = arena + round_line((size_t)(p - arena));
+    net->ws_thread = ws_thread;
     net->max_batch = max_batch;
     net->train_reserved = train;
     return CNN_OK;
@@ -394,45 +464,146 @@ int cnn_net_reserve_mode(struct cnn_net *net, int max_batch, int train) {
 
 /* ---- running it --------------------------------------------------------------------------- */
 
+/* ---- teams (see struct cnn_team in internal.h) ------------------------------------------- */
+
+const double *cnn_team_sum(const struct cnn_team *t, double *v, int len) {
+    if (!t || t->nthreads == 1) return v;
+    double *total = t->red + (size_t)t->nthreads * t->stride;
+    memcpy(t->red + (size_t)t->tid * t->stride, v, (size_t)len * sizeof(double));
+#pragma omp barrier
+#pragma omp for schedule(static)
+    for (int j = 0; j < len; j++) {
+        double s = 0.0;
+        for (int k = 0; k < t->nthreads; k++) s += t->red[(size_t)k * t->stride + j];
+        total[j] = s;
+    }
+    return total; /* the worksharing loop ends with a barrier: every total is written */
+}
+
+/* Threads for a batch of n: a team when every thread gets at least one image (and we are not
+ * already inside a parallel region), else 1 and the layers parallelise inside themselves. */
+static int team_size(const struct cnn_net *net, int n) {
+#ifdef _OPENMP
+    int T = omp_get_max_threads();
+    if (T > net->team_threads) T = net->team_threads;
+    return T > 1 && n >= T && !omp_in_parallel() ? T : 1;
+#else
+    (void)net, (void)n;
+    return 1;
+#endif
+}
+
+/* This thread's share of a batch of n: images [i0, i0 + count). */
+static struct cnn_team team_member(const struct cnn_net *net, int n, int *count) {
+    struct cnn_team t = {.tid = 0, .nthreads = 1, .n_total = n, .red = net->team_red,
+                         .stride = net->team_stride};
+#ifdef _OPENMP
+    t.tid = omp_get_thread_num();
+    t.nthreads = omp_get_num_threads();
+#endif
+    t.i0 = (int)((long)n * t.tid / t.nthreads);
+    *count = (int)((long)n * (t.tid + 1) / t.nthreads) - t.i0;
+    return t;
+}
+
+/* Image i0 of the input of layer i: act[i] is (n, in) in training; between layers of an
+ * inference-only net, images are pp_stride apart (reserve). */
+static size_t act_off(const struct cnn_net *net, int i, size_t i0) {
+    const struct cnn_shape s = i < net->n_layers ? net->layers[i].in : net->layers[i - 1].out;
+    const size_t per = net->pp_stride && i > 0 && i < net->n_layers ? net->pp_stride
+                                                                   : cnn_shape_size(s);
+    return i0 * per;
+}
+
+/* Layers 0..L-1 forward on images [i0, i0 + n) of the batch (team NULL: all of it). */
+static void forward_layers(struct cnn_net *net, const float *x, int n, int train, uint64_t seed,
+                           const struct cnn_team *team, float *ws) {
+    const size_t i0 = team ? (size_t)team->i0 : 0;
+    for (int i = 0; i < net->n_layers; i++) {
+        const struct cnn_layer *l = &net->layers[i];
+        if (l->fused) continue;
+        const struct cnn_fwd f = {
+            .n = n,
+            .train = train,
+            .x = (i ? net->act[i] : x) + act_off(net, i, i0),
+            .y = net->act[i + 1] + act_off(net, i + 1, i0),
+            .p = net->params + l->p_off,
+            .s = net->state + l->s_off,
+            .cache = net->cache[i] + i0 * l->cache_item,
+            .tcache = train && net->tcache[i] ? net->tcache[i] + i0 * l->tcache_item : NULL,
+            .ws = ws,
+            .seed = seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(i + 1)),
+            .team = team,
+        };
+        l->ops->forward(l, &f);
+    }
+}
+
+static void backward_layers(struct cnn_net *net, const float *x, int n,
+                            const struct cnn_team *team, float *ws, float *grads) {
+    const size_t i0 = team ? (size_t)team->i0 : 0;
+    for (int i = net->n_layers - 1; i >= 0; i--) {
+        const struct cnn_layer *l = &net->layers[i];
+        if (l->fused) continue;
+        const size_t in = cnn_shape_size(l->in), out = cnn_shape_size(l->out);
+        const struct cnn_bwd b = {
+            .n = n,
+            .x = (i ? net->act[i] : x) + i0 * in,
+            .y = net->act[i + 1] + i0 * out,
+            .dy = net->dact[i + 1] + i0 * out,
+            .dx = i ? net->dact[i] + i0 * in : NULL,
+            .p = net->params + l->p_off,
+            .dp = grads + l->p_off,
+            .cache = net->cache[i] + i0 * l->cache_item,
+            .tcache = net->tcache[i] ? net->tcache[i] + i0 * l->tcache_item : NULL,
+            .ws = ws,
+            .team = team,
+        };
+        l->ops->backward(l, &b);
+    }
+}
+
 const float *cnn_net_forward(struct cnn_net *net, const float *x, int n, int train,
                              uint64_t seed) {
     assert(!train || net->train_reserved); /* training caches exist only then */
     assert(n <= net->max_batch);
-    for (int i = 0; i < net->n_layers; i++) {
-        const struct cnn_layer *l = &net->layers[i];
-        const struct cnn_fwd f = {
-            .n = n,
-            .train = train,
-            .x = i ? net->act[i] : x,
-            .y = net->act[i + 1],
-            .p = net->params + l->p_off,
-            .s = net->state + l->s_off,
-            .cache = net->cache[i],
-            .tcache = train ? net->tcache[i] : NULL,
-            .ws = net->ws,
-            .seed = seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(i + 1)),
-        };
-        l->ops->forward(l, &f);
+    const int T = team_size(net, n);
+    if (T == 1) {
+        forward_layers(net, x, n, train, seed, NULL, net->ws);
+        return net->act[net->n_layers];
+    }
+#pragma omp parallel num_threads(T)
+    {
+        int count;
+        const struct cnn_team t = team_member(net, n, &count);
+        forward_layers(net, x, count, train, seed, &t, net->ws + (size_t)t.tid * net->ws_thread);
     }
     return net->act[net->n_layers];
 }
 
 void cnn_net_backward(struct cnn_net *net, const float *x, int n) {
-    for (int i = net->n_layers - 1; i >= 0; i--) {
-        const struct cnn_layer *l = &net->layers[i];
-        const struct cnn_bwd b = {
-            .n = n,
-            .x = i ? net->act[i] : x,
-            .y = net->act[i + 1],
-            .dy = net->dact[i + 1],
-            .dx = i ? net->dact[i] : NULL,
-            .p = net->params + l->p_off,
-            .dp = net->grads + l->p_off,
-            .cache = net->cache[i],
-            .tcache = net->tcache[i],
-            .ws = net->ws,
-        };
-        l->ops->backward(l, &b);
+    const int T = team_size(net, n);
+    if (T == 1) {
+        backward_layers(net, x, n, NULL, net->ws, net->grads);
+        return;
+    }
+    /* Thread 0 accumulates into net->grads, the others into zeroed buffers of their own, which
+     * are then added to net->grads in thread order. */
+#pragma omp parallel num_threads(T)
+    {
+        int count;
+        const struct cnn_team t = team_member(net, n, &count);
+        float *g = t.tid ? net->tgrads[t.tid - 1] : net->grads;
+        if (t.tid) memset(g, 0, net->n_params * sizeof(float));
+        backward_layers(net, x, count, &t, net->ws + (size_t)t.tid * net->ws_thread, g);
+#pragma omp barrier
+        const long np = (long)net->n_params;
+#pragma omp for schedule(static)
+        for (long j = 0; j < np; j++) {
+            float s = 0.0f;
+            for (int k = 1; k < t.nthreads; k++) s += net->tgrads[k - 1][j];
+            net->grads[j] += s;
+        }
     }
 }
 

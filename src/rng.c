@@ -10,11 +10,6 @@
 
 #include "internal.h"
 
-static uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
 
 void cnn_rng_seed(struct cnn_rng *r, uint64_t seed) {
     r->s = seed;
@@ -22,7 +17,7 @@ void cnn_rng_seed(struct cnn_rng *r, uint64_t seed) {
 
 uint64_t cnn_rng_u64(struct cnn_rng *r) {
     r->s += 0x9e3779b97f4a7c15ULL;
-    return mix64(r->s);
+    return cnn_mix64(r->s);
 }
 
 /* 24 random bits scaled to [0,1): exactly representable in a float. */
@@ -38,6 +33,5 @@ float cnn_rng_normal(struct cnn_rng *r) {
 }
 
 float cnn_rng_hash_uniform(uint64_t seed, uint64_t i) {
-    const uint64_t z = mix64(seed ^ mix64(i + 0x9e3779b97f4a7c15ULL));
-    return (float)(z >> 40) * (1.0f / 16777216.0f);
+    return (float)(cnn_hash64(seed, i) >> 40) * (1.0f / 16777216.0f);
 }

@@ -5,6 +5,7 @@
  *   conv forward (im2col+gemm)  vs cnn_conv2d_forward_naive    through cnn_conv2d_ops, with a
  *   conv backward (dx, dw, db)  vs cnn_conv2d_backward_naive   workspace of exactly ws_size
  *   cnn_net_predict on a batch  vs the same images one at a time (eval mode is per image)
+ *   fused activations, teams    vs one thread, every layer on its own (a training step)
  *
  * Tolerance: float sums run in a different order from the references (which sum in double),
  * so each element may differ by 1e-5 of its magnitude, the same formula on absolute values:
@@ -284,34 +285,106 @@ static void test_conv_grid(void **state) {
     assert_int_equal(st.cases, 112);
 }
 
-/* Batches big enough that conv_forward/backward loop over several workspace chunks
- * (CONV_CHUNK_FLOATS = 2^21 floats of im2col per chunk), including a short last chunk. */
-static void test_conv_chunks(void **state) {
+/* Batches of several images through conv forward/backward: each image gets its own im2col in
+ * the same workspace, so a stale column from the previous image would show here. */
+static void test_conv_batches(void **state) {
     (void)state;
     static const struct conv_cfg cfgs[] = {
-        {12, 16, 28, 28, 4, 5, 1, 0}, /* 16*25*24*24 floats per image: chunks of 9, 3 */
-        {14, 16, 28, 28, 4, 5, 1, 2}, /* 16*25*28*28 per image: chunks of 6, 6, 2 */
-        {7, 64, 14, 14, 3, 3, 2, 1},  /* small per image: one chunk (the control) */
+        {12, 16, 28, 28, 4, 5, 1, 0},
+        {14, 16, 28, 28, 4, 5, 1, 2},
+        {7, 64, 14, 14, 3, 3, 2, 1},
     };
     struct cnn_rng rng;
     cnn_rng_seed(&rng, 13);
     for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
         const struct conv_cfg *g = &cfgs[i];
-        const struct cnn_layer l = conv_layer(g);
-        /* ws_size(n) = chunk * ws_size(1): recover the chunk length */
-        const size_t per = l.ops->ws_size(&l, 1), all = l.ops->ws_size(&l, g->n);
-        assert_int_equal(all % per, 0);
-        const int chunk = (int)(all / per), chunks = (g->n + chunk - 1) / chunk;
-        if (i < 2 && chunks < 2)
-            fail_msg("n=%d makes %d chunk(s) of %d: the case no longer tests chunking", g->n,
-                     chunks, chunk);
         struct conv_stats st = {0};
         conv_case(&st, g, &rng);
         char title[64];
-        snprintf(title, sizeof title, "n=%d c=%d %dx%d k=%d s=%d p=%d: %d chunk%s of %d", g->n,
-                 g->c, g->h, g->w, g->k, g->stride, g->pad, chunks, chunks > 1 ? "s" : "", chunk);
+        snprintf(title, sizeof title, "n=%d c=%d %dx%d k=%d s=%d p=%d", g->n, g->c, g->h, g->w,
+                 g->k, g->stride, g->pad);
         print_conv_stats(title, &st);
     }
+}
+
+/* ---- fusion and teams against the plain path ------------------------------------------------
+ * One training step (forward, loss, backward) and one prediction on the same batch, four ways:
+ * one thread without fusion (the reference: every layer on its own, over the whole batch), one
+ * thread with each activation fused into the layer before it, and a team of two threads (each
+ * running the net on its own images, batch norm summing over both) with and without fusion.
+ * The batch of 9 splits unevenly (4 + 5). Gradients, loss, running statistics and
+ * probabilities must agree to 1e-5 of the largest gradient / to 1e-5 absolute. */
+struct step_result {
+    float loss;
+    float *grads, *state, *probs;
+};
+
+static void run_step(const char *spec, int threads, int fuse, const float *x,
+                     const uint8_t *labels, int n, struct step_result *r) {
+    const int before = cnn_get_threads();
+    cnn_set_threads(threads);
+    struct cnn_net *net = NULL;
+    if (cnn_net_new(spec, 1, 14, 14, &net) != CNN_OK) fail_msg("%s", cnn_errmsg());
+    cnn_net_set_fusion(net, fuse);
+    struct cnn_rng rng;
+    cnn_rng_seed(&rng, 5);
+    cnn_net_init_params(net, &rng);
+    cnn_rng_seed(&rng, 6); /* the dropout seed */
+    assert_int_equal(cnn_net_train_batch(net, x, labels, n, 0.1f, &rng, &r->loss, NULL), CNN_OK);
+    r->grads = falloc(net->n_params);
+    r->state = falloc(net->n_state);
+    r->probs = falloc((size_t)n * 10);
+    memcpy(r->grads, net->grads, net->n_params * sizeof(float));
+    memcpy(r->state, net->state, net->n_state * sizeof(float));
+    assert_int_equal(cnn_net_predict(net, x, n, r->probs), CNN_OK);
+    cnn_net_free(net);
+    cnn_set_threads(before);
+}
+
+static void test_team_and_fusion(void **state) {
+    (void)state;
+    const char *spec = "conv 8 3 pad=1, relu, conv 8 3, bn, leakyrelu 0.1, maxpool 2, "
+                       "dropout 0.3, dense 32, relu, dense 24, bn, relu, dense 10";
+    enum { N = 9, IN = 14 * 14 };
+    struct cnn_net *probe = NULL;
+    assert_int_equal(cnn_net_new(spec, 1, 14, 14, &probe), CNN_OK);
+    int fused = 0;
+    for (int i = 0; i < probe->n_layers; i++) fused += probe->layers[i].fused;
+    const size_t np = probe->n_params, ns = probe->n_state;
+    cnn_net_free(probe);
+    assert_int_equal(fused, 4); /* every activation here has a producer that can fuse it */
+
+    static float x[N * IN];
+    uint8_t labels[N];
+    struct cnn_rng rng;
+    cnn_rng_seed(&rng, 21);
+    fill_normal(x, N * IN, &rng);
+    for (int i = 0; i < N; i++) labels[i] = (uint8_t)(i % 10);
+
+    struct step_result ref, r;
+    run_step(spec, 1, 0, x, labels, N, &ref);
+    double gmax = 0.0;
+    for (size_t j = 0; j < np; j++) gmax = fmax(gmax, fabs(ref.grads[j]));
+    static const struct { int threads, fuse; const char *name; } ways[] = {
+        {1, 1, "1 thread, fused"}, {2, 0, "team of 2"}, {2, 1, "team of 2, fused"}};
+    for (size_t w = 0; w < sizeof ways / sizeof ways[0]; w++) {
+        run_step(spec, ways[w].threads, ways[w].fuse, x, labels, N, &r);
+        double dg = 0.0, ds = 0.0, dp = 0.0;
+        for (size_t j = 0; j < np; j++) dg = fmax(dg, fabs((double)r.grads[j] - ref.grads[j]));
+        for (size_t j = 0; j < ns; j++) ds = fmax(ds, fabs((double)r.state[j] - ref.state[j]));
+        for (size_t j = 0; j < (size_t)N * 10; j++)
+            dp = fmax(dp, fabs((double)r.probs[j] - ref.probs[j]));
+        printf("team  %-18s vs 1 thread unfused: loss %.2e, grads %.1e of max %.2f, bn state "
+               "%.1e, probs %.1e\n",
+               ways[w].name, fabs((double)r.loss - ref.loss), dg / gmax, gmax, ds, dp);
+        if (!(fabs((double)r.loss - ref.loss) <= REL_TOL * fabs(ref.loss)))
+            fail_msg("%s: loss %g vs %g", ways[w].name, r.loss, ref.loss);
+        if (!(dg <= REL_TOL * gmax)) fail_msg("%s: gradients differ by %g", ways[w].name, dg);
+        if (!(ds <= REL_TOL)) fail_msg("%s: bn running state differs by %g", ways[w].name, ds);
+        if (!(dp <= REL_TOL)) fail_msg("%s: probabilities differ by %g", ways[w].name, dp);
+        free(r.grads), free(r.state), free(r.probs);
+    }
+    free(ref.grads), free(ref.state), free(ref.probs);
 }
 
 /* ---- predict: eval mode treats every image on its own -------------------------------------- */
@@ -367,7 +440,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm),
         cmocka_unit_test(test_conv_grid),
-        cmocka_unit_test(test_conv_chunks),
+        cmocka_unit_test(test_conv_batches),
+        cmocka_unit_test(test_team_and_fusion),
         cmocka_unit_test(test_predict_batch_independent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
