@@ -38,6 +38,7 @@ struct cli_preset {
     const char *name, *about, *spec;
     int epochs, batch, optimizer, schedule, augment;
     float lr, weight_decay, label_smoothing;
+    int nesterov; /* SGD only */
 };
 const struct cli_preset *cli_preset_find(const char *name);
 void cli_preset_list(FILE *f);

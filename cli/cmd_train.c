@@ -175,6 +175,7 @@ int cmd_train(int argc, char **argv) {
         cfg.batch = p->batch;
         cnn_optim_cfg_default(&cfg.optim, p->optimizer);
         cfg.optim.weight_decay = p->weight_decay;
+        cfg.optim.nesterov = p->nesterov;
         cfg.sched.kind = p->schedule;
         cfg.sched.lr = p->lr;
         cfg.augment = p->augment;

@@ -7,17 +7,20 @@
 #include "cli.h"
 
 static const struct cli_preset presets[] = {
-    {"fast", "small CNN, no augmentation: >= 99.0% in well under a minute",
-     "conv 16 5 pad=2, bn, relu, maxpool 2, conv 32 5 pad=2, bn, relu, maxpool 2, dense 10", 3,
-     128, CNN_OPT_ADAM, CNN_SCHED_ONECYCLE, 0, 4e-3f, 0.0f, 0.0f},
+    /* fast: one epoch of three 3x3 blocks with SGD + Nesterov at a high one-cycle peak; chosen
+     * for the time to 99.0% (bench/README.md), 99.09-99.29% on the test set over seeds 1-5 */
+    {"fast", "three small 3x3 conv blocks, one epoch: >= 99.0% in under 10 seconds",
+     "conv 16 3 pad=1, bn, relu, maxpool 2, conv 32 3 pad=1, bn, relu, maxpool 2, "
+     "conv 64 3 pad=1, bn, relu, maxpool 2, dense 10",
+     1, 64, CNN_OPT_SGD, CNN_SCHED_ONECYCLE, 0, 0.3f, 0.0f, 0.05f, 1},
     {"default", "two 5x5 conv blocks, light augmentation: >= 99.4% in about 5 minutes",
      "conv 32 5 pad=2, bn, relu, maxpool 2, conv 64 5 pad=2, bn, relu, maxpool 2, dropout 0.25, "
      "dense 10",
-     8, 128, CNN_OPT_ADAMW, CNN_SCHED_ONECYCLE, 1, 3e-3f, 1e-4f, 0.1f},
+     8, 128, CNN_OPT_ADAMW, CNN_SCHED_ONECYCLE, 1, 3e-3f, 1e-4f, 0.1f, 0},
     {"best", "VGG-style 3x3 blocks, elastic augmentation, long run",
      "conv 32 3 pad=1, bn, relu, conv 32 3 pad=1, bn, relu, maxpool 2, conv 64 3 pad=1, bn, "
      "relu, conv 64 3 pad=1, bn, relu, maxpool 2, dense 256, bn, relu, dropout 0.4, dense 10",
-     20, 128, CNN_OPT_ADAMW, CNN_SCHED_ONECYCLE, 2, 3e-3f, 5e-4f, 0.1f},
+     20, 128, CNN_OPT_ADAMW, CNN_SCHED_ONECYCLE, 2, 3e-3f, 5e-4f, 0.1f, 0},
 };
 
 const struct cli_preset *cli_preset_find(const char *name) {
