@@ -21,8 +21,21 @@
 /* Below this many multiply-adds one thread is quicker than waking the others. */
 #define GEMM_SPLIT_MIN (1 << 18)
 
+/* One thread's product. A single row or column of C is a matrix-vector product: OpenBLAS
+ * 0.3.21's sgemm would still pack the whole matrix first (for a dense layer and one image,
+ * 4.7 MB of weights copied to multiply them once). */
 static void sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
                   const float *b, int ldb, float beta, float *c, int ldc) {
+    if (m == 1) { /* c (n) = op(B)^T a: op(B)^T is B as stored when tb, else its transpose */
+        cblas_sgemv(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, tb ? n : k, tb ? k : n, alpha,
+                    b, ldb, a, ta ? lda : 1, beta, c, 1);
+        return;
+    }
+    if (n == 1) { /* c (m) = op(A) b, c with stride ldc */
+        cblas_sgemv(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, ta ? k : m, ta ? m : k, alpha,
+                    a, lda, b, tb ? 1 : ldb, beta, c, ldc);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
                 n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
