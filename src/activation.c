@@ -71,14 +71,7 @@ void cnn_act_grad_sum(const struct cnn_layer *l, float *dy, const float *y, floa
         const float *restrict v = y + (size_t)r * len;
         if (l->act)
             for (int q = 0; q < len; q++) g[q] *= v[q] > 0.0f ? 1.0f : slope;
-        if (!sum) continue;
-        /* eight running sums (one vector register) instead of one long dependency chain */
-        float acc[8] = {0};
-        int q = 0;
-        for (; q + 8 <= len; q += 8)
-            for (int j = 0; j < 8; j++) acc[j] += g[q + j];
-        for (; q < len; q++) acc[q & 7] += g[q];
-        sum[r] += ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        if (sum) sum[r] += cnn_sum8(g, (size_t)len);
     }
 }
 

@@ -50,6 +50,26 @@ static void bn_init_params(const struct cnn_layer *l, float *p, float *s, struct
     }
 }
 
+/* Sums over one plane in eight lanes (see cnn_sum8); planes are then added in double. */
+static float sqdev8(const float *restrict x, size_t n, float m) {
+    float acc[8] = {0};
+    size_t q = 0;
+    for (; q + 8 <= n; q += 8)
+        for (int j = 0; j < 8; j++) acc[j] += (x[q + j] - m) * (x[q + j] - m);
+    for (; q < n; q++) acc[q & 7] += (x[q] - m) * (x[q] - m);
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+/* sum of dy * (x - m) over one plane (times rstd later: the xhat sum) */
+static float dydev8(const float *restrict dy, const float *restrict x, size_t n, float m) {
+    float acc[8] = {0};
+    size_t q = 0;
+    for (; q + 8 <= n; q += 8)
+        for (int j = 0; j < 8; j++) acc[j] += dy[q + j] * (x[q + j] - m);
+    for (; q < n; q++) acc[q & 7] += dy[q] * (x[q] - m);
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
 /* Scratch: two doubles per channel (partial sums of this call's images). */
 static size_t bn_ws_size(const struct cnn_layer *l, int n) {
     (void)n;
@@ -71,22 +91,16 @@ static void bn_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
 #pragma omp parallel for schedule(static) if (par)
         for (int ch = 0; ch < c; ch++) {
             double sum = 0.0;
-            for (int i = 0; i < n; i++) {
-                const float *xp = f->x + ((size_t)i * c + ch) * hw;
-                for (size_t q = 0; q < hw; q++) sum += xp[q];
-            }
+            for (int i = 0; i < n; i++) sum += cnn_sum8(f->x + ((size_t)i * c + ch) * hw, hw);
             acc[ch] = sum;
         }
         const double *tot = cnn_team_sum(f->team, acc, c);
         for (int ch = 0; ch < c; ch++) mean[ch] = tot[ch] / count;
 #pragma omp parallel for schedule(static) if (par)
         for (int ch = 0; ch < c; ch++) {
-            const double m = mean[ch];
+            const float m = (float)mean[ch];
             double sq = 0.0;
-            for (int i = 0; i < n; i++) {
-                const float *xp = f->x + ((size_t)i * c + ch) * hw;
-                for (size_t q = 0; q < hw; q++) sq += (xp[q] - m) * (xp[q] - m);
-            }
+            for (int i = 0; i < n; i++) sq += sqdev8(f->x + ((size_t)i * c + ch) * hw, hw, m);
             acc[ch] = sq;
         }
         tot = cnn_team_sum(f->team, acc, c);
@@ -136,12 +150,10 @@ static void bn_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
         for (int i = 0; i < n; i++) {
             const float *xp = b->x + ((size_t)i * c + ch) * hw;
             float *dyp = b->dy + ((size_t)i * c + ch) * hw;
-            if (l->act) /* the fused activation's gradient, in place */
-                cnn_act_grad_sum(l, dyp, b->y + ((size_t)i * c + ch) * hw, NULL, 1, (int)hw);
-            for (size_t q = 0; q < hw; q++) {
-                sdy += dyp[q];
-                sdyx += dyp[q] * ((xp[q] - m) * r);
-            }
+            float s = 0.0f; /* the fused activation's gradient, in place, and sum dy */
+            cnn_act_grad_sum(l, dyp, b->y + ((size_t)i * c + ch) * hw, &s, 1, (int)hw);
+            sdy += s;
+            sdyx += (double)dydev8(dyp, xp, hw, m) * r;
         }
         dgamma[ch] += (float)sdyx; /* this call's share; a team adds the shares up later */
         dbeta[ch] += (float)sdy;

@@ -38,6 +38,19 @@ static inline uint64_t cnn_hash64(uint64_t seed, uint64_t i) {
     return cnn_mix64(seed ^ cnn_mix64(i + 0x9e3779b97f4a7c15ULL));
 }
 
+/* ---- sums ---------------------------------------------------------------------------------
+ * Sum of x[0..n) in eight running sums (one AVX register; GCC vectorises the fixed inner loop)
+ * rather than one long dependency chain: 4-8x faster on planes of hundreds of floats, and
+ * the order is fixed, so the result is too. */
+static inline float cnn_sum8(const float *restrict x, size_t n) {
+    float acc[8] = {0};
+    size_t q = 0;
+    for (; q + 8 <= n; q += 8)
+        for (int j = 0; j < 8; j++) acc[j] += x[q + j];
+    for (; q < n; q++) acc[q & 7] += x[q];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
 /* ---- errors (error.c) --------------------------------------------------------------------- */
 /* Set the thread-local detail message and return `status`. */
 int cnn_fail(int status, const char *fmt, ...) CNN_PRINTF(2, 3);

@@ -49,6 +49,17 @@ static void maxpool_forward(const struct cnn_layer *l, const struct cnn_fwd *f) 
         const float *xp = f->x + (size_t)pl * h * w;
         float *yp = f->y + (size_t)pl * oh * ow;
         int32_t *ap = arg ? arg + (size_t)pl * oh * ow : NULL;
+        if (k == 2 && s == 2) { /* the common case, unrolled: same first-max rule as below */
+            for (int oy = 0; oy < oh; oy++)
+                for (int ox = 0; ox < ow; ox++) {
+                    const int i0 = 2 * oy * w + 2 * ox, c[4] = {i0, i0 + 1, i0 + w, i0 + w + 1};
+                    int best = c[0];
+                    for (int j = 1; j < 4; j++) best = xp[c[j]] > xp[best] ? c[j] : best;
+                    yp[oy * ow + ox] = xp[best];
+                    if (ap) ap[oy * ow + ox] = best;
+                }
+            continue;
+        }
         for (int oy = 0; oy < oh; oy++)
             for (int ox = 0; ox < ow; ox++) {
                 int best = oy * s * w + ox * s;
