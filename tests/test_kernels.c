@@ -289,14 +289,16 @@ static void test_conv_grid(void **state) {
     assert_int_equal(st.cases, 112);
 }
 
-/* Batches of several images through conv forward/backward: each image gets its own im2col in
- * the same workspace, so a stale column from the previous image would show here. */
+/* Batches of several images through conv forward/backward: each image gets its own im2col and
+ * padded copy in the same workspace, so a stale value from the previous image would show. */
 static void test_conv_batches(void **state) {
     (void)state;
     static const struct conv_cfg cfgs[] = {
         {12, 16, 28, 28, 4, 5, 1, 0},
         {14, 16, 28, 28, 4, 5, 1, 2},
         {7, 64, 14, 14, 3, 3, 2, 1},
+        {10, 1, 28, 28, 6, 5, 1, 2}, /* one input channel, as a first layer */
+        {5, 1, 28, 28, 32, 3, 2, 0},
     };
     struct cnn_rng rng;
     cnn_rng_seed(&rng, 13);
