@@ -65,12 +65,29 @@ static void conv_init_params(const struct cnn_layer *l, float *p, float *s,
     memset(p + l->n_decay, 0, (size_t)l->out.c * sizeof(float));
 }
 
-/* One image's im2col matrix (reused for dcol in backward), then its padded copy. */
+/* Winograd F(2x2, 3x3) forward for 3x3 stride-1 layers with at least this many input
+ * channels (with fewer, its 16 products have too short a k to run well). */
+#define WINO_MIN_C 8
+static int use_winograd(const struct cnn_layer *l) {
+    return l->ia[K] == 3 && l->ia[STRIDE] == 1 && l->in.c >= WINO_MIN_C;
+}
+
+/* Winograd scratch: U (16, oc, c), V (16, c, tiles), M (16, oc, tiles), padded input. */
+static size_t wino_ws_size(const struct cnn_layer *l) {
+    const size_t c = (size_t)l->in.c, oc = (size_t)l->out.c;
+    const size_t th = ((size_t)l->out.h + 1) / 2, tw = ((size_t)l->out.w + 1) / 2;
+    return 16 * oc * c + 16 * c * th * tw + 16 * oc * th * tw + c * (2 * th + 2) * (2 * tw + 2);
+}
+
+/* One image's im2col matrix (reused for dcol in backward), then its padded copy; or, if
+ * larger, what the Winograd forward needs. */
 static size_t conv_ws_size(const struct cnn_layer *l, int n) {
     (void)n;
     const size_t p = (size_t)l->ia[PAD], k = (size_t)l->ia[K];
-    return (size_t)l->in.c * k * k * l->out.h * l->out.w +
-           (p ? (size_t)l->in.c * (l->in.h + 2 * p) * (l->in.w + 2 * p) : 0);
+    const size_t im = (size_t)l->in.c * k * k * l->out.h * l->out.w +
+                      (p ? (size_t)l->in.c * (l->in.h + 2 * p) * (l->in.w + 2 * p) : 0);
+    const size_t wi = use_winograd(l) ? wino_ws_size(l) : 0;
+    return im > wi ? im : wi;
 }
 
 /* x (c,h,w) as the kernels below read it: x itself, or with padding a copy in pad
@@ -149,6 +166,114 @@ static void col2im(const float *restrict col, float *restrict dx, float *restric
     }
 }
 
+/* ---- Winograd F(2x2, 3x3) (Lavin & Gray 2015) ---------------------------------------------
+ * Each 2x2 block of outputs comes from a 4x4 patch d of the input: Y = A^T [U . V] A with
+ * U = G g G^T (the 3x3 kernel as 4x4) and V = B^T d B, summed over input channels. The sum
+ * over channels of the 16 elementwise products is 16 matrix products, (oc, c) @ (c, tiles):
+ * 2.25x fewer multiply-adds than im2col's. Forward only: backward uses im2col. */
+
+/* w (oc, c, 3, 3) -> u (16, oc, c). */
+static void wino_weights(const float *w, float *u, int oc, int c) {
+    const size_t plane = (size_t)oc * c;
+    for (size_t oi = 0; oi < plane; oi++) {
+        const float *g = w + oi * 9;
+        float t[4][3]; /* G g */
+        for (int j = 0; j < 3; j++) {
+            t[0][j] = g[j];
+            t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
+            t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
+            t[3][j] = g[6 + j];
+        }
+        for (int i = 0; i < 4; i++) { /* (G g) G^T */
+            u[(size_t)(i * 4 + 0) * plane + oi] = t[i][0];
+            u[(size_t)(i * 4 + 1) * plane + oi] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+            u[(size_t)(i * 4 + 2) * plane + oi] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+            u[(size_t)(i * 4 + 3) * plane + oi] = t[i][2];
+        }
+    }
+}
+
+/* xp (c, 2th+2, 2tw+2), the padded image -> v (16, c, th*tw). */
+static void wino_input(const float *xp, float *v, int c, int th, int tw) {
+    const int hp = 2 * th + 2, wp = 2 * tw + 2, nt = th * tw;
+    const size_t plane = (size_t)c * nt;
+#pragma omp parallel for schedule(static) if ((size_t)c * nt * 16 >= CNN_OMP_MIN_WORK)
+    for (int ci = 0; ci < c; ci++)
+        for (int ty = 0; ty < th; ty++)
+            for (int tx = 0; tx < tw; tx++) {
+                const float *d = xp + ((size_t)ci * hp + 2 * ty) * wp + 2 * tx;
+                float t[4][4]; /* B^T d */
+                for (int j = 0; j < 4; j++) {
+                    const float d0 = d[j], d1 = d[wp + j], d2 = d[2 * wp + j], d3 = d[3 * wp + j];
+                    t[0][j] = d0 - d2;
+                    t[1][j] = d1 + d2;
+                    t[2][j] = d2 - d1;
+                    t[3][j] = d1 - d3;
+                }
+                const size_t at = (size_t)ci * nt + (size_t)ty * tw + tx;
+                for (int i = 0; i < 4; i++) { /* (B^T d) B */
+                    v[(size_t)(i * 4 + 0) * plane + at] = t[i][0] - t[i][2];
+                    v[(size_t)(i * 4 + 1) * plane + at] = t[i][1] + t[i][2];
+                    v[(size_t)(i * 4 + 2) * plane + at] = t[i][2] - t[i][1];
+                    v[(size_t)(i * 4 + 3) * plane + at] = t[i][1] - t[i][3];
+                }
+            }
+}
+
+/* m (16, oc, th*tw) -> y (oc, oh, ow), assigned. */
+static void wino_output(const float *m, float *y, int oc, int th, int tw, int oh, int ow) {
+    const int nt = th * tw;
+    const size_t plane = (size_t)oc * nt;
+#pragma omp parallel for schedule(static) if ((size_t)oc * nt * 16 >= CNN_OMP_MIN_WORK)
+    for (int o = 0; o < oc; o++)
+        for (int ty = 0; ty < th; ty++)
+            for (int tx = 0; tx < tw; tx++) {
+                const size_t at = (size_t)o * nt + (size_t)ty * tw + tx;
+                float t[2][4]; /* A^T m */
+                for (int j = 0; j < 4; j++) {
+                    const float m0 = m[(size_t)(0 + j) * plane + at];
+                    const float m1 = m[(size_t)(4 + j) * plane + at];
+                    const float m2 = m[(size_t)(8 + j) * plane + at];
+                    const float m3 = m[(size_t)(12 + j) * plane + at];
+                    t[0][j] = m0 + m1 + m2;
+                    t[1][j] = m1 - m2 - m3;
+                }
+                for (int i = 0; i < 2; i++) { /* (A^T m) A, clipped at odd edges */
+                    const int yy = 2 * ty + i;
+                    if (yy >= oh) break;
+                    float *row = y + ((size_t)o * oh + yy) * ow + 2 * tx;
+                    row[0] = t[i][0] + t[i][1] + t[i][2];
+                    if (2 * tx + 1 < ow) row[1] = t[i][1] - t[i][2] - t[i][3];
+                }
+            }
+}
+
+/* y (oc, oh, ow) = conv3x3(x (c, h, w), pad p) without bias; u from wino_weights. */
+static void wino_conv(const struct cnn_layer *l, const float *x, const float *u, float *y,
+                      float *ws) {
+    const int c = l->in.c, h = l->in.h, w = l->in.w, oc = l->out.c, p = l->ia[PAD];
+    const int oh = l->out.h, ow = l->out.w, th = (oh + 1) / 2, tw = (ow + 1) / 2, nt = th * tw;
+    const int hp = 2 * th + 2, wp = 2 * tw + 2;
+    float *v = ws, *m = v + (size_t)16 * c * nt, *xp = m + (size_t)16 * oc * nt;
+    /* the image at (p, p) in a zero plane big enough for whole tiles */
+    for (int ci = 0; ci < c; ci++) {
+        float *pl = xp + (size_t)ci * hp * wp;
+        for (int q = 0; q < hp * wp; q++) pl[q] = 0.0f;
+        for (int yy = 0; yy < h && yy + p < hp; yy++) {
+            const float *restrict in = x + ((size_t)ci * h + yy) * w;
+            float *restrict out = pl + (size_t)(yy + p) * wp + p;
+            for (int q = 0; q < w && q + p < wp; q++) out[q] = in[q];
+        }
+    }
+    wino_input(xp, v, c, th, tw);
+    /* 16 independent products; one thread each when a single image has the cores */
+#pragma omp parallel for schedule(static) if ((size_t)16 * oc * c * nt >= CNN_OMP_MIN_WORK * 8)
+    for (int e = 0; e < 16; e++)
+        cnn_gemm(0, 0, oc, nt, c, 1.0f, u + (size_t)e * oc * c, c, v + (size_t)e * c * nt, nt,
+                 0.0f, m + (size_t)e * oc * nt, nt);
+    wino_output(m, y, oc, th, tw, oh, ow);
+}
+
 static void conv_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     const int c = l->in.c, h = l->in.h, w = l->in.w, oc = l->out.c, k = l->ia[K];
     const int oh = l->out.h, ow = l->out.w, ohw = oh * ow, ckk = c * k * k;
@@ -156,10 +281,17 @@ static void conv_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     const float *wt = f->p, *bias = f->p + l->n_decay;
     float *pad = f->ws + (size_t)ckk * ohw;
     const int s = l->ia[STRIDE], p = l->ia[PAD];
+    const int wino = use_winograd(l);
+    float *u = f->ws, *wws = u + (size_t)16 * oc * c;
+    if (wino) wino_weights(wt, u, oc, c);
     for (int i = 0; i < f->n; i++) {
         float *y = f->y + (size_t)i * oc * ohw;
-        im2col(f->x + i * chw, f->ws, pad, c, h, w, k, s, p, oh, ow);
-        cnn_gemm(0, 0, oc, ohw, ckk, 1.0f, wt, ckk, f->ws, ohw, 0.0f, y, ohw);
+        if (wino) {
+            wino_conv(l, f->x + i * chw, u, y, wws);
+        } else {
+            im2col(f->x + i * chw, f->ws, pad, c, h, w, k, s, p, oh, ow);
+            cnn_gemm(0, 0, oc, ohw, ckk, 1.0f, wt, ckk, f->ws, ohw, 0.0f, y, ohw);
+        }
         cnn_bias_act(l, y, bias, oc, ohw);
     }
 }
