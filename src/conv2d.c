@@ -174,8 +174,9 @@ static void col2im(const float *restrict col, float *restrict dx, float *restric
 
 /* w (oc, c, 3, 3) -> u (16, oc, c). */
 static void wino_weights(const float *w, float *u, int oc, int c) {
-    const size_t plane = (size_t)oc * c;
-    for (size_t oi = 0; oi < plane; oi++) {
+    const long plane = (long)oc * c;
+#pragma omp parallel for schedule(static) if (plane * 64 >= CNN_OMP_MIN_WORK)
+    for (long oi = 0; oi < plane; oi++) {
         const float *g = w + oi * 9;
         float t[4][3]; /* G g */
         for (int j = 0; j < 3; j++) {
@@ -185,10 +186,10 @@ static void wino_weights(const float *w, float *u, int oc, int c) {
             t[3][j] = g[6 + j];
         }
         for (int i = 0; i < 4; i++) { /* (G g) G^T */
-            u[(size_t)(i * 4 + 0) * plane + oi] = t[i][0];
-            u[(size_t)(i * 4 + 1) * plane + oi] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
-            u[(size_t)(i * 4 + 2) * plane + oi] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
-            u[(size_t)(i * 4 + 3) * plane + oi] = t[i][2];
+            u[(i * 4 + 0) * plane + oi] = t[i][0];
+            u[(i * 4 + 1) * plane + oi] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+            u[(i * 4 + 2) * plane + oi] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+            u[(i * 4 + 3) * plane + oi] = t[i][2];
         }
     }
 }
@@ -281,7 +282,10 @@ static void conv_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     const float *wt = f->p, *bias = f->p + l->n_decay;
     float *pad = f->ws + (size_t)ckk * ohw;
     const int s = l->ia[STRIDE], p = l->ia[PAD];
-    const int wino = use_winograd(l);
+    /* Winograd when each thread has whole images to itself (a team, or one thread). When one
+     * image is shared by the threads (latency), im2col's single large product splits better
+     * than 16 small ones. */
+    const int wino = use_winograd(l) && (f->team || cnn_get_threads() == 1);
     float *u = f->ws, *wws = u + (size_t)16 * oc * c;
     if (wino) wino_weights(wt, u, oc, c);
     for (int i = 0; i < f->n; i++) {
