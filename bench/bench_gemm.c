@@ -1,13 +1,14 @@
 /*
  * bench_gemm.c - the machine's SGEMM peak as bench/compare sees it: OpenBLAS cblas_sgemm
  * GFLOP/s at a large square size, best of several repetitions, with a given thread count.
- * It links the same OpenBLAS as build/mnist (the OpenMP build), so the figure is the ceiling
- * for our convolutions and dense layers, which are sgemm calls.
+ * It links the same OpenBLAS as build/mnist (the pthread build), here running on T threads of
+ * its own: the ceiling for our convolutions and dense layers, which are sgemm calls (mnist
+ * runs one single-threaded sgemm per thread).
  *
  * Build (bench/compare does this):
- *   cc -O2 bench/bench_gemm.c -I/usr/include/x86_64-linux-gnu/openblas-openmp \
- *      -L/usr/lib/x86_64-linux-gnu/openblas-openmp \
- *      -Wl,-rpath,/usr/lib/x86_64-linux-gnu/openblas-openmp -lopenblas -fopenmp \
+ *   cc -O2 bench/bench_gemm.c -I/usr/include/x86_64-linux-gnu/openblas-pthread \
+ *      -L/usr/lib/x86_64-linux-gnu/openblas-pthread \
+ *      -Wl,-rpath,/usr/lib/x86_64-linux-gnu/openblas-pthread -lopenblas -fopenmp \
  *      -o build/bench_gemm
  * Usage: build/bench_gemm [--size N] [--reps R] [--threads T]
  *   defaults: N 2048, R 5, T all cores. Prints one JSON object:
