@@ -300,7 +300,7 @@ static void test_conv_batches(void **state) {
         {10, 1, 28, 28, 6, 5, 1, 2}, /* one input channel, as a first layer */
         {5, 1, 28, 28, 32, 3, 2, 0},
         /* 3x3, stride 1, c >= 8: the Winograd forward; odd output sizes clip the last tiles */
-        {3, 32, 26, 26, 64, 3, 1, 0}, /* pytorch/examples' second layer */
+        {5, 32, 26, 26, 64, 3, 1, 0}, /* pytorch/examples' second layer; groups of 3 and 2 */
         {4, 16, 14, 14, 8, 3, 1, 1},
         {2, 8, 7, 10, 5, 3, 1, 0},
         {2, 9, 5, 5, 3, 3, 1, 2},
