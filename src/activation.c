@@ -50,6 +50,7 @@ static void act_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
  * still propagates. */
 void cnn_bias_act(const struct cnn_layer *l, float *y, const float *bias, int rows, int len) {
     const float slope = l->act_slope;
+#pragma omp parallel for schedule(static) if ((size_t)rows * len >= CNN_OMP_MIN_WORK)
     for (int r = 0; r < rows; r++) {
         float *restrict v = y + (size_t)r * len;
         const float b = bias ? bias[r] : 0.0f;

@@ -304,18 +304,28 @@ static void test_conv_batches(void **state) {
         {4, 16, 14, 14, 8, 3, 1, 1},
         {2, 8, 7, 10, 5, 3, 1, 0},
         {2, 9, 5, 5, 3, 3, 1, 2},
+        /* inputs of 16x16 and more with oc >= 8: dx by Winograd too (pad 2 - p) */
+        {2, 8, 16, 16, 8, 3, 1, 1},
+        {2, 12, 17, 18, 10, 3, 1, 2},
     };
     struct cnn_rng rng;
     cnn_rng_seed(&rng, 13);
-    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
-        const struct conv_cfg *g = &cfgs[i];
-        struct conv_stats st = {0};
-        conv_case(&st, g, &rng);
-        char title[64];
-        snprintf(title, sizeof title, "n=%d c=%d %dx%d k=%d s=%d p=%d", g->n, g->c, g->h, g->w,
-                 g->k, g->stride, g->pad);
-        print_conv_stats(title, &st);
+    const int before = cnn_get_threads();
+    /* One thread owning the batch takes the Winograd path where it applies (as each thread of
+     * a team does); two threads sharing each image take im2col with split products. */
+    for (int threads = 1; threads <= 2; threads++) {
+        cnn_set_threads(threads);
+        for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
+            const struct conv_cfg *g = &cfgs[i];
+            struct conv_stats st = {0};
+            conv_case(&st, g, &rng);
+            char title[64];
+            snprintf(title, sizeof title, "n=%d c=%d %dx%d k=%d s=%d p=%d, %d thr", g->n, g->c,
+                     g->h, g->w, g->k, g->stride, g->pad, threads);
+            print_conv_stats(title, &st);
+        }
     }
+    cnn_set_threads(before);
 }
 
 /* ---- fusion and teams against the plain path ------------------------------------------------
