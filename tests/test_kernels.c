@@ -304,9 +304,9 @@ static void test_conv_batches(void **state) {
         {4, 16, 14, 14, 8, 3, 1, 1},
         {2, 8, 7, 10, 5, 3, 1, 0},
         {2, 9, 5, 5, 3, 3, 1, 2},
-        /* inputs of 16x16 and more with oc >= 8: dx by Winograd too (pad 2 - p) */
-        {2, 8, 16, 16, 8, 3, 1, 1},
-        {2, 12, 17, 18, 10, 3, 1, 2},
+        /* c * oc * tiles >= 2^17 with oc >= 8: dx by Winograd too (pad 2 - p) */
+        {2, 32, 16, 16, 64, 3, 1, 1},
+        {2, 40, 17, 18, 48, 3, 1, 2},
     };
     struct cnn_rng rng;
     cnn_rng_seed(&rng, 13);
