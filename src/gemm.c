@@ -19,7 +19,7 @@
 #include "internal.h"
 
 /* Below this many multiply-adds one thread is quicker than waking the others. */
-#define GEMM_SPLIT_MIN (1 << 18)
+#define GEMM_SPLIT_MIN (1 << 16)
 
 /* One thread's product. A single row or column of C is a matrix-vector product: OpenBLAS
  * 0.3.21's sgemm would still pack the whole matrix first (for a dense layer and one image,

@@ -138,7 +138,7 @@ static void gemm_case(struct gemm_stats *st, int ta, int tb, int m, int n, int k
 
 static void test_gemm(void **state) {
     (void)state;
-    /* m = 1 and n = 1 take sgemv; from 2^18 multiply-adds cnn_gemm cuts C into one block per
+    /* m = 1 and n = 1 take sgemv; from 2^16 multiply-adds cnn_gemm cuts C into one block per
      * thread, by rows when m > n (the last three: by columns, rows, rows of one column) */
     static const int sizes[][3] = {{1, 1, 1},     {7, 5, 3},     {64, 33, 17}, {3, 70, 129},
                                    {33, 1, 64},   {1, 70, 129},  {1, 300, 1000},
