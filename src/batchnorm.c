@@ -83,6 +83,7 @@ static void bn_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     float *rmean = f->s, *rvar = f->s + c;
     float *mu = f->cache, *rstd = f->cache + c;
     const int par = (size_t)n * c * hw >= CNN_OMP_MIN_WORK;
+    (void)par; /* only read by the OpenMP pragmas */
     double *mean = (double *)f->ws, *acc = mean + c; /* (c) each */
     if (f->train) {
         /* Two passes over the whole batch (the team's images too): the mean, then the mean
@@ -142,6 +143,7 @@ static void bn_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
     const float *mu = b->cache, *rstd = b->cache + c;
     const double count = (double)(b->team ? b->team->n_total : n) * (double)hw;
     const int par = (size_t)n * c * hw >= CNN_OMP_MIN_WORK;
+    (void)par; /* only read by the OpenMP pragmas */
     double *acc = (double *)b->ws; /* (2c): sum dy, sum dy * xhat over this call's images */
 #pragma omp parallel for schedule(static) if (par)
     for (int ch = 0; ch < c; ch++) {
