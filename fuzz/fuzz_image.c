@@ -7,12 +7,12 @@
  * CNN_IMAGE_MAX_PIXELS, and every gray byte is read (ASan sees a short buffer); to_mnist
  * returns OK, NODIGIT or NOMEM, and on any error its 28x28 output is all zero.
  *
- * stb_image is compiled into this harness from the system header (fuzz/stb_impl.c), so its
- * decoders are instrumented for coverage and checked by ASan/UBSan. The definitions in the
- * executable take precedence over Debian's libstb.so, which is built from the same header.
+ * stb_image is part of libcnn (src/stb_impl.c, compiled from the system header with -fwrapv),
+ * so in the fuzz build its decoders are instrumented for coverage and checked by ASan/UBSan.
  *
  * Speed: inputs (other than JPEG) whose header declares more than FUZZ_MAX_PIXELS (256x256)
- * are skipped. A
+ * are skipped, and the per-pixel loops are left out of comparison tracing
+ * (fuzz/coverage-ignore.txt). A
  * few-KB PNG or GIF can declare a 16-megapixel image, and decoding plus preprocessing that
  * took libFuzzer to ~100 executions/s. Large images are covered by tests/test_image.c (a
  * 24-megapixel photo, forged 20000x20000 headers refused before decoding).
@@ -25,7 +25,7 @@
 
 #include "cnn.h"
 
-/* stb_image's declarations (its implementation is fuzz/stb_impl.c) */
+/* stb_image's declarations (its implementation is src/stb_impl.c) */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
 #include <stb/stb_image.h>
