@@ -376,7 +376,7 @@ int cnn_net_reserve_mode(struct cnn_net *net, int max_batch, int train) {
         return CNN_OK;
     if (max_batch < net->max_batch) max_batch = net->max_batch;
     const int L = net->n_layers;
-    const size_t nb = (size_t)max_batch, slice = (nb + (size_t)T - 1) / (size_t)T;
+    const size_t nb = (size_t)max_batch;
     size_t total = nb * cnn_shape_size(net->in) + nb * (size_t)net->n_classes;
     size_t ws = 0, ws_thread = 0, maxout = 0, red = 1;
     for (int i = 0; i < L; i++) {
@@ -387,10 +387,11 @@ int cnn_net_reserve_mode(struct cnn_net *net, int max_batch, int train) {
         red = l->team_red > red ? l->team_red : red;
         total += l->cache_fixed;
         if (train) total += nb * (2 * out + l->cache_item + l->tcache_item);
-        if (l->ops->ws_size) {
-            const size_t s = l->ops->ws_size(l, max_batch), st = l->ops->ws_size(l, (int)slice);
+        if (l->ops->ws_size) { /* each team thread's slice may hold up to the whole batch
+                                 * if the runtime gives fewer threads than asked */
+            const size_t s = l->ops->ws_size(l, max_batch);
             ws = s > ws ? s : ws;
-            ws_thread = st > ws_thread ? st : ws_thread;
+            ws_thread = s > ws_thread ? s : ws_thread;
         }
     }
     ws_thread = round_line(ws_thread);
