@@ -11,7 +11,7 @@
  *
  * Build and run from the repository root (needs data/mnist, e.g. `make data`):
  *   gcc -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc tools/make_examples.c \
- *       src/image.c src/fileio.c src/error.c -lstb -lm -o build/make_examples
+ *       src/image.c src/fileio.c src/error.c src/stb_impl.c -fwrapv -lm -o build/make_examples
  *   build/make_examples [MNIST_DIR [OUT_DIR]]        (defaults: data/mnist examples)
  */
 #include <math.h>
