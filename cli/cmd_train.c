@@ -237,6 +237,10 @@ int cmd_train(int argc, char **argv) {
         cli_err("train: unexpected argument '%s'", argv[optind]);
         return 2;
     }
+    if (!resume && cfg.limit > 0 && cfg.val >= cfg.limit) {
+        cli_err("train: --val %d leaves no training images of --limit %d", cfg.val, cfg.limit);
+        return 2;
+    }
     if (momentum >= 0) cfg.optim.momentum = momentum;
     (void)optim_given;
     cnn_set_threads(threads);

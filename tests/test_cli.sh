@@ -213,6 +213,7 @@ flag_case --schedule foo
 flag_case --augment foo
 flag_case --threads -1
 flag_case --label-smoothing 1.5
+flag_case --val 2000 # as many as --limit 2000: none left to train on
 flag_case --preset nope --usage # the error line is followed by the list of presets
 
 # arch_case SPEC ERE: `train --arch SPEC` exits 2 with one line matching ERE.
