@@ -4,10 +4,14 @@
  * Every reader in the library goes through cnn_read_file, which checks the real file size
  * against a limit before allocating, so a forged header can never make us allocate more than
  * the file itself. Every writer goes through cnn_write_file_atomic: a temporary in the same
- * directory, fsync, rename; on failure the old file stays as it was.
+ * directory, fsync, rename; on failure the old file stays as it was. A process killed during
+ * a write leaves its PATH.tmp.PID behind (never a broken PATH); the next write to PATH removes
+ * those whose process is gone.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,7 +71,38 @@ fail:
     return rc;
 }
 
+/* Remove PATH.tmp.PID files left by writers that were killed: PID all digits, not ours, and
+ * no such process any more (kill(pid, 0) fails with ESRCH). Best effort: errors are ignored. */
+static void remove_stale_temps(const char *path) {
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    char dir[4096];
+    const int dn = slash ? snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path)
+                         : snprintf(dir, sizeof dir, ".");
+    if (dn < 0 || (size_t)dn >= sizeof dir) return;
+    if (!dir[0]) strcpy(dir, "/");
+    DIR *d = opendir(dir);
+    if (!d) return;
+    const size_t bl = strlen(base);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *n = e->d_name;
+        if (strncmp(n, base, bl) != 0 || strncmp(n + bl, ".tmp.", 5) != 0) continue;
+        const char *digits = n + bl + 5;
+        char *end;
+        errno = 0;
+        const long pid = strtol(digits, &end, 10);
+        if (!*digits || *end || errno || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not ours to know */
+        char full[8192];
+        const int fn = snprintf(full, sizeof full, "%s/%s", dir, n);
+        if (fn > 0 && (size_t)fn < sizeof full) unlink(full);
+    }
+    closedir(d);
+}
+
 int cnn_write_file_atomic(const char *path, const void *buf, size_t len) {
+    remove_stale_temps(path);
     char tmp[4096];
     const int tn = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     if (tn < 0 || (size_t)tn >= sizeof tmp) return cnn_fail(CNN_ERR_ARG, "%s: path too long", path);

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -461,6 +462,33 @@ static void test_save_replaces_fully(void **state) {
     cnn_net_free(back);
     cnn_net_free(big);
     cnn_net_free(small);
+    assert_int_equal(count_tmp_files(tmpdir), 0);
+}
+
+/* A writer killed mid-write leaves NAME.tmp.PID; the next save to NAME removes those whose
+ * process is gone, and nothing else: not a live process's (pid 1), not a non-number, not
+ * another file's. */
+static void test_save_removes_stale_temps(void **state) {
+    (void)state;
+    const pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) _exit(0);
+    assert_int_equal(waitpid(child, NULL, 0), child); /* a pid with no process */
+    char dead[64], other[64];
+    snprintf(dead, sizeof dead, "stale.model.tmp.%ld", (long)child);
+    snprintf(other, sizeof other, "other.model.tmp.%ld", (long)child);
+    const char *keep[] = {"stale.model.tmp.1", "stale.model.tmp.12x", other};
+    write_file(dead, "half a model", 12);
+    for (size_t i = 0; i < 3; i++) write_file(keep[i], "x", 1);
+    struct cnn_net *net = make_net("maxpool 2, dense 10", 1, 7);
+    assert_int_equal(cnn_model_save(net, &fixture_meta, tpath("stale.model")), CNN_OK);
+    cnn_net_free(net);
+    struct stat st;
+    assert_int_not_equal(stat(tpath(dead), &st), 0);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(stat(tpath(keep[i]), &st), 0);
+        unlink(tpath(keep[i]));
+    }
     assert_int_equal(count_tmp_files(tmpdir), 0);
 }
 
@@ -917,6 +945,7 @@ int main(void) {
         cmocka_unit_test(test_unknown_section_skipped),
         cmocka_unit_test(test_save_missing_dir),
         cmocka_unit_test(test_save_replaces_fully),
+        cmocka_unit_test(test_save_removes_stale_temps),
         cmocka_unit_test(test_save_onto_directory),
         cmocka_unit_test(test_save_under_a_file),
         cmocka_unit_test(test_save_write_fails_keeps_old),
