@@ -122,9 +122,12 @@ static uint32_t be32(const uint8_t *p) {
 
 /* PNG: every chunk's declared length must fit in the bytes that remain. Debian's stb_image
  * (2.27) reallocates an IDAT buffer to the declared length before reading it, so a 117-byte
- * file claiming a 2 GB chunk would make it allocate 2 GB (found by fuzz_image). */
+ * file claiming a 2 GB chunk would make it allocate 2 GB (found by fuzz_image). And the first
+ * IDAT chunk must not be empty: stb would memcpy 0 bytes into its still-NULL buffer, undefined
+ * behaviour the compiler may build on (found by fuzz_image; no encoder writes such a file). */
 static int check_png(const uint8_t *b, size_t len, const char *name) {
     size_t pos = 8;
+    int idat = 0;
     while (pos + 12 <= len) {
         const uint32_t n = be32(b + pos);
         if ((uint64_t)n > (uint64_t)(len - pos - 12))
@@ -132,6 +135,9 @@ static int check_png(const uint8_t *b, size_t len, const char *name) {
                             "%s: PNG chunk '%.4s' claims %u bytes but only %zu remain: corrupt "
                             "or truncated",
                             name, (const char *)b + pos + 4, n, len - pos - 12);
+        if (memcmp(b + pos + 4, "IDAT", 4) == 0 && idat++ == 0 && n == 0)
+            return cnn_fail(CNN_ERR_FORMAT, "%s: PNG image data starts with an empty chunk",
+                            name);
         if (memcmp(b + pos + 4, "IEND", 4) == 0) break;
         pos += 12 + (size_t)n;
     }

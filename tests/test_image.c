@@ -663,8 +663,8 @@ static void test_examples(void **state) {
 /* Inputs the image fuzzer found (fuzz/regressions/): JPEG Huffman tables with more than 256
  * codes overflow the tables of Debian's stb_image 2.27 (a silent write inside its own struct,
  * invisible to ASan without an instrumented stb), a PNG chunk claiming 2 GB made it allocate
- * that much, and a PGM header number overflowed its int. The library must refuse each before
- * stb sees it. */
+ * that much, a PGM header number overflowed its int, and an empty first IDAT made it memcpy
+ * into NULL. The library must refuse each before stb sees it. */
 static void test_fuzz_regressions(void **state) {
     (void)state;
     static const char *const jpeg[] = {"fuzz/regressions/image-jpeg-dht-count",
@@ -683,6 +683,10 @@ static void test_fuzz_regressions(void **state) {
     assert_int_equal(cnn_image_load("fuzz/regressions/image-pnm-int-overflow", &img),
                      CNN_ERR_FORMAT);
     assert_non_null(strstr(cnn_errmsg(), "PNM header"));
+    /* a PNG whose first IDAT chunk is empty: stb would memcpy into a NULL buffer */
+    assert_int_equal(cnn_image_load("fuzz/regressions/image-png-empty-first-idat", &img),
+                     CNN_ERR_FORMAT);
+    assert_non_null(strstr(cnn_errmsg(), "empty chunk"));
     /* A JPEG whose DC values add up past what an int holds once multiplied by its quantiser
      * (stb 2.27 multiplies without a check). stb is compiled into libcnn with -fwrapv, so this
      * is defined: a garbled but complete 6400x16 image, and under the sanitizer suite (stb
