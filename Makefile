@@ -89,8 +89,8 @@ clean:
 #   make fuzz       build/fuzz/fuzz_{idx,model,image,spec}: libFuzzer + ASan + UBSan (clang)
 #   scripts/fuzz    builds them and runs each for a given time (see fuzz/README.md)
 # The library sources are compiled again with clang and the sanitizers (build/libcnn.a is
-# gcc-built without them). No OpenMP: clang's libomp and OpenBLAS's libgomp do not mix well
-# under libFuzzer; the pragmas are then ignored and the harnesses use one thread. No -Werror:
+# gcc-built without them). No OpenMP: the pragmas are then ignored and the harnesses use one
+# thread, which is what a fuzzer wants. No -Werror:
 # clang warns about things gcc does not, and the fuzzers must build whatever src/ looks like.
 # stb_image is part of the library (src/stb_impl.c), so in the fuzz build its
 # decoders are instrumented too.
