@@ -51,7 +51,22 @@ $(BUILD)/%.o: %.c
 
 # stb, compiled into libcnn (src/stb_impl.c says why): signed overflow wraps, so it is defined
 # behaviour (UBSan then does not report it, in gcc and clang); its warnings are not ours to fix.
-STB_FLAGS := -fwrapv -w
+# stb_image.h itself is compiled from a copy with upstream's 2.28 fixes for running out of JPEG
+# bits (src/stb_image.sed says which). For Debian's v2.27 all five must apply or the build
+# stops; a later stb has them already and is copied as it is.
+STB_HEADER ?= /usr/include/stb/stb_image.h
+STB_FIXES := 5
+STB_FLAGS = -fwrapv -w -I$(BUILD)/stbfix
+$(BUILD)/stbfix/stb/stb_image.h: $(STB_HEADER) src/stb_image.sed
+	@mkdir -p $(dir $@)
+	@if grep -q 'stb_image - v2\.27 ' $(STB_HEADER); then \
+	    sed -f src/stb_image.sed $(STB_HEADER) > $@.tmp; \
+	    n=$$(grep -c 'cnn: stb 2.28 fix' $@.tmp); [ "$$n" -eq $(STB_FIXES) ] || { \
+	        echo "$(STB_HEADER): $$n of the $(STB_FIXES) fixes in src/stb_image.sed applied" >&2; \
+	        rm -f $@.tmp; exit 1; }; \
+	else cp $(STB_HEADER) $@.tmp; fi
+	@mv $@.tmp $@
+$(BUILD)/src/stb_impl.o: $(BUILD)/stbfix/stb/stb_image.h
 $(BUILD)/src/stb_impl.o: CFLAGS += $(STB_FLAGS)
 
 $(BUILD)/libcnn.a: $(LIB_OBJ)
@@ -113,6 +128,7 @@ $(FUZZ_DIR)/obj/%.o: %.c $(FUZZ_IGNORE)
 	@$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
 
 # stb (src/stb_impl.c): compiled as in the library.
+$(FUZZ_DIR)/obj/src/stb_impl.o: $(BUILD)/stbfix/stb/stb_image.h
 $(FUZZ_DIR)/obj/src/stb_impl.o: FUZZ_CFLAGS += $(STB_FLAGS)
 
 $(FUZZ_BIN): $(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/obj/fuzz/fuzz_%.o $(FUZZ_LIB_OBJ)
