@@ -124,17 +124,21 @@ static uint32_t be32(const uint8_t *p) {
  * (2.27) reallocates an IDAT buffer to the declared length before reading it, so a 117-byte
  * file claiming a 2 GB chunk would make it allocate 2 GB (found by fuzz_image). And the first
  * IDAT chunk must not be empty: stb would memcpy 0 bytes into its still-NULL buffer, undefined
- * behaviour the compiler may build on (found by fuzz_image; no encoder writes such a file). */
+ * behaviour the compiler may build on (found by fuzz_image; no encoder writes such a file).
+ * The last chunk is checked too when the file ends inside it (a 43-byte file whose truncated
+ * last chunk claimed 1.1 GB; found by fuzz_image). */
 static int check_png(const uint8_t *b, size_t len, const char *name) {
     size_t pos = 8;
     int idat = 0;
-    while (pos + 12 <= len) {
+    while (pos + 8 <= len) { /* a chunk's length and type are there: stb will read them */
         const uint32_t n = be32(b + pos);
-        if ((uint64_t)n > (uint64_t)(len - pos - 12))
+        /* room for the data, and for the CRC if the file goes on that far */
+        const size_t left = len - pos, room = left >= 12 ? left - 12 : left - 8;
+        if ((uint64_t)n > (uint64_t)room)
             return cnn_fail(CNN_ERR_FORMAT,
                             "%s: PNG chunk '%.4s' claims %u bytes but only %zu remain: corrupt "
                             "or truncated",
-                            name, (const char *)b + pos + 4, n, len - pos - 12);
+                            name, (const char *)b + pos + 4, n, room);
         if (memcmp(b + pos + 4, "IDAT", 4) == 0 && idat++ == 0 && n == 0)
             return cnn_fail(CNN_ERR_FORMAT, "%s: PNG image data starts with an empty chunk",
                             name);
