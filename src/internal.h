@@ -134,7 +134,6 @@ struct cnn_layer {
     size_t s_off, n_state;  /* slice of net->state (batch-norm running stats) */
     size_t cache_item, cache_fixed; /* floats of cache: per image (training only), or per
                                      * batch (written by thread 0 only); never both */
-    size_t tcache_item;     /* floats per image kept only when reserved for training */
     size_t team_red;        /* doubles the layer sums over a team at most (cnn_team_sum) */
     double flops;           /* forward, per image */
     /* Fusion (net.c): a relu or leakyrelu right after a layer whose ops->fuses_act is set is
@@ -174,7 +173,6 @@ struct cnn_fwd {
     const float *p;    /* parameters */
     float *s;          /* running state (updated when train) */
     float *cache;      /* kept for backward */
-    float *tcache;     /* training-only cache (tcache_item per image), or NULL */
     float *ws;         /* scratch, ws_size(l, n) floats */
     uint64_t seed;     /* per-batch random seed (dropout) */
     const struct cnn_team *team; /* NULL: this call owns the whole batch */
@@ -187,7 +185,6 @@ struct cnn_bwd {
     const float *p;
     float *dp;         /* parameter gradients, accumulated (+=) */
     const float *cache;
-    float *tcache;     /* as written by forward (the layer may overwrite it), or NULL */
     float *ws;
     const struct cnn_team *team; /* as in cnn_fwd; dp is then this thread's own buffer */
 };
@@ -253,7 +250,6 @@ struct cnn_net {
     size_t pp_stride;           /* inference-only: floats per image in act[1..L-1], else 0 */
     float **dact;               /* gradients of act[i] (training reserve only, else NULL) */
     float **cache;              /* per layer */
-    float **tcache;             /* per layer, training-only (NULL unless train_reserved) */
     int train_reserved;
     float *ws;                  /* scratch, the largest any layer needs; per thread in teams */
     size_t ws_thread;           /* floats of ws per thread in team mode */

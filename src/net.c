@@ -224,7 +224,6 @@ void cnn_net_free(struct cnn_net *net) {
     free(net->act);
     free(net->dact);
     free(net->cache);
-    free(net->tcache);
     free_team(net);
     free(net);
 }
@@ -386,7 +385,7 @@ int cnn_net_reserve_mode(struct cnn_net *net, int max_batch, int train) {
         maxout = out > maxout ? out : maxout;
         red = l->team_red > red ? l->team_red : red;
         total += l->cache_fixed;
-        if (train) total += nb * (2 * out + l->cache_item + l->tcache_item);
+        if (train) total += nb * (2 * out + l->cache_item);
         if (l->ops->ws_size) { /* each team thread's slice may hold up to the whole batch
                                  * if the runtime gives fewer threads than asked */
             const size_t s = l->ops->ws_size(l, max_batch);
@@ -405,23 +404,21 @@ int cnn_net_reserve_mode(struct cnn_net *net, int max_batch, int train) {
     float **act = calloc((size_t)L + 1, sizeof *act);
     float **dact = calloc((size_t)L + 1, sizeof *dact);
     float **cache = calloc((size_t)L, sizeof *cache);
-    float **tcache = calloc((size_t)L, sizeof *tcache);
     double *team_red = malloc(((size_t)T + 1) * red * sizeof(double));
     float **tgrads = train && T > 1 ? calloc((size_t)T - 1, sizeof *tgrads) : NULL;
-    int ok = arena && act && dact && cache && tcache && team_red && (tgrads || !train || T == 1);
+    int ok = arena && act && dact && cache && team_red && (tgrads || !train || T == 1);
     for (int t = 0; ok && tgrads && t < T - 1; t++)
         ok = (tgrads[t] = malloc(net->n_params * sizeof(float))) != NULL;
     if (!ok) {
         for (int t = 0; tgrads && t < T - 1; t++) free(tgrads[t]);
-        free(arena), free(act), free(dact), free(cache), free(tcache), free(team_red);
+        free(arena), free(act), free(dact), free(cache), free(team_red);
         free(tgrads);
         return cnn_fail(CNN_ERR_NOMEM, "cannot allocate %zu MB of activations for batch %d",
                         total * sizeof(float) >> 20, max_batch);
     }
-    free(net->arena), free(net->act), free(net->dact), free(net->cache), free(net->tcache);
+    free(net->arena), free(net->act), free(net->dact), free(net->cache);
     free_team(net);
     net->arena = arena, net->act = act, net->dact = dact, net->cache = cache;
-    net->tcache = tcache;
     net->team_red = team_red, net->team_stride = red, net->tgrads = tgrads;
     net->team_threads = T;
     float *p = arena;
@@ -442,7 +439,6 @@ int cnn_net_reserve_mode(struct cnn_net *net, int max_batch, int train) {
             act[i + 1] = p, p += nb * out;
             dact[i + 1] = p, p += nb * out;
             cache[i] = p, p += nb * l->cache_item + l->cache_fixed;
-            if (l->tcache_item) tcache[i] = p, p += nb * l->tcache_item;
         } else {
             /* Layer i reads act[i] and writes act[i+1]: never the same buffer. Image j of any
              * layer starts at j * maxout (pp_stride), so a team's slices never overlap. The
@@ -531,7 +527,6 @@ static void forward_layers(struct cnn_net *net, const float *x, int n, int train
             .p = net->params + l->p_off,
             .s = net->state + l->s_off,
             .cache = net->cache[i] + i0 * l->cache_item,
-            .tcache = train && net->tcache[i] ? net->tcache[i] + i0 * l->tcache_item : NULL,
             .ws = ws,
             .seed = seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(i + 1)),
             .team = team,
@@ -556,7 +551,6 @@ static void backward_layers(struct cnn_net *net, const float *x, int n,
             .p = net->params + l->p_off,
             .dp = grads + l->p_off,
             .cache = net->cache[i] + i0 * l->cache_item,
-            .tcache = net->tcache[i] ? net->tcache[i] + i0 * l->tcache_item : NULL,
             .ws = ws,
             .team = team,
         };
