@@ -541,13 +541,13 @@ static void backward_layers(struct cnn_net *net, const float *x, int n,
     for (int i = net->n_layers - 1; i >= 0; i--) {
         const struct cnn_layer *l = &net->layers[i];
         if (l->fused) continue;
-        const size_t in = cnn_shape_size(l->in), out = cnn_shape_size(l->out);
+        const size_t in = act_off(net, i, i0), out = act_off(net, i + 1, i0);
         const struct cnn_bwd b = {
             .n = n,
-            .x = (i ? net->act[i] : x) + i0 * in,
-            .y = net->act[i + 1] + i0 * out,
-            .dy = net->dact[i + 1] + i0 * out,
-            .dx = i ? net->dact[i] + i0 * in : NULL,
+            .x = (i ? net->act[i] : x) + in,
+            .y = net->act[i + 1] + out,
+            .dy = net->dact[i + 1] + out,
+            .dx = i ? net->dact[i] + in : NULL,
             .p = net->params + l->p_off,
             .dp = grads + l->p_off,
             .cache = net->cache[i] + i0 * l->cache_item,
