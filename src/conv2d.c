@@ -99,6 +99,13 @@ static int use_winograd_dx(const struct cnn_layer *l) {
     return use_winograd(&t) && (long)l->in.c * l->out.c * tiles >= (1L << 17);
 }
 
+/* Winograd only when each thread has whole images to itself (a team, or one thread). When one
+ * image is shared by the threads (latency), im2col's single large product splits better than
+ * 16 small ones. */
+static int owns_images(const struct cnn_team *team) {
+    return team || cnn_get_threads() == 1;
+}
+
 /* One image's im2col matrix (reused for dcol in backward), then its padded copy; or, if
  * larger, what the Winograd forward needs. */
 static size_t conv_ws_size(const struct cnn_layer *l, int n) {
@@ -117,13 +124,13 @@ static size_t conv_ws_size(const struct cnn_layer *l, int n) {
     return ws;
 }
 
-/* x (c,h,w) as the kernels below read it: x itself, or with padding a copy in pad
- * (c, h+2p, w+2p) with a zero border, so that no copy loop has bounds to test (MNIST rows are
- * 2 to 28 floats: the tests would cost more than the copies). */
+/* x (c,h,w) as the kernels below read it: x itself, or a copy in pad (c, hp, wp) at (p, p)
+ * with zeros around it, so that no copy loop has bounds to test (MNIST rows are 2 to 28
+ * floats: the tests would cost more than the copies). im2col's plane is (h+2p, w+2p);
+ * Winograd's may be a row and a column larger, to hold whole tiles. */
 static const float *pad_input(const float *restrict x, float *restrict pad, int c, int h, int w,
-                              int p) {
-    if (p == 0) return x;
-    const int hp = h + 2 * p, wp = w + 2 * p;
+                              int p, int hp, int wp) {
+    if (p == 0 && hp == h && wp == w) return x;
     for (int ci = 0; ci < c; ci++) {
         float *pl = pad + (size_t)ci * hp * wp;
         for (int y = 0; y < hp * wp; y++) pl[y] = 0.0f;
@@ -140,7 +147,7 @@ static const float *pad_input(const float *restrict x, float *restrict pad, int 
 static void im2col(const float *restrict x, float *restrict col, float *restrict pad, int c,
                    int h, int w, int k, int s, int p, int oh, int ow) {
     const int hp = h + 2 * p, wp = w + 2 * p;
-    const float *src = pad_input(x, pad, c, h, w, p);
+    const float *src = pad_input(x, pad, c, h, w, p, hp, wp);
     const size_t ohw = (size_t)oh * ow;
     const int rows = c * k * k;
 #pragma omp parallel for schedule(static) if ((size_t)rows * ohw >= CNN_OMP_MIN_WORK)
@@ -197,7 +204,8 @@ static void col2im(const float *restrict col, float *restrict dx, float *restric
  * Each 2x2 block of outputs comes from a 4x4 patch d of the input: Y = A^T [U . V] A with
  * U = G g G^T (the 3x3 kernel as 4x4) and V = B^T d B, summed over input channels. The sum
  * over channels of the 16 elementwise products is 16 matrix products, (oc, c) @ (c, tiles):
- * 2.25x fewer multiply-adds than im2col's. Forward only: backward uses im2col. */
+ * 2.25x fewer multiply-adds than im2col's. Used for the forward and, through dx_layer, for the
+ * input gradient; the weight gradient uses im2col. */
 
 /* w (oc, c, 3, 3) -> u (16, oc, c); or with flip, the kernels of the input gradient:
  * u (16, c, oc) from w[o][ci] turned 180 degrees. */
@@ -290,17 +298,8 @@ static void wino_conv(const struct cnn_layer *l, const float *x, const float *u,
     const int oh = l->out.h, ow = l->out.w, th = (oh + 1) / 2, tw = (ow + 1) / 2, nt = th * tw;
     const int hp = 2 * th + 2, wp = 2 * tw + 2;
     float *v = ws, *m = v + (size_t)16 * c * nt, *xp = m + (size_t)16 * oc * nt;
-    /* the image at (p, p) in a zero plane big enough for whole tiles */
-    for (int ci = 0; ci < c; ci++) {
-        float *pl = xp + (size_t)ci * hp * wp;
-        for (int q = 0; q < hp * wp; q++) pl[q] = 0.0f;
-        for (int yy = 0; yy < h && yy + p < hp; yy++) {
-            const float *restrict in = x + ((size_t)ci * h + yy) * w;
-            float *restrict out = pl + (size_t)(yy + p) * wp + p;
-            for (int q = 0; q < w && q + p < wp; q++) out[q] = in[q];
-        }
-    }
-    wino_input(xp, v, c, th, tw);
+    /* hp = 2th + 2 >= oh + 2 = h + 2p, and likewise wp: the padded image fits */
+    wino_input(pad_input(x, xp, c, h, w, p, hp, wp), v, c, th, tw);
     /* 16 independent products; one thread each when a single image has the cores */
 #pragma omp parallel for schedule(static) if ((size_t)16 * oc * c * nt >= CNN_OMP_MIN_WORK * 8)
     for (int e = 0; e < 16; e++)
@@ -316,10 +315,7 @@ static void conv_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     const float *wt = f->p, *bias = f->p + l->n_decay;
     float *pad = f->ws + (size_t)ckk * ohw;
     const int s = l->ia[STRIDE], p = l->ia[PAD];
-    /* Winograd when each thread has whole images to itself (a team, or one thread). When one
-     * image is shared by the threads (latency), im2col's single large product splits better
-     * than 16 small ones. */
-    const int wino = use_winograd(l) && (f->team || cnn_get_threads() == 1);
+    const int wino = use_winograd(l) && owns_images(f->team);
     float *u = f->ws, *wws = u + (size_t)16 * oc * c;
     if (wino) wino_weights(wt, u, oc, c, 0);
     for (int i = 0; i < f->n; i++) {
@@ -340,7 +336,7 @@ static void conv_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
     const size_t chw = (size_t)c * h * w;
     const int s = l->ia[STRIDE], p = l->ia[PAD];
     /* dx by Winograd under the same rule as forward; its kernels first, kept in ws */
-    const int wdx = b->dx && use_winograd_dx(l) && (b->team || cnn_get_threads() == 1);
+    const int wdx = b->dx && use_winograd_dx(l) && owns_images(b->team);
     const struct cnn_layer dl = dx_layer(l);
     float *u = b->ws, *rest = b->ws;
     if (wdx) {
