@@ -50,23 +50,16 @@ static void bn_init_params(const struct cnn_layer *l, float *p, float *s, struct
     }
 }
 
-/* Sums over one plane in eight lanes (see cnn_sum8); planes are then added in double. */
-static float sqdev8(const float *restrict x, size_t n, float m) {
+/* sum of (a - ma) * (x - m) over one plane, in eight lanes (see cnn_sum8); planes are then
+ * added in double. a = x, ma = m: the squared deviations; a = dy, ma = 0: dy * (x - m), the
+ * xhat sum before the factor rstd. */
+static float devdot8(const float *restrict a, float ma, const float *restrict x, float m,
+                     size_t n) {
     float acc[8] = {0};
     size_t q = 0;
     for (; q + 8 <= n; q += 8)
-        for (int j = 0; j < 8; j++) acc[j] += (x[q + j] - m) * (x[q + j] - m);
-    for (; q < n; q++) acc[q & 7] += (x[q] - m) * (x[q] - m);
-    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-}
-
-/* sum of dy * (x - m) over one plane (times rstd later: the xhat sum) */
-static float dydev8(const float *restrict dy, const float *restrict x, size_t n, float m) {
-    float acc[8] = {0};
-    size_t q = 0;
-    for (; q + 8 <= n; q += 8)
-        for (int j = 0; j < 8; j++) acc[j] += dy[q + j] * (x[q + j] - m);
-    for (; q < n; q++) acc[q & 7] += dy[q] * (x[q] - m);
+        for (int j = 0; j < 8; j++) acc[j] += (a[q + j] - ma) * (x[q + j] - m);
+    for (; q < n; q++) acc[q & 7] += (a[q] - ma) * (x[q] - m);
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
@@ -101,7 +94,10 @@ static void bn_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
         for (int ch = 0; ch < c; ch++) {
             const float m = (float)mean[ch];
             double sq = 0.0;
-            for (int i = 0; i < n; i++) sq += sqdev8(f->x + ((size_t)i * c + ch) * hw, hw, m);
+            for (int i = 0; i < n; i++) {
+                const float *xp = f->x + ((size_t)i * c + ch) * hw;
+                sq += devdot8(xp, m, xp, m, hw);
+            }
             acc[ch] = sq;
         }
         tot = cnn_team_sum(f->team, acc, c);
@@ -155,7 +151,7 @@ static void bn_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
             float s = 0.0f; /* the fused activation's gradient, in place, and sum dy */
             cnn_act_grad_sum(l, dyp, b->y + ((size_t)i * c + ch) * hw, &s, 1, (int)hw);
             sdy += s;
-            sdyx += (double)dydev8(dyp, xp, hw, m) * r;
+            sdyx += (double)devdot8(dyp, 0.0f, xp, m, hw) * r;
         }
         dgamma[ch] += (float)sdyx; /* this call's share; a team adds the shares up later */
         dbeta[ch] += (float)sdy;
