@@ -1,9 +1,14 @@
 # mnist / libcnn - plain Makefile.
-#   make            build/libcnn.a and build/mnist
+#   make            build/libcnn.a, build/libcnn.so.X.Y.Z and build/mnist
 #   make test       build and run the whole suite (fetches MNIST first if missing)
 #   make asan       the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make tsan       the concurrent-inference test under ThreadSanitizer (built without OpenMP)
+#   make install    mnist, libcnn.a, libcnn.so (soname libcnn.so.MAJOR), cnn.h, libcnn.pc and
+#                   mnist.1 under $(DESTDIR)$(PREFIX); make uninstall removes them
 #   make clean
-# Options: NATIVE=1 adds -march=native. BUILD=dir puts objects elsewhere.
+# Options: NATIVE=1 adds -march=native. BUILD=dir puts objects elsewhere. OMP=0 builds without
+# OpenMP (one thread; the pragmas are ignored). PREFIX (default /usr/local), DESTDIR, and the
+# GNU directory variables bindir, libdir, includedir, mandir, pkgconfigdir.
 
 CC ?= gcc
 BUILD ?= build
@@ -11,17 +16,26 @@ MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
 # OpenBLAS, always called with one thread: we split work across cores ourselves (OpenMP),
 # several threads calling sgemm at once. That needs the pthread build, which guards its
 # buffers with locks; Debian's OpenMP build does not and gives wrong results when two threads
-# call it together (src/gemm.c).
+# call it together (src/nn/gemm.c).
 BLAS_INC ?= /usr/include/$(MULTIARCH)/openblas-pthread
 BLAS_LIB ?= /usr/lib/$(MULTIARCH)/openblas-pthread
 
 WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Werror
+OMP ?= 1
+ifeq ($(OMP),1)
+OMPFLAG := -fopenmp
+else
+OMPFLAG :=
+WARN += -Wno-unknown-pragmas
+endif
 CFLAGS ?= -O3 -g
 # -fno-trapping-math: we never read floating-point exception flags, and without it GCC will not
 # vectorise a select such as relu's `x > 0 ? 1 : slope` (the comparison might trap).
 # -fno-tree-loop-distribute-patterns: keep short copy/zero loops (im2col's rows of 2 to 28
 # floats) inline instead of turning each into a memcpy/memset call.
-CFLAGS += -std=c11 $(WARN) -fno-trapping-math -fno-tree-loop-distribute-patterns -fopenmp -D_POSIX_C_SOURCE=200809L -Iinclude -I$(BLAS_INC) -MMD -MP
+# -fPIC -fvisibility=hidden: the same objects make libcnn.a and libcnn.so, and the shared
+# library exports only what cnn.h marks CNN_API (not the internal cnn_* helpers, not stb).
+CFLAGS += -std=c11 $(WARN) -fno-trapping-math -fno-tree-loop-distribute-patterns $(OMPFLAG) -fPIC -fvisibility=hidden -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -I$(BLAS_INC) -MMD -MP
 ifeq ($(NATIVE),1)
 CFLAGS += -march=native
 endif
@@ -29,9 +43,17 @@ ifeq ($(SAN),1)
 CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
-LDLIBS := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lz -lm -fopenmp
+ifeq ($(SAN),thread)
+CFLAGS += -fsanitize=thread -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=thread
+endif
+PRIVATE_LIBS := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lz -lm -lpthread
+LDLIBS := $(PRIVATE_LIBS) $(OMPFLAG)
 
-LIB_SRC := $(sort $(wildcard src/*.c))
+VERSION := $(shell sed -n 's/^\#define CNN_VERSION_STRING "\(.*\)"/\1/p' include/cnn.h)
+MAJOR := $(firstword $(subst ., ,$(VERSION)))
+SONAME := libcnn.so.$(MAJOR)
+LIB_SRC := $(sort $(wildcard src/*/*.c))
 CLI_SRC := $(sort $(wildcard cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -40,38 +62,43 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 FUZZ_NAMES := idx model image spec
 FUZZ_REPLAY := $(FUZZ_NAMES:%=$(BUILD)/fuzz/replay_%)
 
-.PHONY: all test asan clean data bench tools
+.PHONY: all test asan tsan clean data bench tools install uninstall
 TOOL_BIN := $(BUILD)/tools/render_digits
-all: $(BUILD)/libcnn.a $(BUILD)/mnist
+all: $(BUILD)/libcnn.a $(BUILD)/libcnn.so.$(VERSION) $(BUILD)/mnist
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC $<"
 	@$(CC) $(CFLAGS) -c $< -o $@
 
-# stb, compiled into libcnn (src/stb_impl.c says why): signed overflow wraps, so it is defined
+# stb, compiled into libcnn (src/data/stb_impl.c says why): signed overflow wraps, so it is defined
 # behaviour (UBSan then does not report it, in gcc and clang); its warnings are not ours to fix.
 # stb_image.h itself is compiled from a copy with upstream's 2.28 fixes for running out of JPEG
-# bits (src/stb_image.sed says which). For Debian's v2.27 all five must apply or the build
+# bits (src/data/stb_image.sed says which). For Debian's v2.27 all five must apply or the build
 # stops; a later stb has them already and is copied as it is.
 STB_HEADER ?= /usr/include/stb/stb_image.h
 STB_FIXES := 5
 STB_FLAGS = -fwrapv -w -I$(BUILD)/stbfix
-$(BUILD)/stbfix/stb/stb_image.h: $(STB_HEADER) src/stb_image.sed
+$(BUILD)/stbfix/stb/stb_image.h: $(STB_HEADER) src/data/stb_image.sed
 	@mkdir -p $(dir $@)
 	@if grep -q 'stb_image - v2\.27 ' $(STB_HEADER); then \
-	    sed -f src/stb_image.sed $(STB_HEADER) > $@.tmp; \
+	    sed -f src/data/stb_image.sed $(STB_HEADER) > $@.tmp; \
 	    n=$$(grep -c 'cnn: stb 2.28 fix' $@.tmp); [ "$$n" -eq $(STB_FIXES) ] || { \
-	        echo "$(STB_HEADER): $$n of the $(STB_FIXES) fixes in src/stb_image.sed applied" >&2; \
+	        echo "$(STB_HEADER): $$n of the $(STB_FIXES) fixes in src/data/stb_image.sed applied" >&2; \
 	        rm -f $@.tmp; exit 1; }; \
 	else cp $(STB_HEADER) $@.tmp; fi
 	@mv $@.tmp $@
-$(BUILD)/src/stb_impl.o: $(BUILD)/stbfix/stb/stb_image.h
-$(BUILD)/src/stb_impl.o: CFLAGS += $(STB_FLAGS)
+$(BUILD)/src/data/stb_impl.o: $(BUILD)/stbfix/stb/stb_image.h
+$(BUILD)/src/data/stb_impl.o: CFLAGS += $(STB_FLAGS)
 
 $(BUILD)/libcnn.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
+
+$(BUILD)/libcnn.so.$(VERSION): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@ln -sf libcnn.so.$(VERSION) $(BUILD)/$(SONAME)
+	@ln -sf $(SONAME) $(BUILD)/libcnn.so
 
 $(BUILD)/mnist: $(CLI_OBJ) $(BUILD)/libcnn.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libcnn.a $(LDLIBS)
@@ -95,19 +122,62 @@ test: all $(TEST_BIN) $(FUZZ_REPLAY) $(TOOL_BIN) data
 asan:
 	$(MAKE) BUILD=build/asan SAN=1 test
 
+# ThreadSanitizer: libgomp is not built for it and reports false races, so this build has no
+# OpenMP. It runs the test whose threads share one model (pthreads, a context each).
+tsan:
+	$(MAKE) BUILD=build/tsan SAN=thread OMP=0 build/tsan/tests/test_concurrent
+	TSAN_OPTIONS=halt_on_error=1:exitcode=66 build/tsan/tests/test_concurrent
+
+# ---- install (GNU conventions: PREFIX, DESTDIR and the directory variables) ----------------
+prefix ?= $(PREFIX)
+PREFIX ?= /usr/local
+exec_prefix ?= $(PREFIX)
+bindir ?= $(exec_prefix)/bin
+libdir ?= $(exec_prefix)/lib
+includedir ?= $(PREFIX)/include
+mandir ?= $(PREFIX)/share/man
+pkgconfigdir ?= $(libdir)/pkgconfig
+INSTALL ?= install
+
+$(BUILD)/libcnn.pc: Makefile include/cnn.h
+	@mkdir -p $(dir $@)
+	@printf '%s\n' 'prefix=$(PREFIX)' 'exec_prefix=$${prefix}' 'libdir=$(libdir)' \
+	    'includedir=$(includedir)' '' 'Name: libcnn' \
+	    'Description: small convolutional networks for MNIST-sized images' \
+	    'Version: $(VERSION)' 'Libs: -L$${libdir} -lcnn' \
+	    'Libs.private: $(PRIVATE_LIBS) $(if $(OMPFLAG),-lgomp)' 'Cflags: -I$${includedir}' > $@
+
+install: all $(BUILD)/libcnn.pc
+	$(INSTALL) -d $(DESTDIR)$(bindir) $(DESTDIR)$(libdir) $(DESTDIR)$(includedir) \
+	    $(DESTDIR)$(mandir)/man1 $(DESTDIR)$(pkgconfigdir)
+	$(INSTALL) -m 755 $(BUILD)/mnist $(DESTDIR)$(bindir)/mnist
+	$(INSTALL) -m 644 $(BUILD)/libcnn.a $(DESTDIR)$(libdir)/libcnn.a
+	$(INSTALL) -m 755 $(BUILD)/libcnn.so.$(VERSION) $(DESTDIR)$(libdir)/libcnn.so.$(VERSION)
+	ln -sf libcnn.so.$(VERSION) $(DESTDIR)$(libdir)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(libdir)/libcnn.so
+	$(INSTALL) -m 644 include/cnn.h $(DESTDIR)$(includedir)/cnn.h
+	$(INSTALL) -m 644 $(BUILD)/libcnn.pc $(DESTDIR)$(pkgconfigdir)/libcnn.pc
+	$(INSTALL) -m 644 man/mnist.1 $(DESTDIR)$(mandir)/man1/mnist.1
+
+uninstall:
+	rm -f $(DESTDIR)$(bindir)/mnist $(DESTDIR)$(libdir)/libcnn.a \
+	    $(DESTDIR)$(libdir)/libcnn.so.$(VERSION) $(DESTDIR)$(libdir)/$(SONAME) \
+	    $(DESTDIR)$(libdir)/libcnn.so $(DESTDIR)$(includedir)/cnn.h \
+	    $(DESTDIR)$(pkgconfigdir)/libcnn.pc $(DESTDIR)$(mandir)/man1/mnist.1
+
 clean:
 	rm -rf build
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d)
 
-# ---- fuzzing (issue 7) ---------------------------------------------------------------------
+# ---- fuzzing -------------------------------------------------------------------------------
 #   make fuzz       build/fuzz/fuzz_{idx,model,image,spec}: libFuzzer + ASan + UBSan (clang)
 #   scripts/fuzz    builds them and runs each for a given time (see fuzz/README.md)
 # The library sources are compiled again with clang and the sanitizers (build/libcnn.a is
 # gcc-built without them). No OpenMP: the pragmas are then ignored and the harnesses use one
 # thread, which is what a fuzzer wants. No -Werror:
 # clang warns about things gcc does not, and the fuzzers must build whatever src/ looks like.
-# stb_image is part of the library (src/stb_impl.c), so in the fuzz build its
+# stb_image is part of the library (src/data/stb_impl.c), so in the fuzz build its
 # decoders are instrumented too.
 FUZZ_CC ?= clang
 FUZZ_DIR := $(BUILD)/fuzz
@@ -127,9 +197,9 @@ $(FUZZ_DIR)/obj/%.o: %.c $(FUZZ_IGNORE)
 	@echo "  FUZZCC $<"
 	@$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
 
-# stb (src/stb_impl.c): compiled as in the library.
-$(FUZZ_DIR)/obj/src/stb_impl.o: $(BUILD)/stbfix/stb/stb_image.h
-$(FUZZ_DIR)/obj/src/stb_impl.o: FUZZ_CFLAGS += $(STB_FLAGS)
+# stb (src/data/stb_impl.c): compiled as in the library.
+$(FUZZ_DIR)/obj/src/data/stb_impl.o: $(BUILD)/stbfix/stb/stb_image.h
+$(FUZZ_DIR)/obj/src/data/stb_impl.o: FUZZ_CFLAGS += $(STB_FLAGS)
 
 $(FUZZ_BIN): $(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/obj/fuzz/fuzz_%.o $(FUZZ_LIB_OBJ)
 	$(FUZZ_CC) $(FUZZ_SAN) -o $@ $^ $(FUZZ_LDLIBS)

@@ -28,11 +28,13 @@ int cli_float(const char *flag, const char *s, double lo, double hi, float *out)
 void cli_bad_option(int argc, char **argv, int ch);
 /* Exit-early check that the directory of an output path exists and is writable. */
 int cli_check_output(const char *flag, const char *path);
+/* Seconds on the monotonic clock. */
+double cli_now(void);
 /* Write s as a JSON string literal. */
 void cli_json_str(FILE *f, const char *s);
 /* Keras-like table of a network: layer, output shape, parameters, MFLOPs, totals. */
-void cli_print_summary(FILE *f, const struct cnn_net *net);
-void cli_json_summary(FILE *f, const struct cnn_net *net);
+void cli_print_summary(FILE *f, const struct cnn_model *net);
+void cli_json_summary(FILE *f, const struct cnn_model *net);
 
 struct cli_preset {
     const char *name, *about, *spec;

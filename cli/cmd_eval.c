@@ -6,7 +6,6 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 
@@ -98,57 +97,101 @@ static void print_json(const struct cnn_metrics *m, const struct mistake *mk, in
     printf("],\"images_per_s\":%.1f}\n", ips);
 }
 
-int cmd_eval(int argc, char **argv) {
+/* One model's probabilities for every image of ds, in batches of 256 on `threads` threads;
+ * the seconds it took are added to *secs. Prints the error and returns 1 on failure. */
+static int predict_model(const char *path, const struct cnn_dataset *ds, int threads,
+                         float *probs, double *secs) {
+    struct cnn_model *m;
+    struct cnn_ctx *ctx = NULL;
+    if (cnn_model_load(path, &m) != CNN_OK) {
+        cli_err("%s", cnn_errmsg());
+        return 1;
+    }
+    int c, h, w, status = 1;
+    cnn_model_input_shape(m, &c, &h, &w);
+    if (c != 1 || h != ds->h || w != ds->w || cnn_model_n_classes(m) != ds->n_classes)
+        cli_err("%s: expects %dx%dx%d inputs and %d classes; the data is 1x%dx%d with %d", path, c,
+                h, w, cnn_model_n_classes(m), ds->h, ds->w, ds->n_classes);
+    else if (cnn_ctx_new(m, 256, threads, &ctx))
+        cli_err("%s: %s", path, cnn_errmsg());
+    else {
+        const double t0 = cli_now();
+        if (cnn_predict_u8(m, ctx, ds->images, ds->n, probs))
+            cli_err("%s: %s", path, cnn_errmsg());
+        else
+            status = 0;
+        *secs += cli_now() - t0;
+    }
+    cnn_ctx_free(ctx);
+    cnn_model_free(m);
+    return status;
+}
+
+struct eval_args {
+    char *models[MAX_MODELS];
+    int n_models, json, n_mistakes, threads;
+    const char *data, *split;
+};
+
+/* Returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, struct eval_args *a) {
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},   {"data", required_argument, 0, 'd'},
         {"split", required_argument, 0, 's'},   {"mistakes", required_argument, 0, 'k'},
         {"threads", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
-    char *models[MAX_MODELS];
-    int n_models = 0, json = 0, n_mistakes = 10, threads = 0, ch;
-    const char *data = "data/mnist", *split = "test";
+    int ch;
+    memset(a, 0, sizeof *a);
+    a->n_mistakes = 10;
+    a->data = "data/mnist", a->split = "test";
     optind = 1;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (ch) {
         case 'm':
-            if (n_models == MAX_MODELS) {
+            if (a->n_models == MAX_MODELS) {
                 cli_err("eval: at most %d models", MAX_MODELS);
                 return 2;
             }
-            models[n_models++] = optarg;
+            a->models[a->n_models++] = optarg;
             break;
-        case 'd': data = optarg; break;
+        case 'd': a->data = optarg; break;
         case 's':
             if (strcmp(optarg, "test") && strcmp(optarg, "train")) {
                 cli_err("--split: '%s' is neither 'test' nor 'train'", optarg);
                 return 2;
             }
-            split = optarg;
+            a->split = optarg;
             break;
         case 'k':
-            if (cli_int("--mistakes", optarg, 0, 100000, &n_mistakes)) return 2;
+            if (cli_int("--mistakes", optarg, 0, 100000, &a->n_mistakes)) return 2;
             break;
         case 't':
-            if (cli_int("--threads", optarg, 0, 1024, &threads)) return 2;
+            if (cli_int("--threads", optarg, 0, 1024, &a->threads)) return 2;
             break;
-        case 'j': json = 1; break;
+        case 'j': a->json = 1; break;
         case 'h': usage(stdout); return 0;
         default: cli_bad_option(argc, argv, ch); usage(stderr); return 2;
         }
     }
-    if (!n_models || optind < argc) {
-        cli_err(n_models ? "eval: unexpected argument '%s'" : "eval: --model is required%s",
-                n_models ? argv[optind] : "");
+    if (!a->n_models || optind < argc) {
+        cli_err(a->n_models ? "eval: unexpected argument '%s'" : "eval: --model is required%s",
+                a->n_models ? argv[optind] : "");
         usage(stderr);
         return 2;
     }
-    cnn_set_threads(threads);
+    return -1;
+}
+
+int cmd_eval(int argc, char **argv) {
+    struct eval_args a;
+    int status = parse_args(argc, argv, &a);
+    if (status >= 0) return status;
     struct cnn_dataset ds = {0};
     float *probs = NULL, *sum = NULL;
     struct mistake *mk = NULL;
-    int status = 1;
-    if (cnn_dataset_load_dir(data, split, &ds) != CNN_OK) {
+    status = 1;
+    if (cnn_dataset_load_dir(a.data, a.split, &ds) != CNN_OK) {
         cli_err("%s", cnn_errmsg());
         return 1;
     }
@@ -161,50 +204,27 @@ int cmd_eval(int argc, char **argv) {
         goto done;
     }
     double secs = 0;
-    for (int i = 0; i < n_models; i++) {
-        struct cnn_net *net;
-        if (cnn_model_load(models[i], &net, NULL) != CNN_OK) {
-            cli_err("%s", cnn_errmsg());
-            goto done;
-        }
-        int c, h, w;
-        cnn_net_input_shape(net, &c, &h, &w);
-        if (c != 1 || h != ds.h || w != ds.w || cnn_net_n_classes(net) != k) {
-            cli_err("%s: expects %dx%dx%d inputs and %d classes; the data is 1x%dx%d with %d",
-                    models[i], c, h, w, cnn_net_n_classes(net), ds.h, ds.w, k);
-            cnn_net_free(net);
-            goto done;
-        }
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        const int rc = cnn_net_reserve(net, 256) || cnn_net_predict_u8(net, ds.images, ds.n, probs);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        cnn_net_free(net);
-        if (rc) {
-            cli_err("%s: %s", models[i], cnn_errmsg());
-            goto done;
-        }
-        secs += (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-        for (size_t j = 0; j < (size_t)ds.n * k; j++) sum[j] += probs[j] / (float)n_models;
+    for (int i = 0; i < a.n_models; i++) {
+        if (predict_model(a.models[i], &ds, a.threads, probs, &secs)) goto done;
+        for (size_t j = 0; j < (size_t)ds.n * k; j++) sum[j] += probs[j] / (float)a.n_models;
     }
     struct cnn_metrics m;
     cnn_metrics_init(&m, k);
     int n_mk = 0;
     for (int i = 0; i < ds.n; i++) {
         const float *p = sum + (size_t)i * k;
-        int best = 0;
-        for (int c = 1; c < k; c++) best = p[c] > p[best] ? c : best;
+        const int best = cnn_argmax(p, k);
         cnn_metrics_add(&m, ds.labels[i], best);
         if (best != ds.labels[i]) mk[n_mk++] = (struct mistake){i, ds.labels[i], best, p[best]};
     }
     cnn_metrics_finish(&m);
     qsort(mk, (size_t)n_mk, sizeof *mk, by_confidence);
-    if (n_mk > n_mistakes) n_mk = n_mistakes;
-    const double ips = secs > 0 ? (double)ds.n * n_models / secs : 0;
-    if (json)
-        print_json(&m, mk, n_mk, ips, models, n_models, split);
+    if (n_mk > a.n_mistakes) n_mk = a.n_mistakes;
+    const double ips = secs > 0 ? (double)ds.n * a.n_models / secs : 0;
+    if (a.json)
+        print_json(&m, mk, n_mk, ips, a.models, a.n_models, a.split);
     else
-        print_text(&m, mk, n_mk, ips, n_models);
+        print_text(&m, mk, n_mk, ips, a.n_models);
     status = 0;
 done:
     free(probs);

@@ -30,42 +30,74 @@ static int is_model_file(const char *path) {
     return n == 8 && memcmp(magic, "CNNMODEL", 8) == 0;
 }
 
+static void print_meta_json(const struct cnn_model *m) {
+    printf("{");
+    for (int i = 0; i < cnn_model_meta_count(m); i++) {
+        const char *k, *v;
+        cnn_model_meta_at(m, i, &k, &v);
+        printf("%s", i ? "," : "");
+        cli_json_str(stdout, k);
+        printf(":");
+        cli_json_str(stdout, v);
+    }
+    printf("}");
+}
+
+static void print_meta_text(const struct cnn_model *m) {
+    const char *ds = cnn_model_meta(m, "dataset"), *n = cnn_model_meta(m, "train_images");
+    const char *ep = cnn_model_meta(m, "epochs"), *va = cnn_model_meta(m, "val_acc");
+    const char *date = cnn_model_meta(m, "date");
+    const double acc = va ? strtod(va, NULL) : -1.0;
+    printf("  trained on %s (%s images), %s epochs, ", ds ? ds : "?", n ? n : "?", ep ? ep : "?");
+    if (acc >= 0)
+        printf("validation accuracy %.2f%%, %s\n", 100.0 * acc, date ? date : "date unknown");
+    else
+        printf("no validation, %s\n", date ? date : "date unknown");
+    printf("  classes:");
+    for (int i = 0; i < cnn_model_n_classes(m); i++) printf(" %s", cnn_model_class_name(m, i));
+    printf("\n  metadata:\n");
+    for (int i = 0; i < cnn_model_meta_count(m); i++) {
+        const char *k, *v;
+        cnn_model_meta_at(m, i, &k, &v);
+        printf("    %s = %s\n", k, v);
+    }
+}
+
 static int info_model(const char *path, int json) {
-    struct cnn_net *net;
-    struct cnn_meta meta;
-    if (cnn_model_load(path, &net, &meta) != CNN_OK) {
+    struct cnn_model *net;
+    if (cnn_model_load(path, &net) != CNN_OK) {
         cli_err("%s", cnn_errmsg());
         return 1;
     }
     float mean, std;
-    cnn_net_get_norm(net, &mean, &std);
+    cnn_model_get_norm(net, &mean, &std);
     /* a fingerprint of the weights: equal models have equal values */
-    const uLong fp = crc32(crc32(0L, (const Bytef *)cnn_net_params(net),
-                                 (uInt)(cnn_net_n_params(net) * sizeof(float))),
-                           (const Bytef *)cnn_net_state(net),
-                           (uInt)(cnn_net_n_state(net) * sizeof(float)));
+    const uLong fp = crc32(crc32(0L, (const Bytef *)cnn_model_params(net),
+                                 (uInt)(cnn_model_n_params(net) * sizeof(float))),
+                           (const Bytef *)cnn_model_state(net),
+                           (uInt)(cnn_model_n_state(net) * sizeof(float)));
     if (json) {
         printf("{\"file\":");
         cli_json_str(stdout, path);
         printf(",\"kind\":\"model\",\"network\":");
         cli_json_summary(stdout, net);
-        printf(",\"norm\":{\"mean\":%.6f,\"std\":%.6f},\"meta\":{\"dataset\":", (double)mean,
+        printf(",\"norm\":{\"mean\":%.6f,\"std\":%.6f},\"classes\":[", (double)mean,
                (double)std);
-        cli_json_str(stdout, meta.dataset);
-        printf(",\"date\":");
-        cli_json_str(stdout, meta.date);
-        printf(",\"epochs\":%d,\"val_acc\":%.6f,\"train_images\":%ld},\"weights_crc32\":\"%08lx\"}\n",
-               meta.epochs, (double)meta.val_acc, meta.train_images, (unsigned long)fp);
+        for (int i = 0; i < cnn_model_n_classes(net); i++) {
+            printf("%s", i ? "," : "");
+            cli_json_str(stdout, cnn_model_class_name(net, i));
+        }
+        printf("],\"meta\":");
+        print_meta_json(net);
+        printf(",\"weights_crc32\":\"%08lx\"}\n", (unsigned long)fp);
     } else {
-        printf("%s: model\n  spec: %s\n", path, cnn_net_spec(net));
-        printf("  trained on %s (%ld images), %d epochs, validation accuracy %.2f%%, %s\n",
-               meta.dataset[0] ? meta.dataset : "?", meta.train_images, meta.epochs,
-               100.0 * meta.val_acc, meta.date[0] ? meta.date : "date unknown");
+        printf("%s: model\n  spec: %s\n", path, cnn_model_spec(net));
+        print_meta_text(net);
         printf("  input normalisation: (pixel/255 - %.4f) / %.4f\n", (double)mean, (double)std);
         printf("  weights fingerprint (crc32): %08lx\n", (unsigned long)fp);
         cli_print_summary(stdout, net);
     }
-    cnn_net_free(net);
+    cnn_model_free(net);
     return 0;
 }
 
@@ -129,8 +161,8 @@ int cmd_info(int argc, char **argv) {
         }
     }
     if (arch) {
-        struct cnn_net *net;
-        if (cnn_net_new(arch, 1, 28, 28, &net) != CNN_OK) {
+        struct cnn_model *net;
+        if (cnn_model_new(arch, 1, 28, 28, &net) != CNN_OK) {
             cli_err("--arch: %s", cnn_errmsg());
             return 2;
         }
@@ -138,10 +170,10 @@ int cmd_info(int argc, char **argv) {
             cli_json_summary(stdout, net);
             printf("\n");
         } else {
-            printf("spec: %s\n", cnn_net_spec(net));
+            printf("spec: %s\n", cnn_model_spec(net));
             cli_print_summary(stdout, net);
         }
-        cnn_net_free(net);
+        cnn_model_free(net);
         return 0;
     }
     if (optind >= argc) {

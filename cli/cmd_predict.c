@@ -1,6 +1,6 @@
 /*
  * cmd_predict.c - `mnist predict`: classify a person's own digit images.
- * Each image is decoded and prepared the way MNIST was made (src/image.c), then classified.
+ * Each image is decoded and prepared the way MNIST was made (src/data/image.c), then classified.
  * One line per image (or one JSON object with --json). A bad file is reported and skipped;
  * the exit status is 1 at the end if any file failed.
  */
@@ -28,7 +28,8 @@ static void usage(FILE *f) {
 }
 
 struct opts {
-    struct cnn_net *net;
+    struct cnn_model *net;
+    struct cnn_ctx *ctx; /* one image at a time */
     int top, json, show;
     const char *save_dir;
 };
@@ -90,11 +91,11 @@ static int classify(const struct opts *o, const char *name, const struct cnn_ima
         return 1;
     }
     float probs[CNN_MAX_CLASSES] = {0};
-    if (cnn_net_predict_u8(o->net, px, 1, probs) != CNN_OK) {
+    if (cnn_predict_u8(o->net, o->ctx, px, 1, probs) != CNN_OK) {
         cli_err("%s: %s", name, cnn_errmsg());
         return 1;
     }
-    const int k = cnn_net_n_classes(o->net) < CNN_MAX_CLASSES ? cnn_net_n_classes(o->net)
+    const int k = cnn_model_n_classes(o->net) < CNN_MAX_CLASSES ? cnn_model_n_classes(o->net)
                                                               : CNN_MAX_CLASSES;
     int order[CNN_MAX_CLASSES] = {0};
     for (int i = 0; i < k; i++) order[i] = i;
@@ -216,7 +217,7 @@ int cmd_predict(int argc, char **argv) {
         {"json", no_argument, 0, 'j'},        {"show", no_argument, 0, 's'},
         {"save-preprocessed", required_argument, 0, 'p'},
         {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
-    struct opts o = {NULL, 3, 0, 0, NULL};
+    struct opts o = {NULL, NULL, 3, 0, 0, NULL};
     const char *model = NULL;
     int ch;
     optind = 1;
@@ -249,16 +250,22 @@ int cmd_predict(int argc, char **argv) {
         cli_err("--save-preprocessed: %s is not a directory", o.save_dir);
         return 2;
     }
-    if (cnn_model_load(model, &o.net, NULL) != CNN_OK) {
+    if (cnn_model_load(model, &o.net) != CNN_OK) {
         cli_err("%s", cnn_errmsg());
         return 1;
     }
+    if (cnn_ctx_new(o.net, 1, 0, &o.ctx) != CNN_OK) {
+        cli_err("%s: %s", model, cnn_errmsg());
+        cnn_model_free(o.net);
+        return 1;
+    }
     int c, h, w;
-    cnn_net_input_shape(o.net, &c, &h, &w);
-    if (c != 1 || h != 28 || w != 28 || cnn_net_n_classes(o.net) > CNN_MAX_CLASSES) {
+    cnn_model_input_shape(o.net, &c, &h, &w);
+    if (c != 1 || h != 28 || w != 28 || cnn_model_n_classes(o.net) > CNN_MAX_CLASSES) {
         cli_err("%s: expects %dx%dx%d inputs and %d classes; predict needs 1x28x28 and at most %d",
-                model, c, h, w, cnn_net_n_classes(o.net), CNN_MAX_CLASSES);
-        cnn_net_free(o.net);
+                model, c, h, w, cnn_model_n_classes(o.net), CNN_MAX_CLASSES);
+        cnn_ctx_free(o.ctx);
+        cnn_model_free(o.net);
         return 1;
     }
     int status = 0;
@@ -270,6 +277,7 @@ int cmd_predict(int argc, char **argv) {
         else
             status |= predict_file(&o, argv[i]);
     }
-    cnn_net_free(o.net);
+    cnn_ctx_free(o.ctx);
+    cnn_model_free(o.net);
     return status;
 }

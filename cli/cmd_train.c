@@ -7,7 +7,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -22,7 +21,7 @@ static void on_sigint(int sig) {
 
 static void usage(FILE *f) {
     fputs("usage: mnist train [--preset NAME | --arch SPEC] [OPTIONS]\n"
-          "       mnist train --resume CHECKPOINT [--data DIR] [--threads N] [--log FILE]\n"
+          "       mnist train --resume CHECKPOINT [--out FILE] [--data DIR] [--threads N] [--log FILE]\n"
           "\n"
           "model and data:\n"
           "  --preset NAME          fast | default | best (see below); later flags override it\n"
@@ -45,7 +44,8 @@ static void usage(FILE *f) {
           "  --out FILE             best model by validation accuracy (default mnist.model)\n"
           "  --checkpoint FILE      written after every epoch (default OUT.ckpt)\n"
           "  --resume FILE          continue a checkpoint; ends with the same weights as an\n"
-          "                         uninterrupted run (same seed and --threads)\n"
+          "                         uninterrupted run (same seed and --threads). Checkpoints go\n"
+          "                         on to FILE; the model to --out, else FILE less '.ckpt'\n"
           "  --log FILE             one JSON object per epoch\n"
           "  --threads N            default: all cores\n"
           "  --quiet                no progress bar\n"
@@ -54,22 +54,18 @@ static void usage(FILE *f) {
     cli_preset_list(f);
 }
 
+struct saver;
 struct progress {
     int tty, quiet;
     double last;
     FILE *log;
+    const struct saver *saver; /* where on_best and on_checkpoint write */
 };
-
-static double mono(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void on_batch(const struct cnn_batch_stats *s, void *user) {
     struct progress *p = user;
     if (!p->tty || p->quiet) return;
-    const double t = mono();
+    const double t = cli_now();
     if (t - p->last < 0.1 && s->batch != s->batches) return;
     p->last = t;
     char bar[21];
@@ -145,16 +141,32 @@ static int set_path(char *dst, size_t n, const char *flag, const char *v) {
     return 0;
 }
 
-int cmd_train(int argc, char **argv) {
-    static const char *const optim_names[] = {"sgd", "adam", "adamw"};
-    static const char *const sched_names[] = {"constant", "step", "cosine", "onecycle"};
-    static const char *const aug_names[] = {"none", "affine", "elastic"};
+/* Everything the command line says. */
+struct train_args {
     struct cnn_train_cfg cfg;
-    cnn_train_cfg_default(&cfg);
-    const char *arch = NULL, *data_dir = "data/mnist", *resume = NULL, *log_path = NULL;
-    int threads = 0, quiet = 0, ch, bad = 0, ckpt_given = 0, optim_given = 0;
-    float momentum = -1.0f;
-    /* pass 1: the preset (and --help, --resume) */
+    const char *arch, *data_dir, *resume, *log_path;
+    char out[512], ckpt[512];
+    int quiet, out_given, ckpt_given;
+    float momentum; /* < 0: the optimizer's default */
+};
+
+static void apply_preset(struct train_args *a, const struct cli_preset *p) {
+    a->arch = p->spec;
+    a->cfg.epochs = p->epochs;
+    a->cfg.batch = p->batch;
+    cnn_optim_cfg_default(&a->cfg.optim, p->optimizer);
+    a->cfg.optim.weight_decay = p->weight_decay;
+    a->cfg.optim.nesterov = p->nesterov;
+    a->cfg.sched.kind = p->schedule;
+    a->cfg.sched.lr = p->lr;
+    a->cfg.augment = p->augment;
+    a->cfg.label_smoothing = p->label_smoothing;
+}
+
+/* Pass 1: --help, --resume and the preset, which the other flags override. Returns -1 to go
+ * on, else the exit status. */
+static int first_pass(int argc, char **argv, struct train_args *a) {
+    int ch;
     optind = 1;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
@@ -162,7 +174,7 @@ int cmd_train(int argc, char **argv) {
             usage(stdout);
             return 0;
         }
-        if (ch == O_RESUME) resume = optarg;
+        if (ch == O_RESUME) a->resume = optarg;
         if (ch != O_PRESET) continue;
         const struct cli_preset *p = cli_preset_find(optarg);
         if (!p) {
@@ -170,153 +182,225 @@ int cmd_train(int argc, char **argv) {
             cli_preset_list(stderr);
             return 2;
         }
-        arch = p->spec;
-        cfg.epochs = p->epochs;
-        cfg.batch = p->batch;
-        cnn_optim_cfg_default(&cfg.optim, p->optimizer);
-        cfg.optim.weight_decay = p->weight_decay;
-        cfg.optim.nesterov = p->nesterov;
-        cfg.sched.kind = p->schedule;
-        cfg.sched.lr = p->lr;
-        cfg.augment = p->augment;
-        cfg.label_smoothing = p->label_smoothing;
+        apply_preset(a, p);
     }
-    /* pass 2: everything else overrides */
+    return -1;
+}
+
+/* One option of pass 2; non-zero when its value is bad (the message is printed). */
+static int take_option(struct train_args *a, int ch, const char *v) {
+    static const char *const optim_names[] = {"sgd", "adam", "adamw"};
+    static const char *const sched_names[] = {"constant", "step", "cosine", "onecycle"};
+    static const char *const aug_names[] = {"none", "affine", "elastic"};
+    struct cnn_train_cfg *c = &a->cfg;
+    unsigned long long u;
+    int kind;
+    switch (ch) {
+    case O_PRESET: case O_RESUME: case O_HELP: return 0;
+    case O_ARCH: a->arch = v; return 0;
+    case O_EPOCHS: return cli_int("--epochs", v, 1, 100000, &c->epochs);
+    case O_BATCH: return cli_int("--batch", v, 1, 65536, &c->batch);
+    case O_OPT:
+        if (pick("--optimizer", v, optim_names, 3, &kind)) return -1;
+        const float wd = c->optim.weight_decay;
+        cnn_optim_cfg_default(&c->optim, kind);
+        c->optim.weight_decay = wd;
+        return 0;
+    case O_LR: return cli_float("--lr", v, 1e-8, 10, &c->sched.lr);
+    case O_MOM: return cli_float("--momentum", v, 0, 0.999, &a->momentum);
+    case O_NEST: c->optim.nesterov = 1; return 0;
+    case O_SCHED: return pick("--schedule", v, sched_names, 4, &c->sched.kind);
+    case O_STEPE: return cli_float("--step-epochs", v, 0.01, 1e5, &c->sched.step_epochs);
+    case O_GAMMA: return cli_float("--gamma", v, 0, 1, &c->sched.gamma);
+    case O_WARM: return cli_float("--warmup", v, 0, 0.99, &c->sched.warmup);
+    case O_MINLR: return cli_float("--min-lr", v, 0, 10, &c->sched.min_lr);
+    case O_WD: return cli_float("--weight-decay", v, 0, 1, &c->optim.weight_decay);
+    case O_DECAYALL: c->optim.decay_all = 1; return 0;
+    case O_LS: return cli_float("--label-smoothing", v, 0, 0.99, &c->label_smoothing);
+    case O_AUG: return pick("--augment", v, aug_names, 3, &c->augment);
+    case O_SEED:
+        if (cli_u64("--seed", v, &u)) return -1;
+        c->seed = u;
+        return 0;
+    case O_THREADS: return cli_int("--threads", v, 0, 1024, &c->threads);
+    case O_VAL: return cli_int("--val", v, 0, 100000000, &c->val);
+    case O_LIMIT: return cli_int("--limit", v, 1, 100000000, &c->limit);
+    case O_DATA: a->data_dir = v; return 0;
+    case O_OUT: a->out_given = 1; return set_path(a->out, sizeof a->out, "--out", v);
+    case O_CKPT: a->ckpt_given = 1; return set_path(a->ckpt, sizeof a->ckpt, "--checkpoint", v);
+    case O_LOG: a->log_path = v; return 0;
+    case O_QUIET: a->quiet = 1; return 0;
+    default: return -1;
+    }
+}
+
+/* Both passes. Returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, struct train_args *a) {
+    cnn_train_cfg_default(&a->cfg);
+    a->data_dir = "data/mnist";
+    a->momentum = -1.0f;
+    int ch, bad = 0, rc = first_pass(argc, argv, a);
+    if (rc >= 0) return rc;
     optind = 1;
     while ((ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        int kind;
-        unsigned long long u;
-        switch (ch) {
-        case O_PRESET: case O_RESUME: case O_HELP: break;
-        case O_ARCH: arch = optarg; break;
-        case O_EPOCHS: bad |= cli_int("--epochs", optarg, 1, 100000, &cfg.epochs); break;
-        case O_BATCH: bad |= cli_int("--batch", optarg, 1, 65536, &cfg.batch); break;
-        case O_OPT:
-            if (!(bad |= pick("--optimizer", optarg, optim_names, 3, &kind))) {
-                const float wd = cfg.optim.weight_decay;
-                cnn_optim_cfg_default(&cfg.optim, kind);
-                cfg.optim.weight_decay = wd;
-                optim_given = 1;
-            }
-            break;
-        case O_LR: bad |= cli_float("--lr", optarg, 1e-8, 10, &cfg.sched.lr); break;
-        case O_MOM: bad |= cli_float("--momentum", optarg, 0, 0.999, &momentum); break;
-        case O_NEST: cfg.optim.nesterov = 1; break;
-        case O_SCHED: bad |= pick("--schedule", optarg, sched_names, 4, &cfg.sched.kind); break;
-        case O_STEPE:
-            bad |= cli_float("--step-epochs", optarg, 0.01, 1e5, &cfg.sched.step_epochs);
-            break;
-        case O_GAMMA: bad |= cli_float("--gamma", optarg, 0, 1, &cfg.sched.gamma); break;
-        case O_WARM: bad |= cli_float("--warmup", optarg, 0, 0.99, &cfg.sched.warmup); break;
-        case O_MINLR: bad |= cli_float("--min-lr", optarg, 0, 10, &cfg.sched.min_lr); break;
-        case O_WD: bad |= cli_float("--weight-decay", optarg, 0, 1, &cfg.optim.weight_decay); break;
-        case O_DECAYALL: cfg.optim.decay_all = 1; break;
-        case O_LS:
-            bad |= cli_float("--label-smoothing", optarg, 0, 0.99, &cfg.label_smoothing);
-            break;
-        case O_AUG: bad |= pick("--augment", optarg, aug_names, 3, &cfg.augment); break;
-        case O_SEED:
-            if (!(bad |= cli_u64("--seed", optarg, &u))) cfg.seed = u;
-            break;
-        case O_THREADS: bad |= cli_int("--threads", optarg, 0, 1024, &threads); break;
-        case O_VAL: bad |= cli_int("--val", optarg, 0, 100000000, &cfg.val); break;
-        case O_LIMIT: bad |= cli_int("--limit", optarg, 1, 100000000, &cfg.limit); break;
-        case O_DATA: data_dir = optarg; break;
-        case O_OUT: bad |= set_path(cfg.out, sizeof cfg.out, "--out", optarg); break;
-        case O_CKPT:
-            bad |= set_path(cfg.checkpoint, sizeof cfg.checkpoint, "--checkpoint", optarg);
-            ckpt_given = 1;
-            break;
-        case O_LOG: log_path = optarg; break;
-        case O_QUIET: quiet = 1; break;
-        default: cli_bad_option(argc, argv, ch); usage(stderr); return 2;
+        if (ch == '?' || ch == ':') {
+            cli_bad_option(argc, argv, ch);
+            usage(stderr);
+            return 2;
         }
+        bad |= take_option(a, ch, optarg) != 0;
     }
     if (bad) return 2;
     if (optind < argc) {
         cli_err("train: unexpected argument '%s'", argv[optind]);
         return 2;
     }
-    if (!resume && cfg.limit > 0 && cfg.val >= cfg.limit) {
-        cli_err("train: --val %d leaves no training images of --limit %d", cfg.val, cfg.limit);
+    if (!a->resume && a->cfg.limit > 0 && a->cfg.val >= a->cfg.limit) {
+        cli_err("train: --val %d leaves no training images of --limit %d", a->cfg.val,
+                a->cfg.limit);
         return 2;
     }
-    if (momentum >= 0) cfg.optim.momentum = momentum;
-    (void)optim_given;
-    cnn_set_threads(threads);
+    if (a->momentum >= 0) a->cfg.optim.momentum = a->momentum;
+    return -1;
+}
 
-    struct cnn_net *net = NULL;
-    struct cnn_trainer *tr = NULL;
-    struct cnn_dataset ds = {0};
-    int rc, status = 1;
-    if (resume) {
-        if (cnn_trainer_resume(resume, &net, &cfg, &tr) != CNN_OK) {
-            cli_err("%s", cnn_errmsg());
-            return 1;
-        }
-        fprintf(stderr, "mnist: resuming %s after epoch %d of %d\n", resume,
-                cnn_trainer_epoch(tr), cfg.epochs);
-    } else {
-        if (!arch) arch = cli_preset_find("default")->spec;
-        if (!cfg.out[0]) strcpy(cfg.out, "mnist.model");
-        if (!ckpt_given) snprintf(cfg.checkpoint, sizeof cfg.checkpoint, "%.500s.ckpt", cfg.out);
-        if (strstr(data_dir, "fashion")) strcpy(cfg.dataset, "fashion-mnist");
-        if (cnn_net_new(arch, 1, 28, 28, &net) != CNN_OK) {
-            cli_err("--arch: %s", cnn_errmsg());
-            return 2;
-        }
-        struct cnn_rng rng;
-        cnn_rng_seed(&rng, cfg.seed);
-        cnn_net_init_params(net, &rng);
-        if (cnn_trainer_new(net, &cfg, &tr) != CNN_OK) {
-            cli_err("%s", cnn_errmsg());
-            cnn_net_free(net);
-            return 2;
-        }
+/* Fashion-MNIST's class names, recorded in the model when trained on it. */
+static const char *const fashion_names[] = {"T-shirt/top", "Trouser", "Pullover", "Dress",
+                                            "Coat",        "Sandal",  "Shirt",    "Sneaker",
+                                            "Bag",         "Ankle boot"};
+
+/* A new model and trainer from the flags. Returns -1 on success, else the exit status. */
+static int setup_fresh(struct train_args *a, struct cnn_model **m, struct cnn_trainer **tr) {
+    if (!a->arch) a->arch = cli_preset_find("default")->spec;
+    if (!a->out_given) strcpy(a->out, "mnist.model");
+    if (!a->ckpt_given) snprintf(a->ckpt, sizeof a->ckpt, "%.500s.ckpt", a->out);
+    if (cnn_model_new(a->arch, 1, 28, 28, m) != CNN_OK) {
+        cli_err("--arch: %s", cnn_errmsg());
+        return 2;
     }
-    if (cli_check_output("--out", cfg.out) ||
-        (cfg.checkpoint[0] && cli_check_output("--checkpoint", cfg.checkpoint)) ||
-        (log_path && cli_check_output("--log", log_path)))
-        goto done;
-    if (cnn_dataset_load_dir(data_dir, "train", &ds) != CNN_OK) {
+    const int fashion = strstr(a->data_dir, "fashion") != NULL;
+    cnn_model_set_meta(*m, "dataset", fashion ? "fashion-mnist" : "mnist");
+    for (int i = 0; fashion && i < 10; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "class.%d", i);
+        cnn_model_set_meta(*m, key, fashion_names[i]);
+    }
+    struct cnn_rng rng;
+    cnn_rng_seed(&rng, a->cfg.seed);
+    cnn_model_init_params(*m, &rng);
+    if (cnn_trainer_new(*m, &a->cfg, tr) != CNN_OK) {
         cli_err("%s", cnn_errmsg());
-        goto done;
+        return 2;
     }
-    struct progress prog = {isatty(STDERR_FILENO), quiet, 0, NULL};
-    if (log_path && !(prog.log = fopen(log_path, resume ? "a" : "w"))) {
-        cli_err("%s: cannot open log file: %s", log_path, strerror(errno));
-        goto done;
+    return -1;
+}
+
+/* The checkpoint's model and trainer. Checkpoints go on to the file resumed; the model goes
+ * to --out, else to that file less a ".ckpt" suffix. Nothing in the file names a path. */
+static int setup_resume(struct train_args *a, struct cnn_model **m, struct cnn_trainer **tr) {
+    if (cnn_trainer_resume(a->resume, a->cfg.threads, m, tr) != CNN_OK) {
+        cli_err("%s", cnn_errmsg());
+        return 1;
+    }
+    if (!a->ckpt_given && set_path(a->ckpt, sizeof a->ckpt, "--resume", a->resume)) return 2;
+    if (!a->out_given) {
+        const size_t n = strlen(a->resume);
+        if (n > 5 && !strcmp(a->resume + n - 5, ".ckpt"))
+            snprintf(a->out, sizeof a->out, "%.*s", (int)(n - 5), a->resume);
+        else
+            strcpy(a->out, "mnist.model");
+    }
+    const int threads = a->cfg.threads;
+    cnn_trainer_cfg(*tr, &a->cfg);
+    a->cfg.threads = threads;
+    fprintf(stderr, "mnist: resuming %s after epoch %d of %d; model to %s\n", a->resume,
+            cnn_trainer_epochs_done(*tr), a->cfg.epochs, a->out);
+    return -1;
+}
+
+/* Where the hooks save. */
+struct saver {
+    const char *out, *ckpt;
+};
+
+static int save_best(const struct cnn_model *m, void *user) {
+    const struct saver *s = ((struct progress *)user)->saver;
+    return cnn_model_save(m, s->out);
+}
+
+static int save_checkpoint(const struct cnn_trainer *t, void *user) {
+    const struct saver *s = ((struct progress *)user)->saver;
+    return s->ckpt[0] ? cnn_trainer_save(t, s->ckpt) : CNN_OK;
+}
+
+/* The run's end as the user sees it; returns the exit status. */
+static int report(int rc, const struct train_args *a, const struct cnn_trainer *tr) {
+    if (rc == CNN_ERR_INTERRUPTED) {
+        cli_err("%s; checkpoint saved to %s", cnn_errmsg(), a->ckpt);
+        fprintf(stderr, "mnist: resume with: mnist train --resume %s\n", a->ckpt);
+        return 130;
+    }
+    if (rc == CNN_ERR_NAN) {
+        cli_err("%s (--lr)", cnn_errmsg());
+        if (cnn_trainer_epochs_done(tr) > 0)
+            fprintf(stderr, "mnist: the last good checkpoint (epoch %d) is %s\n",
+                    cnn_trainer_epochs_done(tr), a->ckpt);
+        return 1;
+    }
+    if (rc != CNN_OK) {
+        cli_err("%s", cnn_errmsg());
+        return 1;
+    }
+    const double best = cnn_trainer_best_val(tr);
+    if (best >= 0)
+        printf("best validation accuracy %.2f%%; model saved to %s\n", 100.0 * best, a->out);
+    else
+        printf("model saved to %s\n", a->out);
+    return 0;
+}
+
+/* Load the data, open the log, run, report. */
+static int run(struct train_args *a, struct cnn_model *m, struct cnn_trainer *tr) {
+    struct cnn_dataset ds = {0};
+    if (cli_check_output("--out", a->out) ||
+        (a->ckpt[0] && cli_check_output("--checkpoint", a->ckpt)) ||
+        (a->log_path && cli_check_output("--log", a->log_path)))
+        return 1;
+    if (cnn_dataset_load_dir(a->data_dir, "train", &ds) != CNN_OK) {
+        cli_err("%s", cnn_errmsg());
+        return 1;
+    }
+    const struct saver sv = {a->out, a->ckpt};
+    struct progress prog = {isatty(STDERR_FILENO), a->quiet, 0, NULL, &sv};
+    if (a->log_path && !(prog.log = fopen(a->log_path, a->resume ? "a" : "w"))) {
+        cli_err("%s: cannot open log file: %s", a->log_path, strerror(errno));
+        cnn_dataset_free(&ds);
+        return 1;
     }
     fprintf(stderr, "mnist: %s, %d threads, %d epochs, batch %d, %zu parameters\n",
-            cnn_net_spec(net), cnn_get_threads(), cfg.epochs, cfg.batch, cnn_net_n_params(net));
+            cnn_model_spec(m), a->cfg.threads ? a->cfg.threads : cnn_default_threads(),
+            a->cfg.epochs, a->cfg.batch, cnn_model_n_params(m));
     signal(SIGINT, on_sigint);
-    const struct cnn_train_hooks hooks = {on_batch, on_epoch, &prog, &stop_flag};
-    rc = cnn_trainer_run(tr, &ds, &hooks);
+    const struct cnn_train_hooks hooks = {sizeof hooks, on_batch,  on_epoch, save_best,
+                                          save_checkpoint, &prog, &stop_flag};
+    const int rc = cnn_trainer_run(tr, &ds, &hooks);
     signal(SIGINT, SIG_DFL);
-    if (prog.tty && !quiet) fprintf(stderr, "\r\033[K");
+    if (prog.tty && !a->quiet) fprintf(stderr, "\r\033[K");
     if (prog.log) fclose(prog.log);
-    if (rc == CNN_ERR_INTERRUPTED) {
-        cli_err("%s; checkpoint saved to %s", cnn_errmsg(), cfg.checkpoint);
-        fprintf(stderr, "mnist: resume with: mnist train --resume %s\n", cfg.checkpoint);
-        status = 130;
-    } else if (rc == CNN_ERR_NAN) {
-        cli_err("%s (--lr)", cnn_errmsg());
-        if (cnn_trainer_epoch(tr) > 0)
-            fprintf(stderr, "mnist: the last good checkpoint (epoch %d) is %s\n",
-                    cnn_trainer_epoch(tr), cfg.checkpoint);
-    } else if (rc != CNN_OK) {
-        cli_err("%s", cnn_errmsg());
-    } else {
-        const double best = cnn_trainer_best_val(tr);
-        if (best >= 0)
-            printf("best validation accuracy %.2f%%; model saved to %s\n", 100.0 * best, cfg.out);
-        else
-            printf("model saved to %s\n", cfg.out);
-        status = 0;
-    }
-done:
     cnn_dataset_free(&ds);
+    return report(rc, a, tr);
+}
+
+int cmd_train(int argc, char **argv) {
+    struct train_args a;
+    memset(&a, 0, sizeof a);
+    int status = parse_args(argc, argv, &a);
+    if (status >= 0) return status;
+    struct cnn_model *m = NULL;
+    struct cnn_trainer *tr = NULL;
+    status = a.resume ? setup_resume(&a, &m, &tr) : setup_fresh(&a, &m, &tr);
+    if (status < 0) status = run(&a, m, tr);
     cnn_trainer_free(tr);
-    cnn_net_free(net);
+    cnn_model_free(m);
     return status;
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -94,6 +95,12 @@ int cli_float(const char *flag, const char *s, double lo, double hi, float *out)
     return 0;
 }
 
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 void cli_json_str(FILE *f, const char *s) {
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -107,17 +114,17 @@ void cli_json_str(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-void cli_print_summary(FILE *f, const struct cnn_net *net) {
+void cli_print_summary(FILE *f, const struct cnn_model *net) {
     int c, h, w;
-    cnn_net_input_shape(net, &c, &h, &w);
+    cnn_model_input_shape(net, &c, &h, &w);
     fprintf(f, "%-4s %-28s %-16s %12s %10s\n", "#", "layer", "output shape", "params", "MFLOPs");
     char shape[32];
     snprintf(shape, sizeof shape, "%dx%dx%d", c, h, w);
     fprintf(f, "%-4s %-28s %-16s %12s %10s\n", "0", "input", shape, "0", "-");
     double flops = 0;
-    for (int i = 0; i < cnn_net_n_layers(net); i++) {
+    for (int i = 0; i < cnn_model_n_layers(net); i++) {
         struct cnn_layer_info li;
-        cnn_net_layer_info(net, i, &li);
+        cnn_model_layer_info(net, i, &li);
         snprintf(shape, sizeof shape, "%dx%dx%d", li.c, li.h, li.w);
         fprintf(f, "%-4d %-28s %-16s %12zu %10.3f\n", i + 1, li.text, shape, li.n_params,
                 li.mflops);
@@ -125,26 +132,26 @@ void cli_print_summary(FILE *f, const struct cnn_net *net) {
     }
     fprintf(f, "total: %zu parameters (%.1f KB as float32), %zu batch-norm statistics, "
                "%.2f MFLOPs forward per image\n",
-            cnn_net_n_params(net), cnn_net_n_params(net) * 4.0 / 1024.0, cnn_net_n_state(net),
+            cnn_model_n_params(net), cnn_model_n_params(net) * 4.0 / 1024.0, cnn_model_n_state(net),
             flops);
 }
 
-void cli_json_summary(FILE *f, const struct cnn_net *net) {
+void cli_json_summary(FILE *f, const struct cnn_model *net) {
     int c, h, w;
-    cnn_net_input_shape(net, &c, &h, &w);
+    cnn_model_input_shape(net, &c, &h, &w);
     double flops = 0;
     fprintf(f, "{\"spec\":");
-    cli_json_str(f, cnn_net_spec(net));
+    cli_json_str(f, cnn_model_spec(net));
     fprintf(f, ",\"input\":[%d,%d,%d],\"layers\":[", c, h, w);
-    for (int i = 0; i < cnn_net_n_layers(net); i++) {
+    for (int i = 0; i < cnn_model_n_layers(net); i++) {
         struct cnn_layer_info li;
-        cnn_net_layer_info(net, i, &li);
+        cnn_model_layer_info(net, i, &li);
         fprintf(f, "%s{\"layer\":", i ? "," : "");
         cli_json_str(f, li.text);
         fprintf(f, ",\"output\":[%d,%d,%d],\"params\":%zu,\"mflops\":%.4f}", li.c, li.h, li.w,
                 li.n_params, li.mflops);
         flops += li.mflops;
     }
-    fprintf(f, "],\"params\":%zu,\"state\":%zu,\"mflops\":%.4f}", cnn_net_n_params(net),
-            cnn_net_n_state(net), flops);
+    fprintf(f, "],\"params\":%zu,\"state\":%zu,\"mflops\":%.4f}", cnn_model_n_params(net),
+            cnn_model_n_state(net), flops);
 }

@@ -7,8 +7,9 @@
  * CNN_IMAGE_MAX_PIXELS, and every gray byte is read (ASan sees a short buffer); to_mnist
  * returns OK, NODIGIT or NOMEM, and on any error its 28x28 output is all zero.
  *
- * stb_image is part of libcnn (src/stb_impl.c, compiled from the system header with -fwrapv),
- * so in the fuzz build its decoders are instrumented for coverage and checked by ASan/UBSan.
+ * stb_image is part of libcnn (src/data/stb_impl.c, compiled from the system header with
+ * -fwrapv), so in the fuzz build its decoders are instrumented for coverage and checked by
+ * ASan/UBSan.
  *
  * Speed: inputs (other than JPEG) whose header declares more than FUZZ_MAX_PIXELS (256x256)
  * are skipped, and the per-pixel loops are left out of comparison tracing
@@ -25,7 +26,7 @@
 
 #include "cnn.h"
 
-/* stb_image's declarations (its implementation is src/stb_impl.c) */
+/* stb_image's declarations (its implementation is src/data/stb_impl.c) */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
 #include <stb/stb_image.h>
@@ -36,9 +37,10 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* Nothing to set up: decoding and preprocessing runs on the calling thread only (no context, no
+ * parallel loops), so the fuzzer's one thread is all it uses. */
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
-    cnn_set_threads(1);
     return 0;
 }
 

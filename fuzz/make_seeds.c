@@ -16,6 +16,7 @@
 #include <stb/stb_image_write.h>
 
 #include "cnn.h"
+#include "internal.h" /* m->state: the seeds' batch-norm statistics are written directly */
 
 static const char *dir = "fuzz/corpus";
 
@@ -100,24 +101,40 @@ static void idx_seeds(void) {
 }
 
 /* ---- model files ---------------------------------------------------------------------------- */
+/* The metadata a trained model carries (what the trainer and the CLI write), plus the class
+ * names when with_meta is 2. */
+static void set_meta(struct cnn_model *m, int with_meta) {
+    static const char *const kv[][2] = {
+        {"dataset", "mnist"},    {"date", "2024-01-01T00:00:00Z"}, {"epochs", "3"},
+        {"val_acc", "0.987000"}, {"train_images", "55000"},
+    };
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+        if (cnn_model_set_meta(m, kv[i][0], kv[i][1])) die(kv[i][0]);
+    for (int i = 0; with_meta == 2 && i < cnn_model_n_classes(m); i++) {
+        char key[32], value[32];
+        snprintf(key, sizeof key, "class.%d", i);
+        snprintf(value, sizeof value, "class %c", 'a' + i);
+        if (cnn_model_set_meta(m, key, value)) die(key);
+    }
+}
+
+/* with_meta: 0 none, 1 the trainer's keys, 2 those and class names. */
 static void save_model(const char *name, const char *spec, int c, int h, int w, int with_meta) {
-    struct cnn_net *net;
-    if (cnn_net_new(spec, c, h, w, &net)) die(spec);
+    struct cnn_model *m;
+    if (cnn_model_new(spec, c, h, w, &m)) die(spec);
     struct cnn_rng rng;
     cnn_rng_seed(&rng, 7);
-    cnn_net_init_params(net, &rng);
-    float *st = cnn_net_state(net);
-    for (size_t i = 0; i < cnn_net_n_state(net); i++) st[i] = 0.5f + (float)(i % 3);
-    cnn_net_set_norm(net, 0.1307f, 0.3081f);
-    struct cnn_meta meta = {.dataset = "mnist", .date = "2024-01-01T00:00:00Z", .epochs = 3,
-                            .val_acc = 0.987f, .train_images = 55000};
+    cnn_model_init_params(m, &rng);
+    for (size_t i = 0; i < m->n_state; i++) m->state[i] = 0.5f + (float)(i % 3);
+    cnn_model_set_norm(m, 0.1307f, 0.3081f);
+    if (with_meta) set_meta(m, with_meta);
     char path[512];
     snprintf(path, sizeof path, "%s/model/%s", dir, name);
-    if (cnn_model_save(net, with_meta ? &meta : NULL, path)) die(path);
-    cnn_net_free(net);
-    struct cnn_net *back;
-    if (cnn_model_load(path, &back, NULL)) die(path);
-    cnn_net_free(back);
+    if (cnn_model_save(m, path)) die(path);
+    cnn_model_free(m);
+    struct cnn_model *back;
+    if (cnn_model_load(path, &back)) die(path);
+    cnn_model_free(back);
     FILE *f = fopen(path, "rb");
     fseek(f, 0, SEEK_END);
     const long len = ftell(f);
@@ -133,7 +150,7 @@ static void model_seeds(void) {
     save_model("all-layers.model",
                "conv 2 3 stride=2 pad=1, bn, leakyrelu 0.1, avgpool 2 stride=1, dropout 0.25, "
                "flatten, dense 4, bn, relu, dense 3",
-               1, 8, 8, 1);
+               1, 8, 8, 2);
     save_model("avgpool-dense-28.model", "avgpool 7, dense 10", 1, 28, 28, 1);
     save_model("dense-nometa.model", "dense 2", 2, 3, 3, 0);
     save_model("maxpool-stride.model", "maxpool 3 stride=2, conv 1 1, dense 2", 3, 5, 5, 1);
@@ -259,9 +276,9 @@ static void spec_seeds(void) {
         {"numbers.txt", "conv 2e0 3.0 pad=0, relu, dense 1e1"},
     };
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
-        struct cnn_net *net;
-        if (cnn_net_new(specs[i][1], 1, 28, 28, &net)) die(specs[i][1]);
-        cnn_net_free(net);
+        struct cnn_model *m;
+        if (cnn_model_new(specs[i][1], 1, 28, 28, &m)) die(specs[i][1]);
+        cnn_model_free(m);
         put("spec", specs[i][0], specs[i][1], strlen(specs[i][1]));
     }
 }

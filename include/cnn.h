@@ -1,29 +1,61 @@
 /*
- * cnn.h - libcnn: a small convolutional neural network library for MNIST-sized images.
+ * cnn.h - libcnn 1.0: a small convolutional neural network library for MNIST-sized images.
  *
  * What it is: layers with forward and backward passes (NCHW float32, batch-major), a readable
- * network spec, SGD/Adam(W) over one flat parameter vector, a training loop with checkpoints,
- * evaluation metrics, strict IDX and model-file readers, and MNIST-style image preprocessing.
+ * network spec, SGD/Adam(W) over one flat parameter vector, a trainer you can step, evaluation
+ * metrics, strict IDX and model-file readers, and MNIST-style image preprocessing.
  * What it is not: a general autodiff framework. Networks are a plain sequence of layers.
  *
- * Conventions
- *   - Fallible functions return CNN_OK (0) or a negative CNN_ERR_*; cnn_errmsg() then gives a
- *     one-line detail ("data/x.idx: magic 0x00000803, expected 0x00000801 (IDX u8 labels)").
- *     The detail is thread-local. The library never prints, exits or aborts on bad data.
- *   - cnn_x_new()/cnn_x_load() return objects the caller owns; cnn_x_free(NULL) does nothing.
- *   - Randomness comes only from a struct cnn_rng the caller passes in: same seed, same thread
- *     count, same results, bit for bit.
+ * Model and context
+ *   A struct cnn_model is what was trained: the spec, the layers, the parameters, batch-norm
+ *   statistics, input normalisation and metadata. Once built or loaded it is only read, so any
+ *   number of threads may share one model. A struct cnn_ctx is what one computation needs: the
+ *   activation arena, workspaces and batch buffers, sized once from a model and a maximum batch,
+ *   and its own thread count. A context belongs to one thread at a time. Inference takes a const
+ *   model and a context and takes no lock:
  *
- * Example: classify one 28x28 image with a trained model
- *
- *     struct cnn_net *net;
- *     if (cnn_model_load("mnist.model", &net, NULL) != CNN_OK) {
+ *     struct cnn_model *m;
+ *     struct cnn_ctx *ctx;
+ *     if (cnn_model_load("mnist.model", &m) != CNN_OK ||
+ *         cnn_ctx_new(m, 1, 1, &ctx) != CNN_OK) {       // batches of 1, on one thread
  *         fprintf(stderr, "%s\n", cnn_errmsg());
  *         return 1;
  *     }
  *     float probs[10];
- *     cnn_net_predict_u8(net, pixels, 1, probs);   // pixels: 784 bytes, 0 = background
- *     cnn_net_free(net);
+ *     cnn_predict_u8(m, ctx, pixels, 1, probs);         // pixels: 784 bytes, 0 = background
+ *     cnn_ctx_free(ctx);
+ *     cnn_model_free(m);
+ *
+ *   A trainer (struct cnn_trainer) owns the writes to its model while it exists: steps change
+ *   the parameters, and no other thread may use the model during a step or an epoch.
+ *
+ * Conventions
+ *   - Fallible functions return CNN_OK (0) or a negative CNN_ERR_*; cnn_errmsg() then gives a
+ *     one-line detail ("data/x.idx: magic 0x00000803, expected 0x00000801 (IDX u8 labels)").
+ *     The library never prints, exits or aborts on bad data.
+ *   - cnn_x_new()/cnn_x_load() return objects the caller owns; cnn_x_free(NULL) does nothing.
+ *     A returned pointer into an object is borrowed: valid until the object changes or is freed.
+ *   - Randomness comes only from a seed or a struct cnn_rng the caller passes in: same seed,
+ *     same thread count, same results, bit for bit.
+ *   - Threads: a context computes on the threads it was created with (0 = OpenMP's default,
+ *     usually every core); nothing in the library sets a process-wide thread count. OpenBLAS is
+ *     called on one thread (libcnn sets this once, on its first matrix product, because
+ *     OpenBLAS's own count is process-wide); libcnn splits the work across threads itself.
+ *
+ * Thread safety, function by function, is given as [safe], [ctx], [model] or [once]:
+ *   [safe]  any thread, any time.
+ *   [ctx]   any thread, but one call at a time per context (or trainer); the model is only read.
+ *   [model] changes the model: no other call may use that model at the same time.
+ *   [once]  a constructor or destructor: the object is not yet, or no longer, shared.
+ *
+ * Versions and the soname: the shared library is libcnn.so.MAJOR.MINOR.PATCH with the soname
+ * libcnn.so.MAJOR. MAJOR goes up when a program built against an older cnn.h could break: a
+ * function removed or its signature or meaning changed, a public struct's layout changed other
+ * than by growing a struct that carries its size, an enum value renumbered. MINOR goes up for
+ * additions (new functions, new fields at the end of sized structs, new status codes a caller
+ * may not know). PATCH is for fixes that change no interface. Structs that will grow carry
+ * their size in their first member (cnn_train_cfg, cnn_train_hooks); model metadata is opaque
+ * key/value text. The other public structs are fixed for all of 1.x.
  */
 #ifndef CNN_H
 #define CNN_H
@@ -36,6 +68,20 @@
 extern "C" {
 #endif
 
+#if defined(__GNUC__) && !defined(CNN_STATIC_ONLY)
+#define CNN_API __attribute__((visibility("default")))
+#else
+#define CNN_API
+#endif
+
+#define CNN_VERSION_MAJOR 1
+#define CNN_VERSION_MINOR 0
+#define CNN_VERSION_PATCH 0
+#define CNN_VERSION_STRING "1.0.0"
+/* The version of the library actually linked, "MAJOR.MINOR.PATCH" (may be newer than the
+ * header's CNN_VERSION_STRING under the same MAJOR). [safe] */
+CNN_API const char *cnn_version(void);
+
 /* ---------------------------------------------------------------------------------------------
  * Status codes and error detail
  */
@@ -47,32 +93,33 @@ enum cnn_status {
     CNN_ERR_SPEC = -4,        /* the network spec cannot be parsed or its shapes do not fit */
     CNN_ERR_ARG = -5,         /* a caller-supplied argument is out of range */
     CNN_ERR_NAN = -6,         /* the training loss became NaN or Inf */
-    CNN_ERR_INTERRUPTED = -7, /* training was stopped through cnn_train_cfg.stop */
+    CNN_ERR_INTERRUPTED = -7, /* training was stopped through cnn_train_hooks.stop */
     CNN_ERR_NODIGIT = -8,     /* an image holds no ink to classify */
-    CNN_ERR_LIMIT = -9        /* input larger than a safety limit */
+    CNN_ERR_LIMIT = -9,       /* input larger than a safety limit */
+    CNN_ERR_REDUCE = -10      /* the caller's reducer reported a failure */
 };
 
-/* The detail message of the last failing call on this thread ("" if none). Borrowed. */
-const char *cnn_errmsg(void);
-/* A short fixed name for a status code, e.g. "format error". */
-const char *cnn_status_str(int status);
+/* The detail message of the last failing call on this thread ("" if none). Borrowed. [safe] */
+CNN_API const char *cnn_errmsg(void);
+/* A short fixed name for a status code, e.g. "format error". [safe] */
+CNN_API const char *cnn_status_str(int status);
 
 /* ---------------------------------------------------------------------------------------------
- * Random numbers: splitmix64, explicit state, no globals.
+ * Random numbers: splitmix64, explicit state, no globals. [safe] (each rng to one thread)
  */
 struct cnn_rng {
     uint64_t s;
 };
-void cnn_rng_seed(struct cnn_rng *r, uint64_t seed);
-uint64_t cnn_rng_u64(struct cnn_rng *r);
-float cnn_rng_uniform(struct cnn_rng *r); /* [0, 1) */
-float cnn_rng_normal(struct cnn_rng *r);  /* mean 0, std 1 */
+CNN_API void cnn_rng_seed(struct cnn_rng *r, uint64_t seed);
+CNN_API uint64_t cnn_rng_u64(struct cnn_rng *r);
+CNN_API float cnn_rng_uniform(struct cnn_rng *r); /* [0, 1) */
+CNN_API float cnn_rng_normal(struct cnn_rng *r);  /* mean 0, std 1 */
 /* A stateless hash of (seed, i) to [0,1): lets parallel loops draw reproducible numbers. */
-float cnn_rng_hash_uniform(uint64_t seed, uint64_t i);
+CNN_API float cnn_rng_hash_uniform(uint64_t seed, uint64_t i);
 
 /* ---------------------------------------------------------------------------------------------
- * IDX files (http://yann.lecun.com/exdb/mnist/ format): u8 images (N,H,W) and u8 labels (N).
- * Raw or gzip, detected by content. Every header field is checked against the real size.
+ * IDX files (the MNIST format): u8 images (N,H,W) and u8 labels (N). Raw or gzip, detected by
+ * content. Every header field is checked against the real size. All [safe].
  */
 #define CNN_IDX_MAX_DIMS 3
 struct cnn_idx {
@@ -82,10 +129,10 @@ struct cnn_idx {
     uint8_t *data;              /* owned */
 };
 /* Load an IDX file of u8 data with 1 or 3 dimensions. The name in errors is `path`. */
-int cnn_idx_load(const char *path, struct cnn_idx *out);
+CNN_API int cnn_idx_load(const char *path, struct cnn_idx *out);
 /* The same from memory; `name` is used in error messages. Used by the fuzzer. */
-int cnn_idx_parse(const void *buf, size_t len, const char *name, struct cnn_idx *out);
-void cnn_idx_free(struct cnn_idx *idx);
+CNN_API int cnn_idx_parse(const void *buf, size_t len, const char *name, struct cnn_idx *out);
+CNN_API void cnn_idx_free(struct cnn_idx *idx);
 
 #define CNN_MAX_CLASSES 10
 /* Images with labels, checked together: equal counts, labels < n_classes. */
@@ -95,47 +142,44 @@ struct cnn_dataset {
     uint8_t *images;   /* (n, h, w), owned */
     uint8_t *labels;   /* (n), owned */
 };
-int cnn_dataset_load(const char *images_path, const char *labels_path, struct cnn_dataset *out);
+CNN_API int cnn_dataset_load(const char *images_path, const char *labels_path,
+                             struct cnn_dataset *out);
 /* Loads DIR/{train,t10k}-{images-idx3,labels-idx1}-ubyte, with or without .gz.
  * split is "train" or "test". */
-int cnn_dataset_load_dir(const char *dir, const char *split, struct cnn_dataset *out);
-void cnn_dataset_free(struct cnn_dataset *ds);
+CNN_API int cnn_dataset_load_dir(const char *dir, const char *split, struct cnn_dataset *out);
+CNN_API void cnn_dataset_free(struct cnn_dataset *ds);
 
 /* ---------------------------------------------------------------------------------------------
- * Networks.
+ * Models.
  *
  * Spec: comma-separated layers, each a name, positional numbers and key=value options:
  *     conv 32 3 pad=1, bn, relu, maxpool 2, dropout 0.25, dense 128, relu, dense 10
  * The final layer's outputs are the class logits; softmax + cross-entropy is implicit.
  * See README.md for every layer and option.
  */
-struct cnn_net;
+struct cnn_model;
 
 /* Parse `spec`, infer shapes for inputs of (c,h,w), lay out parameters. Parameters are zero
- * until cnn_net_init_params or a load. On a bad spec returns CNN_ERR_SPEC and the message
- * names the offending layer ("layer 3 'conv 32 9': kernel 9 larger than input 7x7"). */
-int cnn_net_new(const char *spec, int c, int h, int w, struct cnn_net **out);
-void cnn_net_free(struct cnn_net *net);
-/* He/Kaiming-normal weights for relu nets, zero biases, batch norm gamma 1 beta 0. */
-void cnn_net_init_params(struct cnn_net *net, struct cnn_rng *rng);
-/* Allocate activations for batches of up to max_batch. Called implicitly by forward. */
-int cnn_net_reserve(struct cnn_net *net, int max_batch);
-/* Threads for OpenMP loops and OpenBLAS (0 = number of cores). Process-wide. */
-void cnn_set_threads(int n);
-int cnn_get_threads(void);
+ * until cnn_model_init_params or a load. On a bad spec returns CNN_ERR_SPEC and the message
+ * names the offending layer ("layer 3 'conv 32 9': kernel 9 larger than input 7x7"). [once] */
+CNN_API int cnn_model_new(const char *spec, int c, int h, int w, struct cnn_model **out);
+CNN_API void cnn_model_free(struct cnn_model *m); /* [once] */
+/* He/Kaiming-normal weights for relu nets, zero biases, batch norm gamma 1 beta 0. [model] */
+CNN_API void cnn_model_init_params(struct cnn_model *m, struct cnn_rng *rng);
 
-const char *cnn_net_spec(const struct cnn_net *net);  /* normalised spec text, borrowed */
-size_t cnn_net_n_params(const struct cnn_net *net);
-size_t cnn_net_n_state(const struct cnn_net *net);    /* batch-norm running statistics */
-int cnn_net_n_classes(const struct cnn_net *net);
-void cnn_net_input_shape(const struct cnn_net *net, int *c, int *h, int *w);
-float *cnn_net_params(struct cnn_net *net);           /* borrowed, n_params floats */
-float *cnn_net_grads(struct cnn_net *net);            /* borrowed, same layout */
-float *cnn_net_state(struct cnn_net *net);            /* borrowed, n_state floats */
+/* Read-only views, all [safe] while no [model] call runs. Pointers are borrowed. */
+CNN_API const char *cnn_model_spec(const struct cnn_model *m); /* normalised spec text */
+CNN_API size_t cnn_model_n_params(const struct cnn_model *m);
+CNN_API size_t cnn_model_n_state(const struct cnn_model *m); /* batch-norm running statistics */
+CNN_API int cnn_model_n_classes(const struct cnn_model *m);
+CNN_API void cnn_model_input_shape(const struct cnn_model *m, int *c, int *h, int *w);
+CNN_API const float *cnn_model_params(const struct cnn_model *m); /* n_params floats */
+CNN_API const float *cnn_model_state(const struct cnn_model *m);  /* n_state floats */
 
-/* Input normalisation applied by the predict functions: x = (pixel/255 - mean) / std. */
-void cnn_net_set_norm(struct cnn_net *net, float mean, float std);
-void cnn_net_get_norm(const struct cnn_net *net, float *mean, float *std);
+/* Input normalisation applied by cnn_predict_u8 and the trainer: x = (pixel/255 - mean) / std.
+ * A std that is not > 0 is taken as 1. set: [model]; get: [safe]. */
+CNN_API void cnn_model_set_norm(struct cnn_model *m, float mean, float std);
+CNN_API void cnn_model_get_norm(const struct cnn_model *m, float *mean, float *std);
 
 struct cnn_layer_info {
     const char *kind;   /* "conv", "bn", ... */
@@ -144,23 +188,69 @@ struct cnn_layer_info {
     size_t n_params;
     double mflops;      /* forward, per image */
 };
-int cnn_net_n_layers(const struct cnn_net *net);
-void cnn_net_layer_info(const struct cnn_net *net, int i, struct cnn_layer_info *out);
+CNN_API int cnn_model_n_layers(const struct cnn_model *m);
+/* Layer i, 0-based. CNN_ERR_ARG when i is not in [0, n_layers). [safe] */
+CNN_API int cnn_model_layer_info(const struct cnn_model *m, int i, struct cnn_layer_info *out);
 
-/* Inference (batch norm uses running statistics, dropout is off).
- * x (n, c, h, w) already normalised; probs (n, n_classes) out. */
-int cnn_net_predict(struct cnn_net *net, const float *x, int n, float *probs);
-/* The same from raw u8 pixels (n, c, h, w), applying the net's normalisation. */
-int cnn_net_predict_u8(struct cnn_net *net, const uint8_t *pixels, int n, float *probs);
+/* Metadata: key=value text saved with the model. Keys are 1-47 characters of [a-z0-9._-];
+ * values are at most 255 printable characters, no newline. The trainer writes these keys:
+ *   date, epochs, val_acc, train_images, data_fingerprint, val_fingerprint, and the recipe
+ *   as recipe.optimizer, recipe.lr, recipe.schedule, recipe.epochs, recipe.batch,
+ *   recipe.augment, recipe.seed, recipe.label_smoothing, recipe.weight_decay, recipe.val.
+ * The caller sets dataset and the class names (class.0 ... class.N-1) if it wants them.
+ * cnn_model_meta returns the value or NULL (borrowed) [safe]; set (value NULL removes the key)
+ * returns CNN_ERR_ARG for a bad key or value and CNN_ERR_LIMIT past 64 keys [model]. */
+#define CNN_META_MAX 64
+CNN_API const char *cnn_model_meta(const struct cnn_model *m, const char *key);
+CNN_API int cnn_model_set_meta(struct cnn_model *m, const char *key, const char *value);
+CNN_API int cnn_model_meta_count(const struct cnn_model *m);
+/* Entry i in [0, count) in the order they were first set; CNN_ERR_ARG otherwise. [safe] */
+CNN_API int cnn_model_meta_at(const struct cnn_model *m, int i, const char **key,
+                              const char **value);
+/* The name of class i: metadata class.I if set, else the decimal number ("7"). Borrowed;
+ * NULL if i is out of range. [safe] */
+CNN_API const char *cnn_model_class_name(const struct cnn_model *m, int i);
 
-/* One training forward + backward on a batch: leaves gradients in cnn_net_grads (zeroed first).
- * x (n,c,h,w) normalised, labels (n). Returns mean loss in *loss and the number of correct
- * argmax predictions in *correct (either may be NULL). label_smoothing in [0,1). */
-int cnn_net_train_batch(struct cnn_net *net, const float *x, const uint8_t *labels, int n,
-                        float label_smoothing, struct cnn_rng *rng, float *loss, int *correct);
+/* Model files: magic, version, spec, normalisation, params, state, metadata, CRC-32.
+ * Little-endian. Writes go to a temporary beside PATH and are renamed into place, so PATH is
+ * always either the old file or the new one. Loading checks everything before it trusts
+ * anything; files of format version 1 and 2 load. All [safe] (save only reads the model). */
+CNN_API int cnn_model_save(const struct cnn_model *m, const char *path);
+CNN_API int cnn_model_load(const char *path, struct cnn_model **out);
+CNN_API int cnn_model_parse(const void *buf, size_t len, const char *name,
+                            struct cnn_model **out);
 
 /* ---------------------------------------------------------------------------------------------
- * Optimizers over the flat parameter vector.
+ * Contexts and inference.
+ */
+struct cnn_ctx;
+
+/* A context for inference with models laid out like m (the same spec and input shape: one
+ * context serves an ensemble of such models). Batches of up to max_batch images (1..65536) run
+ * at once; larger calls are cut into chunks of max_batch. threads: 0 = OpenMP's default,
+ * else 1..1024. With threads > 1, a batch of at least `threads` images is split between them;
+ * a single image is split inside each layer. [once] */
+CNN_API int cnn_ctx_new(const struct cnn_model *m, int max_batch, int threads,
+                        struct cnn_ctx **out);
+CNN_API void cnn_ctx_free(struct cnn_ctx *ctx); /* [once] */
+CNN_API int cnn_ctx_threads(const struct cnn_ctx *ctx);
+/* The thread count a context made with threads = 0 gets on this thread now. [safe] */
+CNN_API int cnn_default_threads(void);
+CNN_API int cnn_ctx_max_batch(const struct cnn_ctx *ctx);
+
+/* Class probabilities (batch norm on running statistics, dropout off).
+ * x (n, c, h, w) already normalised; probs (n, n_classes) out; n >= 0. CNN_ERR_ARG if ctx was
+ * sized for another layout. [ctx] */
+CNN_API int cnn_predict(const struct cnn_model *m, struct cnn_ctx *ctx, const float *x, int n,
+                        float *probs);
+/* The same from raw u8 pixels (n, c, h, w), applying the model's normalisation. [ctx] */
+CNN_API int cnn_predict_u8(const struct cnn_model *m, struct cnn_ctx *ctx,
+                           const uint8_t *pixels, int n, float *probs);
+/* Index of the largest of v[0..n) (the first on ties); 0 when n < 1. [safe] */
+CNN_API int cnn_argmax(const float *v, int n);
+
+/* ---------------------------------------------------------------------------------------------
+ * Optimizers and learning-rate schedules (used through the trainer).
  */
 enum cnn_optim_kind { CNN_OPT_SGD = 0, CNN_OPT_ADAM = 1, CNN_OPT_ADAMW = 2 };
 struct cnn_optim_cfg {
@@ -171,14 +261,8 @@ struct cnn_optim_cfg {
     float weight_decay; /* SGD/Adam: L2 added to the gradient; AdamW: decoupled */
     int decay_all;      /* 0: biases and batch-norm parameters are not decayed */
 };
-/* Fill defaults: SGD momentum 0.9, Adam betas (0.9, 0.999), eps 1e-8, no decay. */
-void cnn_optim_cfg_default(struct cnn_optim_cfg *cfg, int kind);
-struct cnn_optim;
-int cnn_optim_new(const struct cnn_net *net, const struct cnn_optim_cfg *cfg,
-                  struct cnn_optim **out);
-void cnn_optim_free(struct cnn_optim *opt);
-/* params -= update(grads) with learning rate lr. */
-void cnn_optim_step(struct cnn_optim *opt, struct cnn_net *net, float lr);
+/* Fill defaults: SGD momentum 0.9, Adam betas (0.9, 0.999), eps 1e-8, no decay. [safe] */
+CNN_API void cnn_optim_cfg_default(struct cnn_optim_cfg *cfg, int kind);
 
 enum cnn_sched_kind { CNN_SCHED_CONST = 0, CNN_SCHED_STEP, CNN_SCHED_COSINE, CNN_SCHED_ONECYCLE };
 struct cnn_sched {
@@ -189,100 +273,135 @@ struct cnn_sched {
     float gamma;
     float warmup;     /* one-cycle: fraction of all steps spent warming up */
 };
-/* Learning rate at `step` of `total` steps, with `per_epoch` steps per epoch. */
-float cnn_sched_lr(const struct cnn_sched *s, long step, long total, long per_epoch);
+/* Learning rate at `step` of `total` steps, with `per_epoch` steps per epoch. [safe] */
+CNN_API float cnn_sched_lr(const struct cnn_sched *s, long step, long total, long per_epoch);
 
 /* ---------------------------------------------------------------------------------------------
  * Data augmentation: random affine (shift, rotation, scale, shear) with bilinear sampling,
- * optionally followed by an elastic distortion (Simard et al. 2003).
+ * optionally followed by an elastic distortion (Simard et al. 2003). [safe]
  */
 struct cnn_augment {
     float shift;     /* max shift in pixels */
     float rotate;    /* max rotation in degrees */
     float scale;     /* max relative scale change (0.1 = 0.9..1.1) */
     float shear;     /* max shear in degrees */
-    float elastic_alpha, elastic_sigma; /* alpha 0 = no elastic distortion */
+    float elastic_alpha, elastic_sigma; /* alpha 0 = no elastic distortion; sigma > 0 */
 };
 /* Sensible MNIST defaults: shift 2, rotate 10, scale 0.1, shear 10; elastic off or on. */
-void cnn_augment_default(struct cnn_augment *a, int elastic);
-/* One image: src (h,w) u8 -> dst (h,w) float normalised as (v/255 - mean)/std. */
-void cnn_augment_image(const struct cnn_augment *a, const uint8_t *src, float *dst, int h, int w,
-                       float mean, float std, struct cnn_rng *rng);
+CNN_API void cnn_augment_default(struct cnn_augment *a, int elastic);
+/* One image: src (h,w) u8 -> dst (h,w) float normalised as (v/255 - mean)/std.
+ * CNN_ERR_ARG for sizes out of [1, 4096], a std not > 0, or an elastic sigma not > 0. */
+CNN_API int cnn_augment_image(const struct cnn_augment *a, const uint8_t *src, float *dst,
+                              int h, int w, float mean, float std, struct cnn_rng *rng);
 
 /* ---------------------------------------------------------------------------------------------
- * Training: epochs of shuffled mini-batches, validation on images held out of the training
- * set, the best model by validation accuracy, a checkpoint after every epoch, exact resume.
+ * Training: a trainer you can step.
+ *
+ *   cnn_trainer_step   one optimizer step on a batch you give it;
+ *   cnn_trainer_epoch  the rest of the current epoch over a dataset (shuffled, augmented,
+ *                      validated), then the epoch's statistics;
+ *   cnn_trainer_run    epochs until cfg.epochs, with checkpoints through hooks.
+ *
+ * Every random choice is derived from (seed, epoch, batch), so a run resumed from a checkpoint
+ * ends with the same weights, bit for bit, as one that never stopped (same seed and threads).
+ * The library decides no file names: the caller saves checkpoints and models from the hooks.
  */
 struct cnn_train_cfg {
-    int epochs, batch;
+    size_t size;               /* sizeof(struct cnn_train_cfg); cnn_train_cfg_default sets it */
+    int epochs, batch;         /* batch: 1..65536 */
     struct cnn_optim_cfg optim;
     struct cnn_sched sched;
-    float label_smoothing;
+    float label_smoothing;     /* [0, 1) */
     int augment;               /* 0 none, 1 affine, 2 affine + elastic */
     uint64_t seed;
     int val;                   /* images held out of the training set for validation */
     int limit;                 /* use only the first `limit` images of the data (0 = all) */
-    char out[512];             /* best model path ("" = none) */
-    char checkpoint[512];      /* checkpoint path ("" = none) */
-    char dataset[64];          /* recorded in the model's metadata */
+    int threads;               /* the trainer's context: 0 = OpenMP's default */
 };
-/* Defaults: 10 epochs, batch 128, Adam lr 1e-3 constant, val 5000, seed 1. */
-void cnn_train_cfg_default(struct cnn_train_cfg *cfg);
+/* Defaults: 10 epochs, batch 128, Adam lr 1e-3 constant, val 5000, seed 1. [safe] */
+CNN_API void cnn_train_cfg_default(struct cnn_train_cfg *cfg);
 
-struct cnn_batch_stats {
+/* The sum of buf[0..n) over every participant (MPI ranks, say), in place, identical on all of
+ * them. type is CNN_F32 (float) or CNN_F64 (double). Return 0, or non-zero to stop the
+ * step with CNN_ERR_REDUCE. Batch norm calls it on its statistics in forward and backward; the
+ * step calls it on the gradients before the optimizer. */
+enum cnn_dtype { CNN_F32 = 0, CNN_F64 = 1 };
+struct cnn_reducer {
+    int (*sum)(void *buf, size_t n, int type, void *user);
+    void *user;
+};
+
+struct cnn_batch_stats { /* filled by the library; may grow at the end */
     int epoch, epochs;   /* 1-based */
     int batch, batches;  /* 1-based, within the epoch */
     double loss, acc;    /* running means over the epoch so far */
     double images_per_s, eta_s, lr;
 };
-struct cnn_epoch_stats {
+struct cnn_epoch_stats { /* filled by the library; may grow at the end */
     int epoch, epochs;
     double train_loss, train_acc, val_loss, val_acc; /* val_* are -1 without a validation set */
     double lr, seconds, images_per_s;
-    int improved;        /* 1 if this epoch's model became the best so far (and was saved) */
-};
-struct cnn_train_hooks {
-    void (*on_batch)(const struct cnn_batch_stats *s, void *user);
-    void (*on_epoch)(const struct cnn_epoch_stats *s, void *user);
-    void *user;
-    volatile sig_atomic_t *stop; /* non-zero: finish the batch, checkpoint, stop */
+    int improved;        /* 1 if this epoch's model became the best so far */
 };
 
 struct cnn_trainer;
-/* A new run over `net` (borrowed; it must outlive the trainer). */
-int cnn_trainer_new(struct cnn_net *net, const struct cnn_train_cfg *cfg,
-                    struct cnn_trainer **out);
-/* Continue from a checkpoint: *net (owned by the caller) and *cfg are restored from it. */
-int cnn_trainer_resume(const char *checkpoint, struct cnn_net **net, struct cnn_train_cfg *cfg,
-                       struct cnn_trainer **out);
-/* Train until cfg.epochs are done. Returns CNN_OK, CNN_ERR_INTERRUPTED (a checkpoint was
- * saved; resume it), CNN_ERR_NAN (the last good checkpoint is kept), or an I/O error. */
-int cnn_trainer_run(struct cnn_trainer *t, const struct cnn_dataset *data,
-                    const struct cnn_train_hooks *hooks);
-/* Epochs completed, and the best validation accuracy so far (-1 if none). */
-int cnn_trainer_epoch(const struct cnn_trainer *t);
-double cnn_trainer_best_val(const struct cnn_trainer *t);
-void cnn_trainer_free(struct cnn_trainer *t);
-
-/* ---------------------------------------------------------------------------------------------
- * Model files: magic, version, spec, normalisation, params, state, metadata, CRC-32.
- * Little-endian. Writes go to PATH.tmp and are renamed into place.
- */
-struct cnn_meta {
-    char dataset[64];
-    char date[32];       /* ISO 8601, UTC */
-    int epochs;
-    float val_acc;       /* 0..1, or -1 if unknown */
-    long train_images;
+struct cnn_train_hooks {
+    size_t size; /* sizeof(struct cnn_train_hooks) */
+    void (*on_batch)(const struct cnn_batch_stats *s, void *user);
+    void (*on_epoch)(const struct cnn_epoch_stats *s, void *user);
+    /* The model just became the best by validation (or, without validation, the latest):
+     * save it if you want it. Non-zero return stops training with that status. */
+    int (*on_best)(const struct cnn_model *m, void *user);
+    /* A consistent point to save a checkpoint (cnn_trainer_save): after every epoch, and when
+     * stopped mid-epoch. Non-zero return stops training with that status. */
+    int (*on_checkpoint)(const struct cnn_trainer *t, void *user);
+    void *user;
+    volatile sig_atomic_t *stop; /* non-zero: finish the step, checkpoint, stop */
 };
-int cnn_model_save(const struct cnn_net *net, const struct cnn_meta *meta, const char *path);
-/* Rebuilds the network from the stored spec. meta may be NULL. */
-int cnn_model_load(const char *path, struct cnn_net **out, struct cnn_meta *meta);
-int cnn_model_parse(const void *buf, size_t len, const char *name, struct cnn_net **out,
-                    struct cnn_meta *meta);
+
+/* A new run that trains m (borrowed; it must outlive the trainer, and the trainer owns its
+ * writes). cfg is copied. [once] */
+CNN_API int cnn_trainer_new(struct cnn_model *m, const struct cnn_train_cfg *cfg,
+                            struct cnn_trainer **out);
+/* Continue from a checkpoint file. *model is new (the caller frees it after the trainer);
+ * threads overrides the saved thread count (0 = OpenMP's default; results are bit-identical
+ * only with the same count). Nothing read from the file is used as a path. [once] */
+CNN_API int cnn_trainer_resume(const char *path, int threads, struct cnn_model **model,
+                               struct cnn_trainer **out);
+CNN_API void cnn_trainer_free(struct cnn_trainer *t); /* [once] */
+/* The caller's reducer (copied; NULL: none, the default). [ctx] */
+CNN_API void cnn_trainer_set_reducer(struct cnn_trainer *t, const struct cnn_reducer *r);
+
+/* One step: forward, loss, backward, the reducer, then the optimizer at the scheduled rate.
+ * x (n, c, h, w) normalised (cnn_model_get_norm), labels (n), n >= 1; a batch larger than any
+ * before grows the trainer's buffers. Dropout draws from (seed, step number). *loss (mean) and
+ * *correct may be NULL. CNN_ERR_NAN leaves the parameters as they were. [ctx] [model] */
+CNN_API int cnn_trainer_step(struct cnn_trainer *t, const float *x, const uint8_t *labels, int n,
+                             float *loss, int *correct);
+/* The rest of the current epoch over data (the first cfg.limit images; cfg.val of them held
+ * out), then validation; *stats out (may be NULL). Returns CNN_OK, CNN_ERR_INTERRUPTED when
+ * hooks->stop was set mid-epoch (resume by calling it again, or save a checkpoint), CNN_ERR_NAN,
+ * or CNN_ERR_ARG when data does not fit the model or differs from the data this run started
+ * on. hooks may be NULL; only on_batch and stop are used. [ctx] [model] */
+CNN_API int cnn_trainer_epoch(struct cnn_trainer *t, const struct cnn_dataset *data,
+                              const struct cnn_train_hooks *hooks, struct cnn_epoch_stats *stats);
+/* Epochs until cfg.epochs are done, calling every hook. Returns CNN_OK, CNN_ERR_INTERRUPTED
+ * (on_checkpoint was called first), CNN_ERR_NAN (no checkpoint after the bad step: the last
+ * one stays good), or a hook's status. [ctx] [model] */
+CNN_API int cnn_trainer_run(struct cnn_trainer *t, const struct cnn_dataset *data,
+                            const struct cnn_train_hooks *hooks);
+/* Write a checkpoint: the model and everything needed to continue exactly. [ctx] */
+CNN_API int cnn_trainer_save(const struct cnn_trainer *t, const char *path);
+
+/* Progress and settings. [ctx] */
+CNN_API int cnn_trainer_epochs_done(const struct cnn_trainer *t);
+CNN_API long cnn_trainer_steps_done(const struct cnn_trainer *t);
+CNN_API double cnn_trainer_best_val(const struct cnn_trainer *t); /* -1 if none */
+/* The trainer's configuration into *cfg; cfg->size must be set (as cnn_train_cfg_default does). */
+CNN_API int cnn_trainer_cfg(const struct cnn_trainer *t, struct cnn_train_cfg *cfg);
 
 /* ---------------------------------------------------------------------------------------------
- * Evaluation metrics.
+ * Evaluation metrics. [safe] (each struct to one thread)
  */
 struct cnn_metrics {
     int n_classes;
@@ -294,29 +413,30 @@ struct cnn_metrics {
     double macro_p, macro_r, macro_f1, weighted_p, weighted_r, weighted_f1;
     double accuracy;
 };
-void cnn_metrics_init(struct cnn_metrics *m, int n_classes);
-void cnn_metrics_add(struct cnn_metrics *m, int truth, int predicted);
+CNN_API void cnn_metrics_init(struct cnn_metrics *m, int n_classes);
+CNN_API void cnn_metrics_add(struct cnn_metrics *m, int truth, int predicted);
 /* Fill precision/recall/F1 and averages from the confusion matrix. */
-void cnn_metrics_finish(struct cnn_metrics *m);
+CNN_API void cnn_metrics_finish(struct cnn_metrics *m);
 
 /* ---------------------------------------------------------------------------------------------
  * Images: decode (PNG, JPEG, BMP, GIF, TGA, PNM via stb_image) and prepare like MNIST:
  * grayscale, polarity from the background, contrast normalised, cropped to the ink,
  * longer side scaled to 20 px, placed by centre of mass in 28x28. Output is light-on-dark
- * u8, like the IDX files, ready for cnn_net_predict_u8.
+ * u8, like the IDX files, ready for cnn_predict_u8. All [safe].
  */
 #define CNN_IMAGE_MAX_PIXELS (50L * 1000 * 1000)
 struct cnn_image {
     int w, h;
     uint8_t *gray;  /* (h, w) luminance, alpha composited on white, owned */
 };
-int cnn_image_load(const char *path, struct cnn_image *out);
-int cnn_image_decode(const void *buf, size_t len, const char *name, struct cnn_image *out);
-void cnn_image_free(struct cnn_image *img);
+CNN_API int cnn_image_load(const char *path, struct cnn_image *out);
+CNN_API int cnn_image_decode(const void *buf, size_t len, const char *name,
+                             struct cnn_image *out);
+CNN_API void cnn_image_free(struct cnn_image *img);
 /* Returns CNN_ERR_NODIGIT when no ink is found. out is 28*28 bytes. */
-int cnn_image_to_mnist(const struct cnn_image *img, uint8_t out[28 * 28]);
-/* Write 8-bit gray (h, w) as PNG, atomically (PATH.tmp, then rename). */
-int cnn_image_write_png(const char *path, const uint8_t *gray, int w, int h);
+CNN_API int cnn_image_to_mnist(const struct cnn_image *img, uint8_t out[28 * 28]);
+/* Write 8-bit gray (h, w) as PNG, atomically (a temporary, then rename). */
+CNN_API int cnn_image_write_png(const char *path, const uint8_t *gray, int w, int h);
 
 #ifdef __cplusplus
 }

@@ -3,9 +3,15 @@
  *
  * Not installed, not part of the API. Tests include it to reach kernels and layers directly.
  *
- * Adding a layer kind: write src/<kind>.c defining `const struct cnn_layer_ops cnn_<kind>_ops`,
- * add one row to src/layers.def, and one row to the table in tests/test_grad.c. Nothing else
- * (net.c, model_io.c, the CLI) branches on the kind.
+ * Layout: core/ (errors, random numbers), nn/ (layers, the model, contexts, gemm, loss,
+ * optimizers), data/ (IDX, images, augmentation), io/ (model files, atomic writes), train/
+ * (the trainer, checkpoints, metrics). Arrows point down: train -> nn, io -> nn; data stands
+ * alone; nothing here knows about the CLI.
+ *
+ * Adding a layer kind: write src/nn/<kind>.c defining `const struct cnn_layer_ops
+ * cnn_<kind>_ops`, add one row to src/nn/layers.def, and one row to the table in
+ * tests/test_grad.c; a kind with settings adds its struct to union cnn_layer_cfg below.
+ * Nothing else (ctx.c, model.c, model_io.c, the CLI) branches on the kind.
  */
 #ifndef CNN_INTERNAL_H
 #define CNN_INTERNAL_H
@@ -54,7 +60,6 @@ static inline float cnn_sum8(const float *restrict x, size_t n) {
 /* ---- errors (error.c) --------------------------------------------------------------------- */
 /* Set the thread-local detail message and return `status`. */
 int cnn_fail(int status, const char *fmt, ...) CNN_PRINTF(2, 3);
-void cnn_clear_error(void);
 
 /* ---- files (fileio.c) --------------------------------------------------------------------- */
 /* Read a whole regular file. Its size is checked against max_bytes before any allocation.
@@ -64,7 +69,7 @@ int cnn_read_file(const char *path, size_t max_bytes, uint8_t **buf, size_t *len
  * previous file at PATH is untouched. */
 int cnn_write_file_atomic(const char *path, const void *buf, size_t len);
 
-/* Little-endian growable byte buffer for writers (model_io.c, train.c). */
+/* Little-endian growable byte buffer for writers (model_io.c, checkpoint.c). */
 struct cnn_buf {
     uint8_t *p;
     size_t len, cap;
@@ -87,17 +92,21 @@ int cnn_rd_bytes(struct cnn_rd *r, const uint8_t **p, size_t n);
 
 /* ---- matrix products (gemm.c) --------------------------------------------------------------
  * Row-major C (m,n) = alpha * op(A) (m,k) * op(B) (k,n) + beta * C, as BLAS sgemm.
- * ta/tb: 0 = as stored, 1 = transposed. cnn_gemm calls OpenBLAS; _naive is the reference. */
+ * ta/tb: 0 = as stored, 1 = transposed. cnn_gemm calls OpenBLAS; _naive is the reference.
+ * Outside a parallel region cnn_gemm splits a large product over the calling thread's OpenMP
+ * thread count (the context sets it for the length of each call, see ctx.c). */
 void cnn_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
               const float *b, int ldb, float beta, float *c, int ldc);
 void cnn_gemm_naive(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
                     const float *b, int ldb, float beta, float *c, int ldc);
 
-/* ---- network spec items (net.c) -------------------------------------------------------------
+/* ---- network spec items (spec.c) ------------------------------------------------------------
  * One comma-separated item of a spec: "conv 32 3 pad=1" -> name "conv", pos {32, 3},
  * opts {pad: 1}. Layers read them with spec_* helpers, which report errors naming the item. */
 #define CNN_SPEC_MAX_POS 4
 #define CNN_SPEC_MAX_OPT 4
+#define CNN_SPEC_MAX_LEN 4096
+#define CNN_SPEC_MAX_LAYERS 128
 struct cnn_spec_item {
     int index;                 /* 1-based position in the spec, for messages */
     char text[64];             /* the item as written (trimmed) */
@@ -109,6 +118,10 @@ struct cnn_spec_item {
     double opt_val[CNN_SPEC_MAX_OPT];
     int opt_used[CNN_SPEC_MAX_OPT];
 };
+/* Split the item s[0..len) into *it; errors name it by index. */
+int cnn_spec_item_parse(const char *s, size_t len, int index, struct cnn_spec_item *it);
+/* "layer N 'text': what" as a CNN_ERR_SPEC. */
+int cnn_spec_item_error(const struct cnn_spec_item *it, const char *what);
 /* Positional number i as an integer in [lo, hi]; `what` names it in errors ("filters"). */
 int cnn_spec_int(const struct cnn_spec_item *it, int i, const char *what, int lo, int hi,
                  int *out);
@@ -123,20 +136,28 @@ struct cnn_shape {
     int c, h, w;
 };
 
+/* Each kind's settings, read from the spec by its parse function, by name. */
+union cnn_layer_cfg {
+    struct { int filters, k, stride, pad; } conv; /* conv2d.c */
+    struct { int k, stride; } pool;                /* pool.c: maxpool, avgpool */
+    struct { int units; } dense;                   /* dense.c */
+    struct { float slope; } act;                   /* activation.c: relu (0), leakyrelu */
+    struct { float p; } dropout;                   /* dropout.c */
+};
+
 struct cnn_layer {
     const struct cnn_layer_ops *ops;
     int kind;
-    int ia[4];            /* integer settings, meaning per kind (conv: oc, k, stride, pad) */
-    float fa[2];          /* float settings (dropout p, leaky slope) */
+    union cnn_layer_cfg cfg;
     struct cnn_shape in, out;
-    size_t p_off, n_params; /* slice of net->params / net->grads */
+    size_t p_off, n_params; /* slice of the model's params (and a context's grads) */
     size_t n_decay;         /* the first n_decay params of the slice get weight decay */
-    size_t s_off, n_state;  /* slice of net->state (batch-norm running stats) */
+    size_t s_off, n_state;  /* slice of the model's state (batch-norm running stats) */
     size_t cache_item, cache_fixed; /* floats of cache: per image (training only), or per
                                      * batch (written by thread 0 only); never both */
-    size_t team_red;        /* doubles the layer sums over a team at most (cnn_team_sum) */
+    size_t team_red;        /* doubles the layer sums over a team at most (cnn_batch_sum) */
     double flops;           /* forward, per image */
-    /* Fusion (net.c): a relu or leakyrelu right after a layer whose ops->fuses_act is set is
+    /* Fusion (model.c): a relu or leakyrelu right after a layer whose ops->fuses_act is set is
      * done by that layer, on its own output (act = 1, slope act_slope); the activation layer
      * is then marked fused, shares its neighbours' buffers and is skipped. */
     int act;
@@ -144,11 +165,11 @@ struct cnn_layer {
     int fused;
 };
 
-/* Data-parallel execution (net.c). With T threads and a batch of n >= T images, each thread
+/* Data-parallel execution (ctx.c). With T threads and a batch of n >= T images, each thread
  * runs every layer on its own slice of images [i0, i0 + n_slice), single-threaded (the
  * layers' own OpenMP loops and OpenBLAS see they are inside a parallel region and use one
  * thread). Layers see only their slice; the two that need the rest of the batch use this:
- * batch norm sums its statistics over the team (cnn_team_sum), dropout numbers its mask by
+ * batch norm sums its statistics over the team (cnn_batch_sum), dropout numbers its mask by
  * the image's place in the whole batch. NULL in cnn_fwd / cnn_bwd means one thread owns the
  * whole batch (the layers may then parallelise inside themselves). */
 struct cnn_team {
@@ -158,11 +179,20 @@ struct cnn_team {
     double *red;  /* shared scratch: (nthreads + 1) * stride doubles */
     size_t stride; /* the largest team_red of any layer */
 };
-/* The sum of every team member's v[0..len), added in thread order, so it is the same on every
- * thread and from run to run. Every thread of the team must call it with the same len (at most
- * the layer's team_red). Returns the totals: v itself for a NULL team or a team of one, else
- * shared memory valid until the next call (copy what must outlive it). */
-const double *cnn_team_sum(const struct cnn_team *t, double *v, int len);
+
+/* The caller's reducer during one training forward/backward, and the first failure it gave. */
+struct cnn_reduce {
+    struct cnn_reducer r;
+    int rc;
+};
+
+/* The sum of v[0..len) over the team (added in thread order, so it is the same on every thread
+ * and from run to run) and then over the caller's reducer, if any (called once, by thread 0;
+ * a failure is kept in red->rc and the sums are then those of this process). Every thread of
+ * the team must call it with the same len (at most the layer's team_red). Returns the totals:
+ * v itself without a team, else shared memory valid until the next call. */
+const double *cnn_batch_sum(const struct cnn_team *t, struct cnn_reduce *red, double *v,
+                            int len);
 
 /* Everything a forward call needs. Pointers are already offset to this layer's slices. */
 struct cnn_fwd {
@@ -171,11 +201,14 @@ struct cnn_fwd {
     const float *x;    /* (n, in) */
     float *y;          /* (n, out) written */
     const float *p;    /* parameters */
-    float *s;          /* running state (updated when train) */
+    const float *s;    /* running state, read in inference */
+    float *s_update;   /* the same state, updated in training (must be set then); NULL in
+                        * inference */
     float *cache;      /* kept for backward */
     float *ws;         /* scratch, ws_size(l, n) floats */
     uint64_t seed;     /* per-batch random seed (dropout) */
     const struct cnn_team *team; /* NULL: this call owns the whole batch */
+    struct cnn_reduce *red;      /* NULL: no reducer */
 };
 struct cnn_bwd {
     int n;
@@ -187,11 +220,12 @@ struct cnn_bwd {
     const float *cache;
     float *ws;
     const struct cnn_team *team; /* as in cnn_fwd; dp is then this thread's own buffer */
+    struct cnn_reduce *red;
 };
 
 struct cnn_layer_ops {
     const char *name; /* the spec keyword */
-    /* Read the spec item into l->ia / l->fa. Errors name the item. */
+    /* Read the spec item into l->cfg. Errors name the item. */
     int (*parse)(struct cnn_layer *l, struct cnn_spec_item *it);
     /* l->in is set: check it, set l->out, n_params, n_decay, n_state, cache sizes, flops. */
     int (*init)(struct cnn_layer *l);
@@ -204,7 +238,7 @@ struct cnn_layer_ops {
     /* The layer as spec text, e.g. "conv 32 3 pad=1". */
     void (*describe)(const struct cnn_layer *l, char *buf, size_t len);
     int fuses_act; /* forward/backward honour l->act (see struct cnn_layer) */
-    int is_act;    /* an elementwise activation with slope fa[0] that a producer may fuse */
+    int is_act;    /* an elementwise activation with slope cfg.act.slope that a producer fuses */
 };
 
 /* ---- fused activations (activation.c) ------------------------------------------------------
@@ -219,12 +253,12 @@ void cnn_act_grad_sum(const struct cnn_layer *l, float *dy, const float *y, floa
 /* The enum and the ops table are generated from layers.def. */
 enum cnn_layer_kind {
 #define CNN_LAYER(id, ops) CNN_LAYER_##id,
-#include "layers.def"
+#include "nn/layers.def"
 #undef CNN_LAYER
     CNN_LAYER_COUNT
 };
 #define CNN_LAYER(id, ops) extern const struct cnn_layer_ops ops;
-#include "layers.def"
+#include "nn/layers.def"
 #undef CNN_LAYER
 extern const struct cnn_layer_ops *const cnn_layer_table[CNN_LAYER_COUNT];
 
@@ -232,49 +266,93 @@ static inline size_t cnn_shape_size(struct cnn_shape s) {
     return (size_t)s.c * (size_t)s.h * (size_t)s.w;
 }
 
-/* ---- the network (net.c) ----------------------------------------------------------------- */
-struct cnn_net {
+/* ---- the model (model.c) ------------------------------------------------------------------
+ * What was trained; read-only once shared. params and state are flat, each layer owns a
+ * slice. Metadata is a small ordered list of key/value strings. */
+#define CNN_META_KEY 48
+#define CNN_META_VALUE 256
+struct cnn_meta_kv {
+    char key[CNN_META_KEY];
+    char value[CNN_META_VALUE];
+};
+struct cnn_model {
     char *spec;                 /* normalised spec text */
     int n_layers;
     struct cnn_layer *layers;
     struct cnn_shape in;
     int n_classes;
     size_t n_params, n_state;
-    float *params, *grads, *state;
+    float *params, *state;
     float *decay_mask;          /* (n_params) 1 where weight decay applies, else 0 */
     float norm_mean, norm_std;
-    /* Activation arena, sized by cnn_net_reserve for max_batch images. */
+    int n_meta;
+    struct cnn_meta_kv meta[CNN_META_MAX];
+    char class_digit[CNN_MAX_CLASSES][4]; /* "0".."9": default class names */
+};
+/* cnn_model_new that refuses, before allocating, a spec needing more than max_params. */
+int cnn_model_new_bounded(const char *spec, int c, int h, int w, size_t max_params,
+                          struct cnn_model **out);
+/* Fuse each activation into the layer before it where that layer can (on, the default of
+ * cnn_model_new), or run every layer on its own (off: tests compare the two). Only while no
+ * context exists for the model: a context's buffers alias by it. */
+void cnn_model_set_fusion(struct cnn_model *m, int on);
+
+/* ---- contexts (ctx.c) ---------------------------------------------------------------------
+ * Everything one computation needs, sized in one place (ctx_layout) from the model's layers,
+ * max_batch and the thread count: the activation arena, per-layer caches, scratch per thread,
+ * the batch buffers (xbuf, labels, probs), and for training the gradients of activations and
+ * parameters. No buffer of a context is sized anywhere else. */
+struct cnn_ctx {
+    char *spec;                 /* the layout it was sized for: spec text and input shape */
+    struct cnn_shape in;
+    int n_layers, n_classes;
+    size_t n_params;
+    int threads;                /* OpenMP threads for each call (>= 1) */
     int max_batch;
+    int train;                  /* training buffers present */
     float *arena;
     float **act;                /* act[i] (max_batch, out of layer i-1); act[0] unused */
     size_t pp_stride;           /* inference-only: floats per image in act[1..L-1], else 0 */
-    float **dact;               /* gradients of act[i] (training reserve only, else NULL) */
+    float **dact;               /* gradients of act[i] (training only, else NULL entries) */
     float **cache;              /* per layer */
-    int train_reserved;
     float *ws;                  /* scratch, the largest any layer needs; per thread in teams */
     size_t ws_thread;           /* floats of ws per thread in team mode */
-    int team_threads;           /* threads the arena was sized for (1: no team mode) */
-    float **tgrads;             /* team_threads-1 extra gradient buffers (training), or NULL */
-    double *team_red;           /* (team_threads + 1) * team_stride doubles */
+    double *team_red;           /* (threads + 1) * team_stride doubles */
     size_t team_stride;
-    float *xbuf;                /* (max_batch, in) normalised input for predict_u8 */
+    float *grads;               /* (n_params) training: the step's parameter gradients */
+    float **tgrads;             /* threads-1 more gradient buffers for a team, or NULL */
+    float *xbuf;                /* (max_batch, in) normalised input */
+    uint8_t *labels;            /* (max_batch) */
     float *probs;               /* (max_batch, n_classes) */
 };
-
-/* Fuse each activation into the layer before it where that layer can (on, the default of
- * cnn_net_new), or run every layer on its own (off: tests compare the two). Before any
- * reserve. */
-void cnn_net_set_fusion(struct cnn_net *net, int on);
-/* cnn_net_reserve, plus the training-only caches when train is set. */
-int cnn_net_reserve_mode(struct cnn_net *net, int max_batch, int train);
-/* Run the layers on x (n, in). Returns the logits (n, n_classes), borrowed from the arena. */
-const float *cnn_net_forward(struct cnn_net *net, const float *x, int n, int train,
-                             uint64_t seed);
-/* Backward from dlogits (n, n_classes) (in dact of the last layer) down to layer 0.
- * x is the same input given to forward. Accumulates into net->grads. Needs a training
- * reserve (cnn_net_reserve_mode(net, n, 1)). */
-void cnn_net_backward(struct cnn_net *net, const float *x, int n);
-void cnn_net_zero_grad(struct cnn_net *net);
+/* A context with training buffers (gradients, caches) as well. */
+int cnn_ctx_new_train(const struct cnn_model *m, int max_batch, int threads,
+                      struct cnn_ctx **out);
+/* CNN_OK when ctx was sized for m's layout, else CNN_ERR_ARG naming both. */
+int cnn_ctx_check(const struct cnn_ctx *ctx, const struct cnn_model *m);
+/* Run the layers on x (n, in), n <= max_batch. Returns the logits (n, n_classes), borrowed
+ * from the arena. state is the model's own state to update in training (the trainer's
+ * writable view), NULL in inference; red is the reducer (NULL: none). */
+const float *cnn_ctx_forward(struct cnn_ctx *ctx, const struct cnn_model *m, const float *x,
+                             int n, float *state, uint64_t seed, struct cnn_reduce *red);
+/* Backward from dlogits (n, n_classes) (in dact of the last layer) down to layer 0, into
+ * ctx->grads (accumulated: cnn_ctx_zero_grad first). x is the input given to forward. */
+void cnn_ctx_backward(struct cnn_ctx *ctx, const struct cnn_model *m, const float *x, int n,
+                      struct cnn_reduce *red);
+void cnn_ctx_zero_grad(struct cnn_ctx *ctx);
+/* One training forward + backward on a batch: the model's batch-norm state is updated, the
+ * gradients are left in ctx->grads (zeroed first) and the probabilities in ctx->probs. x (n, in)
+ * normalised, labels (n) < n_classes, n <= ctx->max_batch, inside cnn_threads_enter. *loss
+ * (mean) and *correct may be NULL. CNN_ERR_REDUCE when red's reducer failed (no message set). */
+int cnn_ctx_train_batch(struct cnn_ctx *ctx, struct cnn_model *m, const float *x,
+                        const uint8_t *labels, int n, float label_smoothing, uint64_t seed,
+                        struct cnn_reduce *red, float *loss, int *correct);
+/* The OpenMP thread count of the calling thread, set to ctx->threads for the length of one
+ * library call and then put back, so nothing outlives the call. */
+int cnn_threads_enter(int threads);
+void cnn_threads_leave(int saved);
+/* The threads a parallel loop started now would get (1 without OpenMP). */
+int cnn_threads_now(void);
 
 /* ---- loss (loss.c) ------------------------------------------------------------------------
  * Fused softmax + cross-entropy. logits (n,k) in; probs (n,k) out; dlogits (n,k) out =
@@ -298,31 +376,41 @@ void cnn_conv2d_backward_naive(const float *x, const float *w, const float *dy, 
  * Layout: "CNNMODEL", u32 version, u32 flags, then sections {u32 tag, u64 length, bytes},
  * an "END " section of length 0, and a u32 CRC-32 (zlib) of everything before it.
  * Standard sections: SPEC (u32 c,h,w + text), NORM (f32 mean, std), PARM (u64 n + n f32),
- * STAT (u64 n + n f32), META (key=value lines). Checkpoints add OPTM and TRNS (train.c).
- * Readers skip tags they do not know. */
-#define CNN_MODEL_VERSION 1u
+ * STAT (u64 n + n f32), META (key=value lines). Checkpoints add OPTM and TRNS (checkpoint.c).
+ * Readers skip tags they do not know. Version 2 differs from 1 in its metadata keys and in
+ * TRNS (no paths); both load. */
+#define CNN_MODEL_VERSION 2u
 #define CNN_MODEL_MAX_BYTES ((size_t)1 << 30)
-/* Header and the standard sections of net into b (no END, no CRC yet). */
-void cnn_model_encode(const struct cnn_net *net, const struct cnn_meta *meta, struct cnn_buf *b);
+/* Header and the standard sections of m into b (no END, no CRC yet). */
+void cnn_model_encode(const struct cnn_model *m, struct cnn_buf *b);
 void cnn_model_section(struct cnn_buf *b, const char tag[4], const void *data, size_t len);
 /* Append END and the CRC, write atomically to path, free b's memory. */
 int cnn_model_write(struct cnn_buf *b, const char *path);
-/* Validate magic, version, CRC and section bounds; then find a section (NULL if absent). */
-int cnn_model_check(const uint8_t *buf, size_t len, const char *name);
+/* Validate magic, version, CRC and section bounds; *version out (may be NULL). */
+int cnn_model_check(const uint8_t *buf, size_t len, const char *name, uint32_t *version);
+/* Find a section in a checked buffer (NULL if absent). */
 const uint8_t *cnn_model_find(const uint8_t *buf, size_t len, const char tag[4], size_t *n);
-/* Build the net from a checked buffer (SPEC, NORM, PARM, STAT, META). */
-int cnn_model_decode(const uint8_t *buf, size_t len, const char *name, struct cnn_net **out,
-                     struct cnn_meta *meta);
-/* cnn_net_new that refuses, before allocating, a spec needing more than max_params. */
-int cnn_net_new_bounded(const char *spec, int c, int h, int w, size_t max_params,
-                        struct cnn_net **out);
+/* Build the model from a checked buffer (SPEC, NORM, PARM, STAT, META). */
+int cnn_model_decode(const uint8_t *buf, size_t len, const char *name, struct cnn_model **out);
 
-/* ---- optimizer state (optim.c); checkpoints save it ---------------------------------------- */
+/* ---- optimizers (optim.c) ---------------------------------------------------------------- */
 struct cnn_optim {
     struct cnn_optim_cfg cfg;
     size_t n;      /* parameters */
     long t;        /* steps taken */
     float *m, *v;  /* (n) each: momentum / first moment, second moment (Adam) */
 };
+int cnn_optim_check(const struct cnn_optim_cfg *cfg);
+int cnn_optim_new(const struct cnn_model *m, const struct cnn_optim_cfg *cfg,
+                  struct cnn_optim **out);
+void cnn_optim_free(struct cnn_optim *opt);
+/* params (n) -= update(grads (n)) with learning rate lr; mask (n) selects weight decay.
+ * CNN_ERR_ARG when n is not the optimizer's size. */
+int cnn_optim_step(struct cnn_optim *opt, float *params, const float *grads, const float *mask,
+                   size_t n, float lr);
+
+/* ---- time (core/clock.c) ----------------------------------------------------------------- */
+/* Seconds on the monotonic clock. */
+double cnn_now(void);
 
 #endif /* CNN_INTERNAL_H */

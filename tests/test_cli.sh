@@ -314,10 +314,14 @@ check "train --log: 2 JSON lines with epoch, train_loss, val_acc, lr, seconds, i
 expect_exit 0 -- "$mnist" info "$M" --json
 [ -n "$why" ] || py 'import json,sys
 d = json.load(open(sys.argv[1]))
-assert d["meta"]["epochs"] == 2, d["meta"]
+m = d["meta"]
+assert m["epochs"] == "2" and m["dataset"] == "mnist" and m["train_images"] == "1500", m
+assert m["recipe.optimizer"] == "adam" and m["recipe.epochs"] == "2" and m["recipe.val"] == "500", m
+assert len(m["data_fingerprint"]) == 16 and len(m["val_fingerprint"]) == 16, m
+assert d["classes"] == [str(i) for i in range(10)], d["classes"]
 assert d["network"]["spec"] == "conv 4 5, relu, maxpool 2, dense 10", d["network"]["spec"]
 assert len(d["weights_crc32"]) == 8' "$tmp/out"
-check "info MODEL --json: parses, meta.epochs 2"
+check "info MODEL --json: parses, meta epochs 2, the recipe, fingerprints, class names"
 
 expect_exit 0 -- "$mnist" eval --model "$M" --data "$data" --json
 cp "$tmp/out" "$tmp/eval1.json"
@@ -355,6 +359,56 @@ assert a["confusion"] == b["confusion"]' "$tmp/eval1.json" "$tmp/out" "$M"
 check "eval --model M --model M: same accuracy and confusion as one model"
 
 # ---------------------------------------------------------------------------------------------
+section "batch sizes and remainders"
+
+# The last batch of an epoch that would hold one image joins the one before it (B + 1 images):
+# 5051 - 5000 = 51 images at batch 50, and 97 with batch norm.
+mkdir -p "$tmp/rem"
+expect_exit 0 -- "$mnist" train --arch "conv 8 3, relu, maxpool 2, dense 10" --batch 50 --val 5000 \
+    --limit 5051 --epochs 1 --data "$data" --out "$tmp/rem/a.model"
+check "train --batch 50 --val 5000 --limit 5051 (one batch of 51)"
+for b in 1 3 97 129; do
+    expect_exit 0 -- "$mnist" train --arch "conv 8 3, bn, relu, maxpool 2, dense 10" --batch $b \
+        --limit $((4 * b + 1 + 7)) --val 7 --epochs 1 --data "$data" --out "$tmp/rem/b$b.model"
+    check "train --batch $b over $((4 * b + 1)) images, with batch norm"
+done
+
+section "resume paths and class names"
+
+# A resumed run writes its checkpoint back to the file resumed and its model to --out, else to
+# that file less .ckpt; a path stored in a checkpoint is never used.
+mkdir -p "$tmp/rp/elsewhere"
+expect_exit 0 -- "$mnist" train "${tiny[@]}" --epochs 1 --out "$tmp/rp/r.model"
+[ -n "$why" ] || cp "$tmp/rp/r.model.ckpt" "$tmp/rp/elsewhere/moved.ckpt"
+[ -n "$why" ] || py 'import struct,sys,zlib
+p = sys.argv[1]; b = bytearray(open(p, "rb").read())
+t = b.find(b"TRNS"); n = struct.unpack_from("<Q", b, t + 4)[0]
+o = t + 12 + 4 + 4 + 8 + 8 + 8 + 8 + 8 + 4  # epochs is the 9th field
+struct.pack_into("<I", b, o, 2)               # one more epoch to run
+struct.pack_into("<I", b, len(b) - 4, zlib.crc32(bytes(b[:-4])) & 0xffffffff)
+open(p, "wb").write(b)' "$tmp/rp/elsewhere/moved.ckpt"
+check "resume paths: a checkpoint moved to another directory, set to run one more epoch"
+expect_exit 0 -- "$mnist" train --resume "$tmp/rp/elsewhere/moved.ckpt" --threads 2 --data "$data"
+[ -n "$why" ] || [ -s "$tmp/rp/elsewhere/moved" ] || why="no model at elsewhere/moved"
+[ -n "$why" ] || grep -q "model to $tmp/rp/elsewhere/moved" "$tmp/err" || why="stderr does not say where the model goes"
+[ -n "$why" ] || [ "$(find "$tmp/rp" -newer "$tmp/rp/elsewhere/moved.ckpt" -name 'r.model*' | wc -l)" -eq 0 ] ||
+    why="the original paths were written to"
+check "resume: model beside the moved checkpoint, never at the paths it was trained with"
+expect_exit 0 -- "$mnist" train --resume "$tmp/rp/r.model.ckpt" --out "$tmp/rp/elsewhere/given.model" \
+    --threads 2 --data "$data"
+check "resume of a finished run with --out: exit 0"
+
+# Trained on a directory named like Fashion-MNIST, the model records its class names.
+mkdir -p "$tmp/fashion-like"
+for f in "$data"/*; do ln -s "$(cd "$(dirname "$f")" && pwd)/$(basename "$f")" "$tmp/fashion-like/"; done
+expect_exit 0 -- "$mnist" train "${tiny[@]}" --epochs 1 --data "$tmp/fashion-like" --out "$tmp/rp/f.model"
+expect_exit 0 -- "$mnist" info "$tmp/rp/f.model" --json
+[ -n "$why" ] || py 'import json,sys
+d = json.load(open(sys.argv[1]))
+assert d["classes"][0] == "T-shirt/top" and d["classes"][9] == "Ankle boot", d["classes"]
+assert d["meta"]["dataset"] == "fashion-mnist", d["meta"]' "$tmp/out"
+check "a model trained on Fashion-MNIST names its classes"
+
 section "bad files"
 
 mkdir -p "$tmp/bad"

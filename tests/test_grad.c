@@ -1,5 +1,6 @@
 /*
- * test_grad.c - every layer's backward pass against central finite differences (STYLE 15 i).
+ * test_grad.c - every layer's backward pass against central finite differences, so that a wrong
+ * gradient fails loudly here instead of showing up as a net that trains a little worse.
  *
  * Each row of `cases` is one layer kind on a tiny input (n=2, c=3, h=w=5 unless the row says
  * why not). The layer is driven directly through its cnn_layer_ops, with buffers owned here:
@@ -14,8 +15,8 @@
  * exact in float. Their differences are then exact too, and any disagreement, however small,
  * is a real bug rather than rounding (those rows report 0).
  *
- * The layer struct is not filled by hand: cnn_net_new parses "<row spec>, dense 2" and we copy
- * layers[0], so parse/init are the library's own. Everything after that (forward, backward,
+ * The layer struct is not filled by hand: cnn_model_new parses "<row spec>, dense 2" and we
+ * copy layers[0], so parse/init are the library's own. Everything after that (forward, backward,
  * cache, workspace) runs on this file's buffers.
  *
  * Finite differences fail at kinks (ggml's test-backend-ops says so too), so relu inputs keep
@@ -25,7 +26,9 @@
  *
  * Then: the fused softmax cross-entropy (with label smoothing) against differences of its own
  * returned loss; a random-direction check over whole nets (kann's kad_check_grad); and a
- * determinism test: same seed, same threads, bit-identical losses and parameters.
+ * determinism test: same seed, same threads, bit-identical losses and parameters. The whole-net
+ * tests train through a training context (cnn_ctx_new_train) of THREADS threads, so a batch is
+ * split into a team and batch norm's sums over the team are covered too.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -44,6 +47,7 @@
 #define FD_TOL 1e-2
 #define FD_FLOOR 1e-3 /* smallest denominator of a relative error */
 #define FWD_SEED 0x5eedULL
+#define THREADS 2 /* the whole-net tests' contexts: a team of two, not one thread */
 
 /* ---- the table ---------------------------------------------------------------------------- */
 
@@ -165,12 +169,12 @@ struct rig {
 static void rig_new(struct rig *g, const char *spec, int n, int c, int h, int w) {
     char full[128];
     snprintf(full, sizeof full, "%s, dense 2", spec);
-    struct cnn_net *net = NULL;
-    const int rc = cnn_net_new(full, c, h, w, &net);
-    if (rc != CNN_OK) fail_msg("cnn_net_new(\"%s\"): %s", full, cnn_errmsg());
+    struct cnn_model *m = NULL;
+    const int rc = cnn_model_new(full, c, h, w, &m);
+    if (rc != CNN_OK) fail_msg("cnn_model_new(\"%s\"): %s", full, cnn_errmsg());
     memset(g, 0, sizeof *g);
-    g->l = net->layers[0];
-    cnn_net_free(net);
+    g->l = m->layers[0];
+    cnn_model_free(m);
     const struct cnn_layer *l = &g->l;
     g->n = n;
     g->nx = (size_t)n * cnn_shape_size(l->in);
@@ -201,6 +205,7 @@ static void rig_forward(struct rig *g) {
         .y = g->y,
         .p = g->p,
         .s = g->s,
+        .s_update = g->s, /* train = 1: batch norm updates its running statistics */
         .cache = g->cache,
         .ws = g->ws,
         .seed = FWD_SEED,
@@ -328,29 +333,43 @@ static void test_softmax_xent(void **state) {
 
 /* ---- whole nets, along random directions (kann's kad_check_grad) --------------------------- */
 
+/* One training forward + backward on a batch, with the context's threads: the gradients are left
+ * in ctx->grads. The forward seed is the rng's next draw. */
+static int train_batch(struct cnn_ctx *ctx, struct cnn_model *m, const float *x,
+                       const uint8_t *labels, int n, float smoothing, struct cnn_rng *rng,
+                       float *loss) {
+    const int saved = cnn_threads_enter(ctx->threads);
+    const int rc =
+        cnn_ctx_train_batch(ctx, m, x, labels, n, smoothing, cnn_rng_u64(rng), NULL, loss, NULL);
+    cnn_threads_leave(saved);
+    return rc;
+}
+
 /* Loss of one training step on a fixed batch; the rng is reseeded, so dropout masks repeat. */
-static double net_loss(struct cnn_net *net, const float *x, const uint8_t *labels, int n) {
+static double net_loss(struct cnn_ctx *ctx, struct cnn_model *m, const float *x,
+                       const uint8_t *labels, int n) {
     struct cnn_rng rng;
     cnn_rng_seed(&rng, 777);
     float loss = NAN;
-    const int rc = cnn_net_train_batch(net, x, labels, n, 0.1f, &rng, &loss, NULL);
-    if (rc != CNN_OK) fail_msg("cnn_net_train_batch: %s", cnn_errmsg());
+    const int rc = train_batch(ctx, m, x, labels, n, 0.1f, &rng, &loss);
+    if (rc != CNN_OK) fail_msg("cnn_ctx_train_batch: %s", cnn_errmsg());
     return loss;
 }
 
 /* Which side of every kink the last forward pass was on: the sign of each relu/leakyrelu
  * input and each maxpool argmax. Writes up to `cap` ints to out; returns how many there are. */
-static size_t kink_pattern(const struct cnn_net *net, int n, int32_t *out, size_t cap) {
+static size_t kink_pattern(const struct cnn_model *m, const struct cnn_ctx *ctx, int n,
+                           int32_t *out, size_t cap) {
     size_t len = 0;
-    for (int i = 0; i < net->n_layers; i++) {
-        const struct cnn_layer *l = &net->layers[i];
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct cnn_layer *l = &m->layers[i];
         const size_t in = (size_t)n * cnn_shape_size(l->in),
                      out_n = (size_t)n * cnn_shape_size(l->out);
         if ((l->kind == CNN_LAYER_RELU || l->kind == CNN_LAYER_LEAKYRELU) && i > 0) {
             for (size_t j = 0; j < in; j++, len++)
-                if (len < cap) out[len] = net->act[i][j] > 0.0f;
+                if (len < cap) out[len] = ctx->act[i][j] > 0.0f;
         } else if (l->kind == CNN_LAYER_MAXPOOL) {
-            const int32_t *arg = (const int32_t *)net->cache[i];
+            const int32_t *arg = (const int32_t *)ctx->cache[i];
             for (size_t j = 0; j < out_n; j++, len++)
                 if (len < cap) out[len] = arg[j];
         }
@@ -372,27 +391,30 @@ static size_t kink_pattern(const struct cnn_net *net, int n, int32_t *out, size_
 #define DIR_TRIES 20
 
 static void check_net_direction(const char *spec, int n, int c, int h, int w) {
-    struct cnn_net *net = NULL;
-    if (cnn_net_new(spec, c, h, w, &net) != CNN_OK) fail_msg("%s: %s", spec, cnn_errmsg());
+    struct cnn_model *m = NULL;
+    if (cnn_model_new(spec, c, h, w, &m) != CNN_OK) fail_msg("%s: %s", spec, cnn_errmsg());
+    struct cnn_ctx *ctx = NULL;
+    if (cnn_ctx_new_train(m, n, THREADS, &ctx) != CNN_OK)
+        fail_msg("%s: cnn_ctx_new_train: %s", spec, cnn_errmsg());
     struct cnn_rng rng;
     cnn_rng_seed(&rng, 4321);
-    cnn_net_init_params(net, &rng);
-    const size_t np = cnn_net_n_params(net), nx = (size_t)n * c * h * w;
+    cnn_model_init_params(m, &rng);
+    const size_t np = cnn_model_n_params(m), nx = (size_t)n * c * h * w;
     float *x = falloc(nx), *g = falloc(np), *p0 = falloc(np), *d = falloc(np);
     float *pp = falloc(np), *pm = falloc(np);
     uint8_t labels[16];
     assert_true(n <= 16);
     fill_normal(x, nx, 1.0f, &rng);
     for (int i = 0; i < n; i++)
-        labels[i] = (uint8_t)(cnn_rng_u64(&rng) % (uint64_t)cnn_net_n_classes(net));
-    float *params = cnn_net_params(net);
+        labels[i] = (uint8_t)(cnn_rng_u64(&rng) % (uint64_t)cnn_model_n_classes(m));
+    float *params = m->params; /* written: the model is this test's alone */
     memcpy(p0, params, np * sizeof(float));
-    net_loss(net, x, labels, n);
-    memcpy(g, cnn_net_grads(net), np * sizeof(float));
-    const size_t nk = kink_pattern(net, n, NULL, 0);
+    net_loss(ctx, m, x, labels, n);
+    memcpy(g, ctx->grads, np * sizeof(float));
+    const size_t nk = kink_pattern(m, ctx, n, NULL, 0);
     int32_t *k0 = calloc(nk + 1, sizeof *k0), *k1 = calloc(nk + 1, sizeof *k1);
     assert_true(k0 && k1);
-    kink_pattern(net, n, k0, nk);
+    kink_pattern(m, ctx, n, k0, nk);
 
     double worst = 0.0;
     int clean = 0, tries = 0;
@@ -404,12 +426,12 @@ static void check_net_direction(const char *spec, int n, int c, int h, int w) {
         }
         int crossed = 0;
         memcpy(params, pp, np * sizeof(float));
-        const double lp = net_loss(net, x, labels, n);
-        kink_pattern(net, n, k1, nk);
+        const double lp = net_loss(ctx, m, x, labels, n);
+        kink_pattern(m, ctx, n, k1, nk);
         crossed |= memcmp(k0, k1, nk * sizeof *k0) != 0;
         memcpy(params, pm, np * sizeof(float));
-        const double lm = net_loss(net, x, labels, n);
-        kink_pattern(net, n, k1, nk);
+        const double lm = net_loss(ctx, m, x, labels, n);
+        kink_pattern(m, ctx, n, k1, nk);
         crossed |= memcmp(k0, k1, nk * sizeof *k0) != 0;
         memcpy(params, p0, np * sizeof(float));
         if (crossed) continue;
@@ -426,7 +448,8 @@ static void check_net_direction(const char *spec, int n, int c, int h, int w) {
     printf("dir   %-52s %d clean directions, %d skipped (kink crossed)\n", spec, clean,
            tries - clean);
     free(x), free(g), free(p0), free(d), free(pp), free(pm), free(k0), free(k1);
-    cnn_net_free(net);
+    cnn_ctx_free(ctx);
+    cnn_model_free(m);
     if (clean < DIR_WANT) fail_msg("%s: only %d of %d directions avoid kinks", spec, clean, tries);
     if (!(worst < FD_TOL)) fail_msg("%s: directional derivative rel error %.3g", spec, worst);
 }
@@ -454,8 +477,10 @@ struct det_run {
 static void det_train(int optim_kind, uint64_t seed, struct det_run *out) {
     const char *spec = "conv 4 3 pad=1, bn, relu, maxpool 2, dropout 0.25, dense 16, relu, "
                        "dense 10";
-    struct cnn_net *net = NULL;
-    if (cnn_net_new(spec, 1, 8, 8, &net) != CNN_OK) fail_msg("%s", cnn_errmsg());
+    struct cnn_model *m = NULL;
+    if (cnn_model_new(spec, 1, 8, 8, &m) != CNN_OK) fail_msg("%s", cnn_errmsg());
+    struct cnn_ctx *ctx = NULL;
+    if (cnn_ctx_new_train(m, DET_N, THREADS, &ctx) != CNN_OK) fail_msg("%s", cnn_errmsg());
     struct cnn_rng data, rng;
     cnn_rng_seed(&data, 2024); /* the batch is the same for every seed */
     float x[DET_N * 64];
@@ -463,26 +488,28 @@ static void det_train(int optim_kind, uint64_t seed, struct det_run *out) {
     fill_normal(x, DET_N * 64, 1.0f, &data);
     for (int i = 0; i < DET_N; i++) labels[i] = (uint8_t)(cnn_rng_u64(&data) % 10);
     cnn_rng_seed(&rng, seed);
-    cnn_net_init_params(net, &rng);
+    cnn_model_init_params(m, &rng);
     struct cnn_optim_cfg cfg;
     cnn_optim_cfg_default(&cfg, optim_kind);
     cfg.weight_decay = 1e-4f;
     struct cnn_optim *opt = NULL;
-    if (cnn_optim_new(net, &cfg, &opt) != CNN_OK) fail_msg("%s", cnn_errmsg());
+    if (cnn_optim_new(m, &cfg, &opt) != CNN_OK) fail_msg("%s", cnn_errmsg());
     const float lr = optim_kind == CNN_OPT_SGD ? 0.05f : 1e-3f;
     for (int s = 0; s < DET_STEPS; s++) {
-        if (cnn_net_train_batch(net, x, labels, DET_N, 0.05f, &rng, &out->losses[s], NULL))
+        if (train_batch(ctx, m, x, labels, DET_N, 0.05f, &rng, &out->losses[s]))
             fail_msg("train step %d: %s", s, cnn_errmsg());
-        cnn_optim_step(opt, net, lr);
+        if (cnn_optim_step(opt, m->params, ctx->grads, m->decay_mask, m->n_params, lr))
+            fail_msg("optimizer step %d: %s", s, cnn_errmsg());
     }
-    out->np = cnn_net_n_params(net);
-    out->ns = cnn_net_n_state(net);
+    out->np = cnn_model_n_params(m);
+    out->ns = cnn_model_n_state(m);
     out->params = falloc(out->np);
     out->state = falloc(out->ns);
-    memcpy(out->params, cnn_net_params(net), out->np * sizeof(float));
-    memcpy(out->state, cnn_net_state(net), out->ns * sizeof(float));
+    memcpy(out->params, cnn_model_params(m), out->np * sizeof(float));
+    memcpy(out->state, cnn_model_state(m), out->ns * sizeof(float));
     cnn_optim_free(opt);
-    cnn_net_free(net);
+    cnn_ctx_free(ctx);
+    cnn_model_free(m);
 }
 
 static void det_free(struct det_run *r) {
@@ -527,12 +554,6 @@ static void test_determinism_adam(void **state) {
 
 /* ---- main --------------------------------------------------------------------------------- */
 
-static int group_setup(void **state) {
-    (void)state;
-    cnn_set_threads(2);
-    return 0;
-}
-
 int main(void) {
     struct CMUnitTest tests[N_CASES + 4];
     for (int i = 0; i < N_CASES; i++) {
@@ -545,7 +566,8 @@ int main(void) {
     tests[N_CASES + 1] = (struct CMUnitTest)cmocka_unit_test(test_net_direction);
     tests[N_CASES + 2] = (struct CMUnitTest)cmocka_unit_test(test_determinism_sgd);
     tests[N_CASES + 3] = (struct CMUnitTest)cmocka_unit_test(test_determinism_adam);
-    /* every layer kind in layers.def must have a row (STYLE 6) */
+    /* Every layer kind in src/nn/layers.def must have a row: a kind added without one would
+     * otherwise ship with a backward pass nothing has checked. */
     for (int k = 0; k < CNN_LAYER_COUNT; k++) {
         int found = 0;
         for (int i = 0; i < N_CASES; i++) {
@@ -559,5 +581,5 @@ int main(void) {
             return 1;
         }
     }
-    return cmocka_run_group_tests(tests, group_setup, NULL);
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,11 +1,15 @@
 /*
- * test_kernels.c - every optimised path against its _naive reference (STYLE 5).
+ * test_kernels.c - every optimised path against its _naive reference: the plain version is the
+ * specification, the fast one must agree with it.
  *
  *   cnn_gemm (OpenBLAS)         vs cnn_gemm_naive              all four transpose pairs
  *   conv forward (im2col+gemm)  vs cnn_conv2d_forward_naive    through cnn_conv2d_ops, with a
  *   conv backward (dx, dw, db)  vs cnn_conv2d_backward_naive   workspace of exactly ws_size
- *   cnn_net_predict on a batch  vs the same images one at a time (eval mode is per image)
+ *   cnn_predict on a batch      vs the same images one at a time (eval mode is per image)
  *   fused activations, teams    vs one thread, every layer on its own (a training step)
+ *
+ * Thread counts: a context has its own (cnn_ctx_new's `threads`); the layer kernels called
+ * directly here run on whatever cnn_threads_enter set for the calling thread.
  *
  * Tolerance: float sums run in a different order from the references (which sum in double),
  * so each element may differ by 1e-5 of its magnitude, the same formula on absolute values:
@@ -167,16 +171,16 @@ struct conv_cfg {
     int n, c, h, w, oc, k, stride, pad;
 };
 
-/* The conv layer exactly as a net builds it: parse and init by cnn_net_new. */
+/* The conv layer exactly as a model builds it: parse and init by cnn_model_new. */
 static struct cnn_layer conv_layer(const struct conv_cfg *g) {
     char spec[96];
     snprintf(spec, sizeof spec, "conv %d %d stride=%d pad=%d, dense 2", g->oc, g->k, g->stride,
              g->pad);
-    struct cnn_net *net = NULL;
-    if (cnn_net_new(spec, g->c, g->h, g->w, &net) != CNN_OK)
-        fail_msg("cnn_net_new(\"%s\", %d,%d,%d): %s", spec, g->c, g->h, g->w, cnn_errmsg());
-    const struct cnn_layer l = net->layers[0];
-    cnn_net_free(net);
+    struct cnn_model *m = NULL;
+    if (cnn_model_new(spec, g->c, g->h, g->w, &m) != CNN_OK)
+        fail_msg("cnn_model_new(\"%s\", %d,%d,%d): %s", spec, g->c, g->h, g->w, cnn_errmsg());
+    const struct cnn_layer l = m->layers[0];
+    cnn_model_free(m);
     return l;
 }
 
@@ -310,11 +314,12 @@ static void test_conv_batches(void **state) {
     };
     struct cnn_rng rng;
     cnn_rng_seed(&rng, 13);
-    const int before = cnn_get_threads();
     /* One thread owning the batch takes the Winograd path where it applies (as each thread of
-     * a team does); two threads sharing each image take im2col with split products. */
+     * a team does); two threads sharing each image take im2col with split products. The layer
+     * is called directly, so the thread count is set as a context sets it for one call. */
     for (int threads = 1; threads <= 2; threads++) {
-        cnn_set_threads(threads);
+        const int saved = cnn_threads_enter(threads);
+        assert_int_equal(cnn_threads_now(), threads);
         for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
             const struct conv_cfg *g = &cfgs[i];
             struct conv_stats st = {0};
@@ -324,15 +329,17 @@ static void test_conv_batches(void **state) {
                      g->h, g->w, g->k, g->stride, g->pad, threads);
             print_conv_stats(title, &st);
         }
+        cnn_threads_leave(saved);
+        assert_int_equal(cnn_threads_now(), saved);
     }
-    cnn_set_threads(before);
 }
 
 /* ---- fusion and teams against the plain path ------------------------------------------------
  * One training step (forward, loss, backward) and one prediction on the same batch, four ways:
  * one thread without fusion (the reference: every layer on its own, over the whole batch), one
  * thread with each activation fused into the layer before it, and a team of two threads (each
- * running the net on its own images, batch norm summing over both) with and without fusion.
+ * running the model on its own images, batch norm summing over both) with and without fusion.
+ * One thread is a context made with threads = 1, a team one made with threads = 2.
  * The batch of 9 splits unevenly (4 + 5). Gradients, loss, running statistics and
  * probabilities must agree to 1e-5 of the largest gradient / to 1e-5 absolute. */
 struct step_result {
@@ -342,24 +349,32 @@ struct step_result {
 
 static void run_step(const char *spec, int threads, int fuse, const float *x,
                      const uint8_t *labels, int n, struct step_result *r) {
-    const int before = cnn_get_threads();
-    cnn_set_threads(threads);
-    struct cnn_net *net = NULL;
-    if (cnn_net_new(spec, 1, 14, 14, &net) != CNN_OK) fail_msg("%s", cnn_errmsg());
-    cnn_net_set_fusion(net, fuse);
+    struct cnn_model *m = NULL;
+    if (cnn_model_new(spec, 1, 14, 14, &m) != CNN_OK) fail_msg("%s", cnn_errmsg());
+    cnn_model_set_fusion(m, fuse); /* before any context exists */
     struct cnn_rng rng;
     cnn_rng_seed(&rng, 5);
-    cnn_net_init_params(net, &rng);
+    cnn_model_init_params(m, &rng);
     cnn_rng_seed(&rng, 6); /* the dropout seed */
-    assert_int_equal(cnn_net_train_batch(net, x, labels, n, 0.1f, &rng, &r->loss, NULL), CNN_OK);
-    r->grads = falloc(net->n_params);
-    r->state = falloc(net->n_state);
+    struct cnn_ctx *tctx = NULL, *ictx = NULL;
+    if (cnn_ctx_new_train(m, n, threads, &tctx) != CNN_OK) fail_msg("%s", cnn_errmsg());
+    assert_int_equal(cnn_ctx_threads(tctx), threads);
+    const int saved = cnn_threads_enter(tctx->threads);
+    const int rc = cnn_ctx_train_batch(tctx, m, x, labels, n, 0.1f, cnn_rng_u64(&rng), NULL,
+                                       &r->loss, NULL);
+    cnn_threads_leave(saved);
+    assert_int_equal(rc, CNN_OK);
+    r->grads = falloc(m->n_params);
+    r->state = falloc(m->n_state);
     r->probs = falloc((size_t)n * 10);
-    memcpy(r->grads, net->grads, net->n_params * sizeof(float));
-    memcpy(r->state, net->state, net->n_state * sizeof(float));
-    assert_int_equal(cnn_net_predict(net, x, n, r->probs), CNN_OK);
-    cnn_net_free(net);
-    cnn_set_threads(before);
+    memcpy(r->grads, tctx->grads, m->n_params * sizeof(float));
+    memcpy(r->state, m->state, m->n_state * sizeof(float));
+    cnn_ctx_free(tctx);
+    if (cnn_ctx_new(m, n, threads, &ictx) != CNN_OK) fail_msg("%s", cnn_errmsg());
+    assert_int_equal(cnn_ctx_threads(ictx), threads);
+    assert_int_equal(cnn_predict(m, ictx, x, n, r->probs), CNN_OK);
+    cnn_ctx_free(ictx);
+    cnn_model_free(m);
 }
 
 static void test_team_and_fusion(void **state) {
@@ -367,12 +382,20 @@ static void test_team_and_fusion(void **state) {
     const char *spec = "conv 8 3 pad=1, relu, conv 8 3, bn, leakyrelu 0.1, maxpool 2, "
                        "dropout 0.3, dense 32, relu, dense 24, bn, relu, dense 10";
     enum { N = 9, IN = 14 * 14 };
-    struct cnn_net *probe = NULL;
-    assert_int_equal(cnn_net_new(spec, 1, 14, 14, &probe), CNN_OK);
+    struct cnn_model *probe = NULL;
+    assert_int_equal(cnn_model_new(spec, 1, 14, 14, &probe), CNN_OK);
     int fused = 0;
     for (int i = 0; i < probe->n_layers; i++) fused += probe->layers[i].fused;
     const size_t np = probe->n_params, ns = probe->n_state;
-    cnn_net_free(probe);
+    /* and set_fusion(0) undoes it all, (1) does it again */
+    cnn_model_set_fusion(probe, 0);
+    for (int i = 0; i < probe->n_layers; i++)
+        assert_int_equal(probe->layers[i].fused + probe->layers[i].act, 0);
+    cnn_model_set_fusion(probe, 1);
+    int again = 0;
+    for (int i = 0; i < probe->n_layers; i++) again += probe->layers[i].fused;
+    assert_int_equal(again, fused);
+    cnn_model_free(probe);
     assert_int_equal(fused, 4); /* every activation here has a producer that can fuse it */
 
     static float x[N * IN];
@@ -415,15 +438,16 @@ static void test_predict_batch_independent(void **state) {
     const char *spec = "conv 8 3 pad=1, bn, relu, maxpool 2, dropout 0.3, conv 6 3, bn, "
                        "leakyrelu 0.1, avgpool 2, flatten, dense 16, bn, relu, dense 10";
     enum { N = 9, C = 1, H = 14, W = 14, K = 10 };
-    struct cnn_net *net = NULL;
-    if (cnn_net_new(spec, C, H, W, &net) != CNN_OK) fail_msg("%s", cnn_errmsg());
+    struct cnn_model *m = NULL;
+    if (cnn_model_new(spec, C, H, W, &m) != CNN_OK) fail_msg("%s", cnn_errmsg());
     struct cnn_rng rng;
     cnn_rng_seed(&rng, 17);
-    cnn_net_init_params(net, &rng);
-    /* non-trivial running statistics: mean, then var > 0, for each bn */
-    float *state_v = cnn_net_state(net);
-    for (int i = 0; i < net->n_layers; i++) {
-        const struct cnn_layer *l = &net->layers[i];
+    cnn_model_init_params(m, &rng);
+    /* non-trivial running statistics: mean, then var > 0, for each bn (the model's own
+     * state, written directly: cnn_model_state is a read-only view) */
+    float *state_v = m->state;
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct cnn_layer *l = &m->layers[i];
         float *s = state_v + l->s_off;
         const size_t half = l->n_state / 2;
         for (size_t j = 0; j < half; j++) {
@@ -433,14 +457,18 @@ static void test_predict_batch_independent(void **state) {
     }
     static float x[N * C * H * W], p_chunked[N * K], p_batch[N * K], p_one[N * K];
     fill_normal(x, sizeof x / sizeof x[0], &rng);
-    /* reserved for 4: predict walks the 9 images in chunks of 4, 4, 1 */
-    assert_int_equal(cnn_net_reserve(net, 4), CNN_OK);
-    assert_int_equal(cnn_net_predict(net, x, N, p_chunked), CNN_OK);
+    /* a context for batches of 4: predict walks the 9 images in chunks of 4, 4, 1 */
+    struct cnn_ctx *c4 = NULL, *c16 = NULL;
+    if (cnn_ctx_new(m, 4, 0, &c4) != CNN_OK) fail_msg("%s", cnn_errmsg());
+    assert_int_equal(cnn_ctx_max_batch(c4), 4);
+    assert_int_equal(cnn_predict(m, c4, x, N, p_chunked), CNN_OK);
     for (int i = 0; i < N; i++)
-        assert_int_equal(cnn_net_predict(net, x + (size_t)i * C * H * W, 1, p_one + i * K), CNN_OK);
-    assert_int_equal(cnn_net_reserve(net, 16), CNN_OK);
-    assert_int_equal(cnn_net_predict(net, x, N, p_batch), CNN_OK);
-    cnn_net_free(net);
+        assert_int_equal(cnn_predict(m, c4, x + (size_t)i * C * H * W, 1, p_one + i * K), CNN_OK);
+    if (cnn_ctx_new(m, 16, 0, &c16) != CNN_OK) fail_msg("%s", cnn_errmsg());
+    assert_int_equal(cnn_predict(m, c16, x, N, p_batch), CNN_OK);
+    cnn_ctx_free(c4);
+    cnn_ctx_free(c16);
+    cnn_model_free(m);
     double d_chunk = 0.0, d_batch = 0.0;
     for (int i = 0; i < N * K; i++) {
         d_chunk = fmax(d_chunk, fabs((double)p_chunked[i] - p_one[i]));

@@ -15,7 +15,7 @@
  * test fails, so one run shows the whole picture. The generator has already checked that
  * PyTorch itself agrees with its float64 run to 1e-5 on every tensor, so a difference here is
  * ours, not float32 rounding (see its docstring for why no bias feeds a batch norm directly).
- * One thread, so a failure reproduces exactly.
+ * One thread (every context here is made with threads = 1), so a failure reproduces exactly.
  *
  * The fixture is read with a small bounded reader (every length checked, like the library's
  * own readers); a missing or corrupt fixture is a failure, never a skip. Paths are relative
@@ -251,16 +251,28 @@ static void require_fixture(struct setup *s) {
     s->x = get(&fx, "x", (size_t)s->n * s->c * s->h * s->w, NULL);
 }
 
-/* A net built from the fixture's spec, with its initial params and state. */
-static struct cnn_net *build_net(const struct setup *s) {
-    struct cnn_net *net = NULL;
-    const int rc = cnn_net_new(s->spec, s->c, s->h, s->w, &net);
-    if (rc != CNN_OK) fail_msg("cnn_net_new(\"%s\"): %s", s->spec, cnn_errmsg());
-    assert_int_equal(cnn_net_n_classes(net), s->k);
-    memcpy(net->params, get(&fx, "params", net->n_params, NULL), net->n_params * sizeof(float));
-    memcpy(net->state, get(&fx, "state", net->n_state, NULL), net->n_state * sizeof(float));
-    assert_int_equal(cnn_net_reserve_mode(net, s->n, 1), CNN_OK);
-    return net;
+/* A model built from the fixture's spec, with its initial params and state, and a training
+ * context for the fixture's batch on one thread. */
+static struct cnn_model *build_model(const struct setup *s, struct cnn_ctx **ctx) {
+    struct cnn_model *m = NULL;
+    const int rc = cnn_model_new(s->spec, s->c, s->h, s->w, &m);
+    if (rc != CNN_OK) fail_msg("cnn_model_new(\"%s\"): %s", s->spec, cnn_errmsg());
+    assert_int_equal(cnn_model_n_classes(m), s->k);
+    memcpy(m->params, get(&fx, "params", m->n_params, NULL), m->n_params * sizeof(float));
+    memcpy(m->state, get(&fx, "state", m->n_state, NULL), m->n_state * sizeof(float));
+    assert_int_equal(cnn_ctx_new_train(m, s->n, 1, ctx), CNN_OK);
+    return m;
+}
+
+/* One training forward + backward (gradients into ctx->grads), its forward seed drawn from rng
+ * as the trainer draws it. */
+static int train_batch(struct cnn_ctx *ctx, struct cnn_model *m, const struct setup *s,
+                       float smoothing, struct cnn_rng *rng, float *loss) {
+    const int saved = cnn_threads_enter(ctx->threads);
+    const int rc = cnn_ctx_train_batch(ctx, m, s->x, s->labels, s->n, smoothing, cnn_rng_u64(rng),
+                                       NULL, loss, NULL);
+    cnn_threads_leave(saved);
+    return rc;
 }
 
 static int group_setup(void **state) {
@@ -269,7 +281,6 @@ static int group_setup(void **state) {
     if (env && *env) fx_path = env;
     fx_ok = fixture_load(fx_path, &fx, fx_err, sizeof fx_err) == 0;
     if (!fx_ok) fprintf(stderr, "test_ref: fixture %s: %s\n", fx_path, fx_err);
-    cnn_set_threads(1);
     return 0; /* each test fails on its own when the fixture is bad */
 }
 
@@ -307,11 +318,11 @@ static int compare(const char *what, const float *got, const float *ref, size_t 
 
 /* Per layer: conv/dense "weight"/"bias", bn "gamma"/"beta". Names count layers of a kind from
  * 1 (conv1, conv2, bn1, ...). which: 'p' params/grads, 's' state. */
-static int compare_slices(const struct cnn_net *net, const char *prefix, const float *got,
+static int compare_slices(const struct cnn_model *m, const char *prefix, const float *got,
                           const float *ref, char which) {
     int ok = 1, count[CNN_LAYER_COUNT] = {0};
-    for (int i = 0; i < net->n_layers; i++) {
-        const struct cnn_layer *l = &net->layers[i];
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct cnn_layer *l = &m->layers[i];
         const int idx = ++count[l->kind];
         const size_t off = which == 'p' ? l->p_off : l->s_off;
         const size_t len = which == 'p' ? l->n_params : l->n_state;
@@ -339,41 +350,44 @@ static void test_forward_backward(void **state) {
     (void)state;
     struct setup s;
     require_fixture(&s);
-    struct cnn_net *net = build_net(&s);
+    struct cnn_ctx *ctx = NULL;
+    struct cnn_model *m = build_model(&s, &ctx);
     const size_t nk = (size_t)s.n * s.k;
     const float eps = s.hp[HP_SMOOTHING];
-    printf("spec: %s\n  (%zu params, %zu state, batch %d, label smoothing %g)\n", net->spec,
-           net->n_params, net->n_state, s.n, (double)eps);
+    printf("spec: %s\n  (%zu params, %zu state, batch %d, label smoothing %g)\n", m->spec,
+           m->n_params, m->n_state, s.n, (double)eps);
     int ok = 1;
 
-    const float *logits = cnn_net_forward(net, s.x, s.n, 1, 0);
+    const int saved = cnn_threads_enter(ctx->threads);
+    const float *logits = cnn_ctx_forward(ctx, m, s.x, s.n, m->state, 0, NULL);
     ok &= compare("logits (train)", logits, get(&fx, "logits", nk, NULL), nk);
-    const float loss = cnn_softmax_xent(logits, s.labels, s.n, s.k, eps, net->probs,
-                                        net->dact[net->n_layers]);
+    const float loss =
+        cnn_softmax_xent(logits, s.labels, s.n, s.k, eps, ctx->probs, ctx->dact[m->n_layers]);
     ok &= compare("loss", &loss, get(&fx, "loss", 1, NULL), 1);
-    cnn_net_zero_grad(net);
-    cnn_net_backward(net, s.x, s.n);
-    const float *grads = get(&fx, "grads", net->n_params, NULL);
-    ok &= compare_slices(net, "grad", net->grads, grads, 'p');
-    ok &= compare("grad (all)", net->grads, grads, net->n_params);
-    ok &= compare_slices(net, "state after", net->state,
-                         get(&fx, "state_after", net->n_state, NULL), 's');
+    cnn_ctx_zero_grad(ctx);
+    cnn_ctx_backward(ctx, m, s.x, s.n, NULL);
+    const float *grads = get(&fx, "grads", m->n_params, NULL);
+    ok &= compare_slices(m, "grad", ctx->grads, grads, 'p');
+    ok &= compare("grad (all)", ctx->grads, grads, m->n_params);
+    ok &=
+        compare_slices(m, "state after", m->state, get(&fx, "state_after", m->n_state, NULL), 's');
 
-    const float *eval = cnn_net_forward(net, s.x, s.n, 0, 0);
+    const float *eval = cnn_ctx_forward(ctx, m, s.x, s.n, NULL, 0, NULL);
     ok &= compare("logits (eval)", eval, get(&fx, "eval_logits", nk, NULL), nk);
+    cnn_threads_leave(saved);
 
-    /* cnn_net_train_batch must be the same computation as the steps above */
-    memcpy(net->state, get(&fx, "state", net->n_state, NULL), net->n_state * sizeof(float));
+    /* cnn_ctx_train_batch must be the same computation as the steps above */
+    memcpy(m->state, get(&fx, "state", m->n_state, NULL), m->n_state * sizeof(float));
     struct cnn_rng rng;
     cnn_rng_seed(&rng, 1);
     float tb_loss;
-    assert_int_equal(cnn_net_train_batch(net, s.x, s.labels, s.n, eps, &rng, &tb_loss, NULL),
-                     CNN_OK);
+    assert_int_equal(train_batch(ctx, m, &s, eps, &rng, &tb_loss), CNN_OK);
     ok &= compare("train_batch loss", &tb_loss, get(&fx, "loss", 1, NULL), 1);
-    ok &= compare("train_batch grad (all)", net->grads, grads, net->n_params);
+    ok &= compare("train_batch grad (all)", ctx->grads, grads, m->n_params);
 
     printf("  worst rel %.2e (%s), tolerance %.0e\n", worst_rel, worst_name, REL_TOL);
-    cnn_net_free(net);
+    cnn_ctx_free(ctx);
+    cnn_model_free(m);
     if (!ok) fail_msg("forward/backward differs from PyTorch beyond %g relative", REL_TOL);
 }
 
@@ -381,7 +395,8 @@ static void test_forward_backward(void **state) {
 static void run_optimizer(const char *name, int kind, float lr, float wd) {
     struct setup s;
     require_fixture(&s);
-    struct cnn_net *net = build_net(&s);
+    struct cnn_ctx *ctx = NULL;
+    struct cnn_model *m = build_model(&s, &ctx);
     struct cnn_optim_cfg cfg;
     cnn_optim_cfg_default(&cfg, kind);
     cfg.momentum = s.hp[HP_SGD_MOMENTUM];
@@ -392,15 +407,15 @@ static void run_optimizer(const char *name, int kind, float lr, float wd) {
     cfg.weight_decay = wd;
     cfg.decay_all = 0;
     struct cnn_optim *opt;
-    if (cnn_optim_new(net, &cfg, &opt) != CNN_OK) fail_msg("cnn_optim_new: %s", cnn_errmsg());
+    if (cnn_optim_new(m, &cfg, &opt) != CNN_OK) fail_msg("cnn_optim_new: %s", cnn_errmsg());
     float losses[1000];
     struct cnn_rng rng;
     cnn_rng_seed(&rng, 1);
     for (int t = 0; t < s.steps; t++) {
-        const int rc = cnn_net_train_batch(net, s.x, s.labels, s.n, s.hp[HP_SMOOTHING], &rng,
-                                           &losses[t], NULL);
-        if (rc != CNN_OK) fail_msg("cnn_net_train_batch: %s", cnn_errmsg());
-        cnn_optim_step(opt, net, lr);
+        const int rc = train_batch(ctx, m, &s, s.hp[HP_SMOOTHING], &rng, &losses[t]);
+        if (rc != CNN_OK) fail_msg("cnn_ctx_train_batch: %s", cnn_errmsg());
+        if (cnn_optim_step(opt, m->params, ctx->grads, m->decay_mask, m->n_params, lr) != CNN_OK)
+            fail_msg("cnn_optim_step: %s", cnn_errmsg());
     }
     char key[64], what[64];
     printf("%s: lr %g, weight decay %g, %d steps\n", name, (double)lr, (double)wd, s.steps);
@@ -413,17 +428,18 @@ static void run_optimizer(const char *name, int kind, float lr, float wd) {
     snprintf(what, sizeof what, "%s losses", name);
     ok &= compare(what, losses, ref_losses, (size_t)s.steps);
     snprintf(key, sizeof key, "%s_params_final", name);
-    const float *pf = get(&fx, key, net->n_params, NULL);
+    const float *pf = get(&fx, key, m->n_params, NULL);
     snprintf(what, sizeof what, "%s final", name);
-    ok &= compare_slices(net, what, net->params, pf, 'p');
+    ok &= compare_slices(m, what, m->params, pf, 'p');
     snprintf(what, sizeof what, "%s final params (all)", name);
-    ok &= compare(what, net->params, pf, net->n_params);
+    ok &= compare(what, m->params, pf, m->n_params);
     snprintf(key, sizeof key, "%s_state_final", name);
     snprintf(what, sizeof what, "%s final", name);
-    ok &= compare_slices(net, what, net->state, get(&fx, key, net->n_state, NULL), 's');
+    ok &= compare_slices(m, what, m->state, get(&fx, key, m->n_state, NULL), 's');
     printf("  worst rel so far %.2e (%s)\n", worst_rel, worst_name);
     cnn_optim_free(opt);
-    cnn_net_free(net);
+    cnn_ctx_free(ctx);
+    cnn_model_free(m);
     if (!ok) fail_msg("%s differs from PyTorch beyond %g relative", name, REL_TOL);
 }
 

@@ -11,12 +11,20 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
 
 static char tmpdir[64];
+
+/* Seconds on the monotonic clock, for the timings tests print. */
+static inline double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 /* A path inside tmpdir. Returns one of 8 rotating static buffers. */
 static const char *tpath(const char *name) {

@@ -10,8 +10,10 @@
  * the check, or a file over 60 KB, makes the program exit 1. Output is deterministic.
  *
  * Build and run from the repository root (needs data/mnist, e.g. `make data`):
+ *   make build/libcnn.a
  *   gcc -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc tools/make_examples.c \
- *       src/image.c src/fileio.c src/error.c src/stb_impl.c -fwrapv -lm -o build/make_examples
+ *       build/libcnn.a $(pkg-config --libs zlib) -L/usr/lib/$(gcc -print-multiarch)/openblas-pthread \
+ *       -lopenblas -lm -lpthread -fopenmp -o build/make_examples
  *   build/make_examples [MNIST_DIR [OUT_DIR]]        (defaults: data/mnist examples)
  */
 #include <math.h>

@@ -24,10 +24,6 @@ int cnn_fail(int status, const char *fmt, ...) {
     return status;
 }
 
-void cnn_clear_error(void) {
-    errbuf[0] = '\0';
-}
-
 const char *cnn_status_str(int status) {
     switch (status) {
     case CNN_OK: return "ok";
@@ -40,6 +36,11 @@ const char *cnn_status_str(int status) {
     case CNN_ERR_INTERRUPTED: return "interrupted";
     case CNN_ERR_NODIGIT: return "no digit found";
     case CNN_ERR_LIMIT: return "over a size limit";
+    case CNN_ERR_REDUCE: return "reducer failed";
     default: return "unknown error";
     }
+}
+
+const char *cnn_version(void) {
+    return CNN_VERSION_STRING;
 }

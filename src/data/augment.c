@@ -75,8 +75,17 @@ static float sample(const uint8_t *src, int h, int w, float x, float y) {
     return v;
 }
 
-void cnn_augment_image(const struct cnn_augment *a, const uint8_t *src, float *dst, int h, int w,
-                       float mean, float std, struct cnn_rng *rng) {
+int cnn_augment_image(const struct cnn_augment *a, const uint8_t *src, float *dst, int h, int w,
+                      float mean, float std, struct cnn_rng *rng) {
+    /* h, w <= 4096 keeps h * w (and every index below) inside an int; sigma 0 would divide
+     * by zero in the Gaussian (NaN weights, NaN images) */
+    if (h < 1 || w < 1 || h > 4096 || w > 4096)
+        return cnn_fail(CNN_ERR_ARG, "augment: image size %dx%d out of range [1, 4096]", h, w);
+    if (!(std > 0.0f))
+        return cnn_fail(CNN_ERR_ARG, "augment: normalisation std %g must be > 0", (double)std);
+    if (a->elastic_alpha > 0.0f && !(a->elastic_sigma > 0.0f))
+        return cnn_fail(CNN_ERR_ARG, "augment: elastic sigma %g must be > 0",
+                        (double)a->elastic_sigma);
     const float deg = 3.14159265f / 180.0f;
     const float th = uniform_pm(rng, a->rotate) * deg, sh = uniform_pm(rng, a->shear) * deg;
     const float s = 1.0f + uniform_pm(rng, a->scale);
@@ -107,4 +116,5 @@ void cnn_augment_image(const struct cnn_augment *a, const uint8_t *src, float *d
             const float px = i00 * ux + i01 * uy + cx, py = i10 * ux + i11 * uy + cy;
             dst[y * w + x] = sample(src, h, w, px, py) * scale - shift;
         }
+    return CNN_OK;
 }

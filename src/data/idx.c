@@ -180,6 +180,42 @@ static int gz_fail(const struct gz *g, int r, const char *name, size_t at, size_
                     name, at, msg, r);
 }
 
+/* The decompressed header into *h: the magic first (it says how many dimension words
+ * follow), then the dimensions, each checked. */
+static int gz_read_header(struct gz *g, const char *name, const char *src, struct cnn_idx *h,
+                     int *ndim) {
+    uint8_t hdr[IDX_MAX_HEADER];
+    size_t got, got2;
+    int rc, r = gz_read(g, hdr, 4, &got);
+    if (r != Z_OK && r != Z_STREAM_END) return gz_fail(g, r, name, got, 0);
+    if ((rc = parse_magic(hdr, got, name, src, ndim)) != CNN_OK) return rc;
+    r = gz_read(g, hdr + 4, 4 * (size_t)*ndim, &got2);
+    if (r != Z_OK && r != Z_STREAM_END) return gz_fail(g, r, name, 4 + got2, 0);
+    return parse_dims(hdr, 4 + got2, name, src, *ndim, h);
+}
+
+/* After the payload: a 1-byte probe must find the end of the stream, and nothing may follow
+ * the gzip member. hb is the header's size, for the messages. */
+static int gz_check_end(struct gz *g, const char *name, const char *src, const struct cnn_idx *h,
+                     size_t hb) {
+    char ds[64];
+    uint8_t probe;
+    size_t got;
+    const int r = gz_read(g, &probe, 1, &got);
+    if (got > 0)
+        return cnn_fail(CNN_ERR_FORMAT,
+                        "%s%s: more than the %zu bytes its header (%s) implies: trailing data",
+                        name, src, hb + h->size, dims_str(h, ds, sizeof ds));
+    if (r != Z_STREAM_END) return gz_fail(g, r, name, hb + h->size, hb + h->size);
+    const size_t rest = g->zs.avail_in + g->in_left;
+    if (rest > 0)
+        return cnn_fail(CNN_ERR_FORMAT,
+                        "%s: %zu bytes of trailing garbage after the gzip stream, expected none "
+                        "(one gzip member per file)",
+                        name, rest);
+    return CNN_OK;
+}
+
 /* Decompress a whole gzip member holding one IDX file. Allocates exactly h->size bytes, and
  * only after the decompressed header has passed every check. */
 static int parse_gzip(const uint8_t *buf, size_t len, const char *name, struct cnn_idx *out) {
@@ -190,32 +226,16 @@ static int parse_gzip(const uint8_t *buf, size_t len, const char *name, struct c
     g.in_left = len;
     if (inflateInit2(&g.zs, 16 + MAX_WBITS) != Z_OK) /* 16+: gzip wrapper only, no zlib/raw */
         return cnn_fail(CNN_ERR_NOMEM, "%s: cannot initialise zlib", name);
-    uint8_t hdr[IDX_MAX_HEADER], probe;
     uint8_t *data = NULL;
     struct cnn_idx h;
     memset(&h, 0, sizeof h);
     char ds[64];
     int rc, r, ndim = 0;
-    size_t got, got2, hb, rest;
-
-    /* The magic first: it says how many dimension words follow. */
-    r = gz_read(&g, hdr, 4, &got);
-    if (r != Z_OK && r != Z_STREAM_END) {
-        rc = gz_fail(&g, r, name, got, 0);
-        goto fail;
-    }
-    if ((rc = parse_magic(hdr, got, name, src, &ndim)) != CNN_OK) goto fail;
-    r = gz_read(&g, hdr + 4, 4 * (size_t)ndim, &got2);
-    if (r != Z_OK && r != Z_STREAM_END) {
-        rc = gz_fail(&g, r, name, 4 + got2, 0);
-        goto fail;
-    }
-    if ((rc = parse_dims(hdr, 4 + got2, name, src, ndim, &h)) != CNN_OK) goto fail;
-
-    /* The payload: exactly h.size bytes, then a 1-byte probe that must find the end.
-     * deflate expands at most 1032:1, so a header claiming more than that from this many
-     * compressed bytes is a lie: refuse it before allocating (a 33-byte file must not make
-     * us allocate a gigabyte). */
+    size_t got, hb;
+    if ((rc = gz_read_header(&g, name, src, &h, &ndim)) != CNN_OK) goto fail;
+    /* The payload: exactly h.size bytes. deflate expands at most 1032:1, so a header claiming
+     * more than that from this many compressed bytes is a lie: refuse it before allocating (a
+     * 33-byte file must not make us allocate a gigabyte). */
     hb = header_bytes(ndim);
     if (h.size / 1032 > len) {
         rc = cnn_fail(CNN_ERR_FORMAT,
@@ -241,25 +261,7 @@ static int parse_gzip(const uint8_t *buf, size_t len, const char *name, struct c
                       name, src, hb + got, dims_str(&h, ds, sizeof ds), hb + h.size);
         goto fail;
     }
-    r = gz_read(&g, &probe, 1, &got);
-    if (got > 0) {
-        rc = cnn_fail(CNN_ERR_FORMAT,
-                      "%s%s: more than the %zu bytes its header (%s) implies: trailing data", name,
-                      src, hb + h.size, dims_str(&h, ds, sizeof ds));
-        goto fail;
-    }
-    if (r != Z_STREAM_END) {
-        rc = gz_fail(&g, r, name, hb + h.size, hb + h.size);
-        goto fail;
-    }
-    rest = g.zs.avail_in + g.in_left;
-    if (rest > 0) {
-        rc = cnn_fail(CNN_ERR_FORMAT,
-                      "%s: %zu bytes of trailing garbage after the gzip stream, expected none "
-                      "(one gzip member per file)",
-                      name, rest);
-        goto fail;
-    }
+    if ((rc = gz_check_end(&g, name, src, &h, hb)) != CNN_OK) goto fail;
     inflateEnd(&g.zs);
     h.data = data;
     *out = h;

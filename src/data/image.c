@@ -59,9 +59,9 @@
  * Decoding uses stb_image from memory (PNG, JPEG, BMP, GIF first frame, TGA, PGM/PPM). The
  * dimensions are read with stbi_info_from_memory first, so an image over CNN_IMAGE_MAX_PIXELS
  * is refused before any pixel is decoded. stb reports failures through stbi_failure_reason(),
- * documented as a global; Debian's build makes it thread-local, and we copy it into our own
- * thread-local message right away, so concurrent decodes in other threads can at worst
- * garble the parenthesised reason, never the status.
+ * documented as a global; stb_impl.c compiles stb as C11, where stb declares it _Thread_local
+ * (STBI_THREAD_LOCAL), and we copy it into our own thread-local message right away, so
+ * concurrent decodes in other threads never see each other's reasons.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -110,12 +110,7 @@ void cnn_image_free(struct cnn_image *img) {
     memset(img, 0, sizeof *img);
 }
 
-/* Contract: buf holds len bytes of an encoded image; name is only used in messages (NULL is
- * "<memory>"). On success out->gray is a (h,w) u8 luminance image owned by the caller
- * (cnn_image_free). On error *out is zeroed and the status is CNN_ERR_FORMAT (empty, not an
- * image, corrupt), CNN_ERR_LIMIT (over CNN_IMAGE_MAX_PIXELS or 2 GiB, checked before decoding)
- * or CNN_ERR_NOMEM. Colour: Y = 0.299 R + 0.587 G + 0.114 B (Rec. 601, as JPEG). Alpha is
- * composited on white, so a transparent background reads as a white page. */
+/* A big-endian u32 (PNG lengths, JPEG/PNM fields). */
 static uint32_t be32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
@@ -217,6 +212,12 @@ static int check_pnm(const uint8_t *b, size_t len, const char *name) {
     return CNN_OK;
 }
 
+/* Contract: buf holds len bytes of an encoded image; name is only used in messages (NULL is
+ * "<memory>"). On success out->gray is a (h,w) u8 luminance image owned by the caller
+ * (cnn_image_free). On error *out is zeroed and the status is CNN_ERR_FORMAT (empty, not an
+ * image, corrupt), CNN_ERR_LIMIT (over CNN_IMAGE_MAX_PIXELS or 2 GiB, checked before decoding)
+ * or CNN_ERR_NOMEM. Colour: Y = 0.299 R + 0.587 G + 0.114 B (Rec. 601, as JPEG). Alpha is
+ * composited on white, so a transparent background reads as a white page. */
 int cnn_image_decode(const void *buf, size_t len, const char *name, struct cnn_image *out) {
     memset(out, 0, sizeof *out);
     if (!name) name = "<memory>";

@@ -8,9 +8,9 @@
  * quantiser in an int (stbi__jpeg_decode_block; upstream checks it since 2.28), so a corrupt
  * file made that undefined behaviour (found by fuzz_image: fuzz/regressions/
  * image-jpeg-dc-overflow); now it yields a wrong pixel of a broken image and nothing else. The
- * other stb bugs we know of are refused before stb runs (src/image.c check_png, check_jpeg,
+ * other stb bugs we know of are refused before stb runs (src/data/image.c check_png, check_jpeg,
  * check_pnm), or fixed in the copy of stb_image.h this file is compiled from: upstream's 2.28
- * fixes for a JPEG that runs out of bits, applied by the Makefile (src/stb_image.sed; the
+ * fixes for a JPEG that runs out of bits, applied by the Makefile (src/data/stb_image.sed; the
  * include path puts BUILD/stbfix first). Also, the sanitizer builds (make asan, make fuzz) now
  * check stb's code too.
  * Warnings are off for this file only (-w): it is not ours to change.

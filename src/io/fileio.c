@@ -106,7 +106,12 @@ int cnn_write_file_atomic(const char *path, const void *buf, size_t len) {
     char tmp[4096];
     const int tn = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     if (tn < 0 || (size_t)tn >= sizeof tmp) return cnn_fail(CNN_ERR_ARG, "%s: path too long", path);
-    const int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    /* O_EXCL | O_NOFOLLOW: never write through a link or into a file someone else made. A file
+     * of that name can only be a leftover of an earlier process with our PID: remove it (unlink
+     * removes a link itself, not its target) and try once more. */
+    const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
+    int fd = open(tmp, flags, 0644);
+    if (fd < 0 && errno == EEXIST && unlink(tmp) == 0) fd = open(tmp, flags, 0644);
     if (fd < 0)
         return cnn_fail(CNN_ERR_IO, "%s: cannot create a temporary file beside it: %s", path,
                         strerror(errno));
@@ -137,7 +142,7 @@ int cnn_write_file_atomic(const char *path, const void *buf, size_t len) {
 }
 
 void cnn_buf_put(struct cnn_buf *b, const void *src, size_t n) {
-    if (b->oom) return;
+    if (b->oom || n == 0) return;
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
         while (cap < b->len + n) cap *= 2;

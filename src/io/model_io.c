@@ -5,6 +5,9 @@
  *   { u32 tag, u64 length, bytes }*     SPEC NORM PARM STAT META [OPTM TRNS ...] "END "
  *   u32 crc32(everything above)
  *
+ * META is key=value lines (model.c checks every key and value); version 1 files, which differ
+ * only in which keys their writer set, load as they are.
+ *
  * Loading never trusts a number from the file: the whole file is read with a size limit,
  * the CRC is checked before anything else is interpreted, every section length is checked
  * against the bytes that remain, and the net is rebuilt from the stored spec text with its
@@ -34,37 +37,39 @@ void cnn_model_section(struct cnn_buf *b, const char tag[4], const void *data, s
     cnn_buf_put(b, data, len);
 }
 
-void cnn_model_encode(const struct cnn_net *net, const struct cnn_meta *meta, struct cnn_buf *b) {
+void cnn_model_encode(const struct cnn_model *m, struct cnn_buf *b) {
     cnn_buf_put(b, MAGIC, sizeof MAGIC);
     cnn_buf_u32(b, CNN_MODEL_VERSION);
     cnn_buf_u32(b, 0);
-    const size_t sl = strlen(net->spec);
+    const size_t sl = strlen(m->spec);
     cnn_buf_u32(b, tag_u32("SPEC"));
     cnn_buf_u64(b, 12 + sl);
-    cnn_buf_u32(b, (uint32_t)net->in.c);
-    cnn_buf_u32(b, (uint32_t)net->in.h);
-    cnn_buf_u32(b, (uint32_t)net->in.w);
-    cnn_buf_put(b, net->spec, sl);
+    cnn_buf_u32(b, (uint32_t)m->in.c);
+    cnn_buf_u32(b, (uint32_t)m->in.h);
+    cnn_buf_u32(b, (uint32_t)m->in.w);
+    cnn_buf_put(b, m->spec, sl);
     cnn_buf_u32(b, tag_u32("NORM"));
     cnn_buf_u64(b, 8);
-    cnn_buf_f32(b, net->norm_mean);
-    cnn_buf_f32(b, net->norm_std);
+    cnn_buf_f32(b, m->norm_mean);
+    cnn_buf_f32(b, m->norm_std);
     cnn_buf_u32(b, tag_u32("PARM"));
-    cnn_buf_u64(b, 8 + 4 * net->n_params);
-    cnn_buf_u64(b, net->n_params);
-    cnn_buf_f32s(b, net->params, net->n_params);
+    cnn_buf_u64(b, 8 + 4 * m->n_params);
+    cnn_buf_u64(b, m->n_params);
+    cnn_buf_f32s(b, m->params, m->n_params);
     cnn_buf_u32(b, tag_u32("STAT"));
-    cnn_buf_u64(b, 8 + 4 * net->n_state);
-    cnn_buf_u64(b, net->n_state);
-    cnn_buf_f32s(b, net->state, net->n_state);
-    if (meta) {
-        char text[512];
-        const int n = snprintf(text, sizeof text,
-                               "dataset=%s\ndate=%s\nepochs=%d\nval_acc=%.6f\ntrain_images=%ld\n",
-                               meta->dataset, meta->date, meta->epochs, (double)meta->val_acc,
-                               meta->train_images);
-        cnn_model_section(b, "META", text, n > 0 && (size_t)n < sizeof text ? (size_t)n : 0);
+    cnn_buf_u64(b, 8 + 4 * m->n_state);
+    cnn_buf_u64(b, m->n_state);
+    cnn_buf_f32s(b, m->state, m->n_state);
+    struct cnn_buf t = {0};
+    for (int i = 0; i < m->n_meta; i++) {
+        cnn_buf_put(&t, m->meta[i].key, strlen(m->meta[i].key));
+        cnn_buf_put(&t, "=", 1);
+        cnn_buf_put(&t, m->meta[i].value, strlen(m->meta[i].value));
+        cnn_buf_put(&t, "\n", 1);
     }
+    cnn_model_section(b, "META", t.p, t.len);
+    b->oom |= t.oom;
+    free(t.p);
 }
 
 int cnn_model_write(struct cnn_buf *b, const char *path) {
@@ -84,13 +89,13 @@ int cnn_model_write(struct cnn_buf *b, const char *path) {
     return rc;
 }
 
-int cnn_model_save(const struct cnn_net *net, const struct cnn_meta *meta, const char *path) {
+int cnn_model_save(const struct cnn_model *m, const char *path) {
     struct cnn_buf b = {0};
-    cnn_model_encode(net, meta, &b);
+    cnn_model_encode(m, &b);
     return cnn_model_write(&b, path);
 }
 
-int cnn_model_check(const uint8_t *buf, size_t len, const char *name) {
+int cnn_model_check(const uint8_t *buf, size_t len, const char *name, uint32_t *version_out) {
     if (len < HEADER_BYTES + 12 + 4)
         return cnn_fail(CNN_ERR_FORMAT, "%s: %zu bytes, too short to be a model file", name, len);
     if (memcmp(buf, MAGIC, sizeof MAGIC) != 0)
@@ -99,9 +104,10 @@ int cnn_model_check(const uint8_t *buf, size_t len, const char *name) {
     uint32_t version, flags, crc;
     cnn_rd_u32(&r, &version);
     cnn_rd_u32(&r, &flags);
-    if (version != CNN_MODEL_VERSION)
-        return cnn_fail(CNN_ERR_FORMAT, "%s: format version %u, this build reads version %u",
+    if (version < 1 || version > CNN_MODEL_VERSION)
+        return cnn_fail(CNN_ERR_FORMAT, "%s: format version %u, this build reads versions 1 to %u",
                         name, version, CNN_MODEL_VERSION);
+    if (version_out) *version_out = version;
     struct cnn_rd tail = {buf, len, len - 4};
     cnn_rd_u32(&tail, &crc);
     if ((uint32_t)crc32(0L, buf, (uInt)(len - 4)) != crc)
@@ -160,32 +166,32 @@ static int read_floats(const uint8_t *buf, size_t len, const char *tag, const ch
     return CNN_OK;
 }
 
-static void parse_meta(const uint8_t *p, size_t n, struct cnn_meta *m) {
-    char text[1024];
-    const size_t len = n < sizeof text - 1 ? n : sizeof text - 1;
-    memcpy(text, p, len);
-    text[len] = '\0';
-    char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        char *eq = strchr(line, '=');
-        if (!eq) continue;
+/* META: key=value lines, each checked as cnn_model_set_meta checks what a caller sets. */
+static int parse_meta(const uint8_t *p, size_t n, const char *name, struct cnn_model *m) {
+    size_t pos = 0;
+    for (int line = 1; pos < n; line++) {
+        const uint8_t *nl = memchr(p + pos, '\n', n - pos);
+        const size_t end = nl ? (size_t)(nl - p) : n, len = end - pos;
+        char text[CNN_META_KEY + CNN_META_VALUE + 2];
+        if (len >= sizeof text || memchr(p + pos, '\0', len))
+            return cnn_fail(CNN_ERR_FORMAT, "%s: metadata line %d is too long or holds a NUL",
+                            name, line);
+        memcpy(text, p + pos, len);
+        text[len] = '\0';
+        pos = end + 1;
+        char *eq = strchr(text, '=');
+        if (!eq) return cnn_fail(CNN_ERR_FORMAT, "%s: metadata line %d has no '='", name, line);
         *eq = '\0';
-        const char *v = eq + 1;
-        if (!strcmp(line, "dataset"))
-            snprintf(m->dataset, sizeof m->dataset, "%s", v);
-        else if (!strcmp(line, "date"))
-            snprintf(m->date, sizeof m->date, "%s", v);
-        else if (!strcmp(line, "epochs"))
-            m->epochs = atoi(v);
-        else if (!strcmp(line, "val_acc"))
-            m->val_acc = strtof(v, NULL);
-        else if (!strcmp(line, "train_images"))
-            m->train_images = atol(v);
+        if (cnn_model_set_meta(m, text, eq + 1)) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "%s", cnn_errmsg());
+            return cnn_fail(CNN_ERR_FORMAT, "%s: metadata line %d: %s", name, line, msg);
+        }
     }
+    return CNN_OK;
 }
 
-int cnn_model_decode(const uint8_t *buf, size_t len, const char *name, struct cnn_net **out,
-                     struct cnn_meta *meta) {
+int cnn_model_decode(const uint8_t *buf, size_t len, const char *name, struct cnn_model **out) {
     *out = NULL;
     size_t n;
     const uint8_t *p = cnn_model_find(buf, len, "SPEC", &n);
@@ -204,8 +210,8 @@ int cnn_model_decode(const uint8_t *buf, size_t len, const char *name, struct cn
     if (c < 1 || c > 64 || h < 1 || h > 4096 || w < 1 || w > 4096)
         return cnn_fail(CNN_ERR_FORMAT, "%s: input shape %ux%ux%u out of range", name, c, h, w);
     /* The parameter count can be no larger than the file: bound the net before building it. */
-    struct cnn_net *net = NULL;
-    int rc = cnn_net_new_bounded(spec, (int)c, (int)h, (int)w, len / 4, &net);
+    struct cnn_model *net = NULL;
+    int rc = cnn_model_new_bounded(spec, (int)c, (int)h, (int)w, len / 4, &net);
     if (rc == CNN_ERR_LIMIT)
         return cnn_fail(CNN_ERR_FORMAT,
                         "%s: the stored spec needs more parameters than the file holds (%zu "
@@ -226,34 +232,29 @@ int cnn_model_decode(const uint8_t *buf, size_t len, const char *name, struct cn
         rc = cnn_fail(CNN_ERR_FORMAT, "%s: missing or invalid input normalisation (NORM)", name);
         goto fail;
     }
-    cnn_net_set_norm(net, ms[0], ms[1]);
-    if (meta) {
-        memset(meta, 0, sizeof *meta);
-        meta->val_acc = -1.0f;
-        p = cnn_model_find(buf, len, "META", &n);
-        if (p) parse_meta(p, n, meta);
-    }
+    cnn_model_set_norm(net, ms[0], ms[1]);
+    p = cnn_model_find(buf, len, "META", &n);
+    if (p && (rc = parse_meta(p, n, name, net))) goto fail;
     *out = net;
     return CNN_OK;
 fail:
-    cnn_net_free(net);
+    cnn_model_free(net);
     return rc;
 }
 
-int cnn_model_parse(const void *buf, size_t len, const char *name, struct cnn_net **out,
-                    struct cnn_meta *meta) {
+int cnn_model_parse(const void *buf, size_t len, const char *name, struct cnn_model **out) {
     *out = NULL;
-    int rc = cnn_model_check(buf, len, name);
-    return rc ? rc : cnn_model_decode(buf, len, name, out, meta);
+    int rc = cnn_model_check(buf, len, name, NULL);
+    return rc ? rc : cnn_model_decode(buf, len, name, out);
 }
 
-int cnn_model_load(const char *path, struct cnn_net **out, struct cnn_meta *meta) {
+int cnn_model_load(const char *path, struct cnn_model **out) {
     uint8_t *buf;
     size_t len;
     *out = NULL;
     int rc = cnn_read_file(path, CNN_MODEL_MAX_BYTES, &buf, &len);
     if (rc) return rc;
-    rc = cnn_model_parse(buf, len, path, out, meta);
+    rc = cnn_model_parse(buf, len, path, out);
     free(buf);
     return rc;
 }

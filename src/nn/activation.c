@@ -11,13 +11,13 @@
 
 static int relu_parse(struct cnn_layer *l, struct cnn_spec_item *it) {
     (void)it;
-    l->fa[0] = 0.0f;
+    l->cfg.act.slope = 0.0f;
     return CNN_OK;
 }
 
 static int leaky_parse(struct cnn_layer *l, struct cnn_spec_item *it) {
-    l->fa[0] = 0.01f;
-    return cnn_spec_float_opt(it, 0, "slope", 0.0, 1.0, &l->fa[0]);
+    l->cfg.act.slope = 0.01f;
+    return cnn_spec_float_opt(it, 0, "slope", 0.0, 1.0, &l->cfg.act.slope);
 }
 
 static int act_init(struct cnn_layer *l) {
@@ -28,7 +28,7 @@ static int act_init(struct cnn_layer *l) {
 
 static void act_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     const size_t total = (size_t)f->n * cnn_shape_size(l->in);
-    const float slope = l->fa[0];
+    const float slope = l->cfg.act.slope;
     const float *restrict x = f->x;
     float *restrict y = f->y;
 #pragma omp parallel for schedule(static) if (total >= CNN_OMP_MIN_WORK)
@@ -38,7 +38,7 @@ static void act_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
 static void act_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
     if (!b->dx) return;
     const size_t total = (size_t)b->n * cnn_shape_size(l->in);
-    const float slope = l->fa[0];
+    const float slope = l->cfg.act.slope;
     const float *restrict x = b->x, *restrict dy = b->dy;
     float *restrict dx = b->dx;
 #pragma omp parallel for schedule(static) if (total >= CNN_OMP_MIN_WORK)
@@ -82,7 +82,7 @@ static void relu_describe(const struct cnn_layer *l, char *buf, size_t len) {
 }
 
 static void leaky_describe(const struct cnn_layer *l, char *buf, size_t len) {
-    snprintf(buf, len, "leakyrelu %g", (double)l->fa[0]);
+    snprintf(buf, len, "leakyrelu %g", (double)l->cfg.act.slope);
 }
 
 const struct cnn_layer_ops cnn_relu_ops = {

@@ -73,7 +73,8 @@ static void bn_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     const int c = l->in.c, n = f->n;
     const size_t hw = (size_t)l->in.h * l->in.w;
     const float *gamma = f->p, *beta = f->p + c;
-    float *rmean = f->s, *rvar = f->s + c;
+    const float *rmean = f->s, *rvar = f->s + c;
+    float *umean = f->s_update, *uvar = f->s_update ? f->s_update + c : NULL; /* training */
     float *mu = f->cache, *rstd = f->cache + c;
     const int par = (size_t)n * c * hw >= CNN_OMP_MIN_WORK;
     (void)par; /* only read by the OpenMP pragmas */
@@ -88,7 +89,7 @@ static void bn_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
             for (int i = 0; i < n; i++) sum += cnn_sum8(f->x + ((size_t)i * c + ch) * hw, hw);
             acc[ch] = sum;
         }
-        const double *tot = cnn_team_sum(f->team, acc, c);
+        const double *tot = cnn_batch_sum(f->team, f->red, acc, c);
         for (int ch = 0; ch < c; ch++) mean[ch] = tot[ch] / count;
 #pragma omp parallel for schedule(static) if (par)
         for (int ch = 0; ch < c; ch++) {
@@ -100,7 +101,7 @@ static void bn_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
             }
             acc[ch] = sq;
         }
-        tot = cnn_team_sum(f->team, acc, c);
+        tot = cnn_batch_sum(f->team, f->red, acc, c);
         for (int ch = 0; ch < c; ch++) {
             const double var = tot[ch] / count;
             acc[ch] = 1.0 / sqrt(var + BN_EPS); /* acc now holds 1/std */
@@ -108,8 +109,8 @@ static void bn_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
             mu[ch] = (float)mean[ch];
             rstd[ch] = (float)acc[ch];
             const double unbiased = count > 1 ? var * count / (count - 1) : var;
-            rmean[ch] = (1.0f - BN_MOMENTUM) * rmean[ch] + BN_MOMENTUM * (float)mean[ch];
-            rvar[ch] = (1.0f - BN_MOMENTUM) * rvar[ch] + BN_MOMENTUM * (float)unbiased;
+            umean[ch] = (1.0f - BN_MOMENTUM) * rmean[ch] + BN_MOMENTUM * (float)mean[ch];
+            uvar[ch] = (1.0f - BN_MOMENTUM) * rvar[ch] + BN_MOMENTUM * (float)unbiased;
         }
     }
 #pragma omp parallel for schedule(static) if (par)
@@ -159,7 +160,7 @@ static void bn_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
         acc[c + ch] = sdyx;
     }
     if (!b->dx) return; /* the first layer: every thread returns here, none waits below */
-    const double *tot = cnn_team_sum(b->team, acc, 2 * c);
+    const double *tot = cnn_batch_sum(b->team, b->red, acc, 2 * c);
 #pragma omp parallel for schedule(static) if (par)
     for (int ch = 0; ch < c; ch++) {
         const float m = mu[ch], r = rstd[ch];

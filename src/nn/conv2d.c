@@ -27,25 +27,24 @@
 
 #include "internal.h"
 
-enum { OC, K, STRIDE, PAD };
 
 static int conv_parse(struct cnn_layer *l, struct cnn_spec_item *it) {
     int rc;
-    l->ia[STRIDE] = 1;
-    l->ia[PAD] = 0;
-    if ((rc = cnn_spec_int(it, 0, "filters", 1, 65536, &l->ia[OC]))) return rc;
-    if ((rc = cnn_spec_int(it, 1, "kernel size", 1, 256, &l->ia[K]))) return rc;
-    if ((rc = cnn_spec_opt_int(it, "stride", 1, 256, &l->ia[STRIDE]))) return rc;
-    return cnn_spec_opt_int(it, "pad", 0, 256, &l->ia[PAD]);
+    l->cfg.conv.stride = 1;
+    l->cfg.conv.pad = 0;
+    if ((rc = cnn_spec_int(it, 0, "filters", 1, 65536, &l->cfg.conv.filters))) return rc;
+    if ((rc = cnn_spec_int(it, 1, "kernel size", 1, 256, &l->cfg.conv.k))) return rc;
+    if ((rc = cnn_spec_opt_int(it, "stride", 1, 256, &l->cfg.conv.stride))) return rc;
+    return cnn_spec_opt_int(it, "pad", 0, 256, &l->cfg.conv.pad);
 }
 
 static int conv_init(struct cnn_layer *l) {
-    const int k = l->ia[K], s = l->ia[STRIDE], p = l->ia[PAD];
+    const int k = l->cfg.conv.k, s = l->cfg.conv.stride, p = l->cfg.conv.pad;
     if (k > l->in.h + 2 * p || k > l->in.w + 2 * p)
         return cnn_fail(CNN_ERR_SPEC, "kernel %d larger than its input %dx%d (pad %d)", k, l->in.h,
                         l->in.w, p);
     if (p >= k) return cnn_fail(CNN_ERR_SPEC, "padding %d must be smaller than kernel %d", p, k);
-    l->out.c = l->ia[OC];
+    l->out.c = l->cfg.conv.filters;
     l->out.h = (l->in.h + 2 * p - k) / s + 1;
     l->out.w = (l->in.w + 2 * p - k) / s + 1;
     const size_t ckk = (size_t)l->in.c * k * k;
@@ -59,7 +58,7 @@ static int conv_init(struct cnn_layer *l) {
 static void conv_init_params(const struct cnn_layer *l, float *p, float *s,
                              struct cnn_rng *rng) {
     (void)s;
-    const size_t ckk = (size_t)l->in.c * l->ia[K] * l->ia[K];
+    const size_t ckk = (size_t)l->in.c * l->cfg.conv.k * l->cfg.conv.k;
     const float std = sqrtf(2.0f / (float)ckk);
     for (size_t i = 0; i < l->n_decay; i++) p[i] = std * cnn_rng_normal(rng);
     memset(p + l->n_decay, 0, (size_t)l->out.c * sizeof(float));
@@ -69,7 +68,7 @@ static void conv_init_params(const struct cnn_layer *l, float *p, float *s,
  * channels (with fewer, its 16 products have too short a k to run well). */
 #define WINO_MIN_C 8
 static int use_winograd(const struct cnn_layer *l) {
-    return l->ia[K] == 3 && l->ia[STRIDE] == 1 && l->in.c >= WINO_MIN_C;
+    return l->cfg.conv.k == 3 && l->cfg.conv.stride == 1 && l->in.c >= WINO_MIN_C;
 }
 
 /* Winograd scratch: U (16, oc, c), V (16, c, tiles), M (16, oc, tiles), padded input. */
@@ -85,15 +84,15 @@ static struct cnn_layer dx_layer(const struct cnn_layer *l) {
     struct cnn_layer t = *l;
     t.in = l->out;
     t.out = l->in;
-    t.ia[OC] = l->in.c;
-    t.ia[PAD] = 2 - l->ia[PAD];
+    t.cfg.conv.filters = l->in.c;
+    t.cfg.conv.pad = 2 - l->cfg.conv.pad;
     return t;
 }
 /* Only where each of the 16 products has at least 2^17 multiply-adds (c * oc * tiles): with
  * the fast preset's (16 * 32 * 49) training measured 20% slower than with im2col, with the
  * best preset's (64 * 64 * 49) and pytorch/examples' (32 * 64 * 169) faster. */
 static int use_winograd_dx(const struct cnn_layer *l) {
-    if (l->ia[K] != 3 || l->ia[STRIDE] != 1) return 0;
+    if (l->cfg.conv.k != 3 || l->cfg.conv.stride != 1) return 0;
     const long tiles = (long)((l->in.h + 1) / 2) * ((l->in.w + 1) / 2);
     const struct cnn_layer t = dx_layer(l);
     return use_winograd(&t) && (long)l->in.c * l->out.c * tiles >= (1L << 17);
@@ -103,14 +102,14 @@ static int use_winograd_dx(const struct cnn_layer *l) {
  * image is shared by the threads (latency), im2col's single large product splits better than
  * 16 small ones. */
 static int owns_images(const struct cnn_team *team) {
-    return team || cnn_get_threads() == 1;
+    return team || cnn_threads_now() == 1;
 }
 
 /* One image's im2col matrix (reused for dcol in backward), then its padded copy; or, if
  * larger, what the Winograd forward needs. */
 static size_t conv_ws_size(const struct cnn_layer *l, int n) {
     (void)n;
-    const size_t p = (size_t)l->ia[PAD], k = (size_t)l->ia[K];
+    const size_t p = (size_t)l->cfg.conv.pad, k = (size_t)l->cfg.conv.k;
     const size_t im = (size_t)l->in.c * k * k * l->out.h * l->out.w +
                       (p ? (size_t)l->in.c * (l->in.h + 2 * p) * (l->in.w + 2 * p) : 0);
     size_t ws = use_winograd(l) ? wino_ws_size(l) : 0;
@@ -294,7 +293,7 @@ static void wino_output(const float *m, float *y, int oc, int th, int tw, int oh
 /* y (oc, oh, ow) = conv3x3(x (c, h, w), pad p) without bias; u from wino_weights. */
 static void wino_conv(const struct cnn_layer *l, const float *x, const float *u, float *y,
                       float *ws) {
-    const int c = l->in.c, h = l->in.h, w = l->in.w, oc = l->out.c, p = l->ia[PAD];
+    const int c = l->in.c, h = l->in.h, w = l->in.w, oc = l->out.c, p = l->cfg.conv.pad;
     const int oh = l->out.h, ow = l->out.w, th = (oh + 1) / 2, tw = (ow + 1) / 2, nt = th * tw;
     const int hp = 2 * th + 2, wp = 2 * tw + 2;
     float *v = ws, *m = v + (size_t)16 * c * nt, *xp = m + (size_t)16 * oc * nt;
@@ -309,12 +308,12 @@ static void wino_conv(const struct cnn_layer *l, const float *x, const float *u,
 }
 
 static void conv_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
-    const int c = l->in.c, h = l->in.h, w = l->in.w, oc = l->out.c, k = l->ia[K];
+    const int c = l->in.c, h = l->in.h, w = l->in.w, oc = l->out.c, k = l->cfg.conv.k;
     const int oh = l->out.h, ow = l->out.w, ohw = oh * ow, ckk = c * k * k;
     const size_t chw = (size_t)c * h * w;
     const float *wt = f->p, *bias = f->p + l->n_decay;
     float *pad = f->ws + (size_t)ckk * ohw;
-    const int s = l->ia[STRIDE], p = l->ia[PAD];
+    const int s = l->cfg.conv.stride, p = l->cfg.conv.pad;
     const int wino = use_winograd(l) && owns_images(f->team);
     float *u = f->ws, *wws = u + (size_t)16 * oc * c;
     if (wino) wino_weights(wt, u, oc, c, 0);
@@ -331,10 +330,10 @@ static void conv_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
 }
 
 static void conv_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
-    const int c = l->in.c, h = l->in.h, w = l->in.w, oc = l->out.c, k = l->ia[K];
+    const int c = l->in.c, h = l->in.h, w = l->in.w, oc = l->out.c, k = l->cfg.conv.k;
     const int oh = l->out.h, ow = l->out.w, ohw = oh * ow, ckk = c * k * k;
     const size_t chw = (size_t)c * h * w;
-    const int s = l->ia[STRIDE], p = l->ia[PAD];
+    const int s = l->cfg.conv.stride, p = l->cfg.conv.pad;
     /* dx by Winograd under the same rule as forward; its kernels first, kept in ws */
     const int wdx = b->dx && use_winograd_dx(l) && owns_images(b->team);
     const struct cnn_layer dl = dx_layer(l);
@@ -359,11 +358,11 @@ static void conv_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
 }
 
 static void conv_describe(const struct cnn_layer *l, char *buf, size_t len) {
-    int n = snprintf(buf, len, "conv %d %d", l->ia[OC], l->ia[K]);
-    if (n > 0 && (size_t)n < len && l->ia[STRIDE] != 1)
-        n += snprintf(buf + n, len - (size_t)n, " stride=%d", l->ia[STRIDE]);
-    if (n > 0 && (size_t)n < len && l->ia[PAD] != 0)
-        snprintf(buf + n, len - (size_t)n, " pad=%d", l->ia[PAD]);
+    int n = snprintf(buf, len, "conv %d %d", l->cfg.conv.filters, l->cfg.conv.k);
+    if (n > 0 && (size_t)n < len && l->cfg.conv.stride != 1)
+        n += snprintf(buf + n, len - (size_t)n, " stride=%d", l->cfg.conv.stride);
+    if (n > 0 && (size_t)n < len && l->cfg.conv.pad != 0)
+        snprintf(buf + n, len - (size_t)n, " pad=%d", l->cfg.conv.pad);
 }
 
 const struct cnn_layer_ops cnn_conv2d_ops = {

@@ -13,12 +13,12 @@
 #include "internal.h"
 
 static int dense_parse(struct cnn_layer *l, struct cnn_spec_item *it) {
-    return cnn_spec_int(it, 0, "units", 1, 1 << 20, &l->ia[0]);
+    return cnn_spec_int(it, 0, "units", 1, 1 << 20, &l->cfg.dense.units);
 }
 
 static int dense_init(struct cnn_layer *l) {
     const size_t in = cnn_shape_size(l->in);
-    l->out.c = l->ia[0];
+    l->out.c = l->cfg.dense.units;
     l->out.h = l->out.w = 1;
     if (in * (size_t)l->out.c > (size_t)1 << 25)
         return cnn_fail(CNN_ERR_SPEC, "%zu x %d weights is more than this library allows", in,
@@ -60,7 +60,7 @@ static void dense_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
 }
 
 static void dense_describe(const struct cnn_layer *l, char *buf, size_t len) {
-    snprintf(buf, len, "dense %d", l->ia[0]);
+    snprintf(buf, len, "dense %d", l->cfg.dense.units);
 }
 
 const struct cnn_layer_ops cnn_dense_ops = {

@@ -14,9 +14,9 @@
 
 static int dropout_parse(struct cnn_layer *l, struct cnn_spec_item *it) {
     int rc;
-    l->fa[0] = -1.0f;
-    if ((rc = cnn_spec_float_opt(it, 0, "drop probability", 0.0, 0.99, &l->fa[0]))) return rc;
-    if (l->fa[0] < 0.0f)
+    l->cfg.dropout.p = -1.0f;
+    if ((rc = cnn_spec_float_opt(it, 0, "drop probability", 0.0, 0.99, &l->cfg.dropout.p))) return rc;
+    if (l->cfg.dropout.p < 0.0f)
         return cnn_fail(CNN_ERR_SPEC, "layer %d '%s': missing drop probability", it->index,
                         it->text);
     return CNN_OK;
@@ -31,7 +31,7 @@ static int dropout_init(struct cnn_layer *l) {
 
 static void dropout_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     const size_t total = (size_t)f->n * cnn_shape_size(l->in);
-    const float p = l->fa[0], keep = 1.0f / (1.0f - p);
+    const float p = l->cfg.dropout.p, keep = 1.0f / (1.0f - p);
     const float *restrict x = f->x;
     float *restrict y = f->y, *restrict mask = f->cache;
     if (!f->train) {
@@ -67,7 +67,7 @@ static void dropout_backward(const struct cnn_layer *l, const struct cnn_bwd *b)
 }
 
 static void dropout_describe(const struct cnn_layer *l, char *buf, size_t len) {
-    snprintf(buf, len, "dropout %g", (double)l->fa[0]);
+    snprintf(buf, len, "dropout %g", (double)l->cfg.dropout.p);
 }
 
 const struct cnn_layer_ops cnn_dropout_ops = {

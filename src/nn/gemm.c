@@ -5,12 +5,15 @@
  * Row-major throughout: C (m,n) = alpha * op(A) (m,k) * op(B) (k,n) + beta * C.
  * op(X) is X when t == 0 and X^T when t == 1; lda/ldb/ldc are row strides as stored.
  *
- * Threads: OpenBLAS itself always runs on one thread (cnn_set_threads). Inside a parallel
+ * Threads: OpenBLAS itself always runs on one thread. Its thread count is process-wide, so it is
+ * set here, once, before the first product (blas_one_thread), and nowhere else. Inside a parallel
  * region (a team of threads each running the net on its own images, net.c) every thread calls
  * sgemm for itself. Outside one, a large product is cut into one block of C per thread, along
  * its longer side, and the blocks run in parallel. The cut never splits k, so every element
  * of C is the same sum, in the same order, whatever the number of threads.
  */
+#include <pthread.h>
+
 #include <cblas.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -40,9 +43,13 @@ static void sgemm(int ta, int tb, int m, int n, int k, float alpha, const float 
                 n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static void blas_one_thread(void) { openblas_set_num_threads(1); }
+
 void cnn_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
               const float *b, int ldb, float beta, float *c, int ldc) {
     if (m <= 0 || n <= 0) return;
+    pthread_once(&blas_once, blas_one_thread);
 #ifdef _OPENMP
     const int T = omp_get_max_threads();
     if (T > 1 && !omp_in_parallel() && (double)m * n * k >= GEMM_SPLIT_MIN) {

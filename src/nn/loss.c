@@ -56,3 +56,9 @@ float cnn_softmax_xent(const float *logits, const uint8_t *labels, int n, int k,
     }
     return (float)(total / n);
 }
+
+int cnn_argmax(const float *v, int n) {
+    int best = 0;
+    for (int j = 1; j < n; j++) best = v[j] > v[best] ? j : best;
+    return best;
+}

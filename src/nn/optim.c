@@ -24,18 +24,25 @@ void cnn_optim_cfg_default(struct cnn_optim_cfg *cfg, int kind) {
     cfg->eps = 1e-8f;
 }
 
-int cnn_optim_new(const struct cnn_net *net, const struct cnn_optim_cfg *cfg,
-                  struct cnn_optim **out) {
-    *out = NULL;
+int cnn_optim_check(const struct cnn_optim_cfg *cfg) {
     if (cfg->kind < CNN_OPT_SGD || cfg->kind > CNN_OPT_ADAMW)
         return cnn_fail(CNN_ERR_ARG, "unknown optimizer %d", cfg->kind);
     if (!(cfg->momentum >= 0 && cfg->momentum < 1) || !(cfg->beta1 >= 0 && cfg->beta1 < 1) ||
-        !(cfg->beta2 >= 0 && cfg->beta2 < 1) || !(cfg->eps > 0) || !(cfg->weight_decay >= 0))
+        !(cfg->beta2 >= 0 && cfg->beta2 < 1) || !(cfg->eps > 0) ||
+        !(cfg->weight_decay >= 0 && cfg->weight_decay <= 1))
         return cnn_fail(CNN_ERR_ARG, "optimizer settings out of range");
+    return CNN_OK;
+}
+
+int cnn_optim_new(const struct cnn_model *model, const struct cnn_optim_cfg *cfg,
+                  struct cnn_optim **out) {
+    *out = NULL;
+    const int rc = cnn_optim_check(cfg);
+    if (rc) return rc;
     struct cnn_optim *o = calloc(1, sizeof *o);
     if (!o) return cnn_fail(CNN_ERR_NOMEM, "out of memory");
     o->cfg = *cfg;
-    o->n = net->n_params;
+    o->n = model->n_params;
     o->m = calloc(o->n + 1, sizeof(float));
     o->v = calloc(o->n + 1, sizeof(float));
     if (!o->m || !o->v) {
@@ -53,11 +60,15 @@ void cnn_optim_free(struct cnn_optim *o) {
     free(o);
 }
 
-void cnn_optim_step(struct cnn_optim *o, struct cnn_net *net, float lr) {
+int cnn_optim_step(struct cnn_optim *o, float *params, const float *grads, const float *mask_,
+                   size_t n_params, float lr) {
+    if (n_params != o->n)
+        return cnn_fail(CNN_ERR_ARG, "optimizer state holds %zu parameters, the model %zu", o->n,
+                        n_params);
     const struct cnn_optim_cfg *c = &o->cfg;
-    float *restrict p = net->params, *restrict m = o->m, *restrict v = o->v;
-    const float *restrict g = net->grads;
-    const float *restrict mask = net->decay_mask;
+    float *restrict p = params, *restrict m = o->m, *restrict v = o->v;
+    const float *restrict g = grads;
+    const float *restrict mask = mask_;
     const long n = (long)o->n;
     const float wd = c->weight_decay, all = c->decay_all ? 1.0f : 0.0f;
     o->t++;
@@ -72,7 +83,7 @@ void cnn_optim_step(struct cnn_optim *o, struct cnn_net *net, float lr) {
             }
             p[i] -= lr * gi;
         }
-        return;
+        return CNN_OK;
     }
     const float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
     const double bc1 = 1.0 - pow(b1, (double)o->t), bc2 = 1.0 - pow(b2, (double)o->t);
@@ -90,6 +101,7 @@ void cnn_optim_step(struct cnn_optim *o, struct cnn_net *net, float lr) {
         v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
         p[i] -= step * m[i] / (sqrtf(v[i]) / sbc2 + eps);
     }
+    return CNN_OK;
 }
 
 float cnn_sched_lr(const struct cnn_sched *s, long step, long total, long per_epoch) {

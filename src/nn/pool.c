@@ -13,17 +13,16 @@
 
 #include "internal.h"
 
-enum { K, STRIDE };
 
 static int pool_parse(struct cnn_layer *l, struct cnn_spec_item *it) {
     int rc;
-    if ((rc = cnn_spec_int(it, 0, "pool size", 1, 256, &l->ia[K]))) return rc;
-    l->ia[STRIDE] = l->ia[K];
-    return cnn_spec_opt_int(it, "stride", 1, 256, &l->ia[STRIDE]);
+    if ((rc = cnn_spec_int(it, 0, "pool size", 1, 256, &l->cfg.pool.k))) return rc;
+    l->cfg.pool.stride = l->cfg.pool.k;
+    return cnn_spec_opt_int(it, "stride", 1, 256, &l->cfg.pool.stride);
 }
 
 static int pool_init(struct cnn_layer *l) {
-    const int k = l->ia[K], s = l->ia[STRIDE];
+    const int k = l->cfg.pool.k, s = l->cfg.pool.stride;
     if (k > l->in.h || k > l->in.w)
         return cnn_fail(CNN_ERR_SPEC, "pool size %d larger than its input %dx%d", k, l->in.h,
                         l->in.w);
@@ -42,7 +41,7 @@ static int maxpool_init(struct cnn_layer *l) {
 
 static void maxpool_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     const int h = l->in.h, w = l->in.w, oh = l->out.h, ow = l->out.w;
-    const int k = l->ia[K], s = l->ia[STRIDE], planes = f->n * l->in.c;
+    const int k = l->cfg.pool.k, s = l->cfg.pool.stride, planes = f->n * l->in.c;
     int32_t *arg = f->train ? (int32_t *)f->cache : NULL; /* argmax: for backward only */
 #pragma omp parallel for schedule(static) if ((size_t)planes * oh * ow * k * k >= CNN_OMP_MIN_WORK)
     for (int pl = 0; pl < planes; pl++) {
@@ -94,7 +93,7 @@ static void maxpool_backward(const struct cnn_layer *l, const struct cnn_bwd *b)
 
 static void avgpool_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     const int h = l->in.h, w = l->in.w, oh = l->out.h, ow = l->out.w;
-    const int k = l->ia[K], s = l->ia[STRIDE], planes = f->n * l->in.c;
+    const int k = l->cfg.pool.k, s = l->cfg.pool.stride, planes = f->n * l->in.c;
     const float inv = 1.0f / (float)(k * k);
 #pragma omp parallel for schedule(static) if ((size_t)planes * oh * ow * k * k >= CNN_OMP_MIN_WORK)
     for (int pl = 0; pl < planes; pl++) {
@@ -113,7 +112,7 @@ static void avgpool_forward(const struct cnn_layer *l, const struct cnn_fwd *f) 
 static void avgpool_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
     if (!b->dx) return;
     const int h = l->in.h, w = l->in.w, oh = l->out.h, ow = l->out.w;
-    const int k = l->ia[K], s = l->ia[STRIDE], planes = b->n * l->in.c;
+    const int k = l->cfg.pool.k, s = l->cfg.pool.stride, planes = b->n * l->in.c;
     const float inv = 1.0f / (float)(k * k);
 #pragma omp parallel for schedule(static) if ((size_t)planes * oh * ow * k * k >= CNN_OMP_MIN_WORK)
     for (int pl = 0; pl < planes; pl++) {
@@ -130,10 +129,10 @@ static void avgpool_backward(const struct cnn_layer *l, const struct cnn_bwd *b)
 }
 
 static void describe(const struct cnn_layer *l, const char *name, char *buf, size_t len) {
-    if (l->ia[STRIDE] == l->ia[K])
-        snprintf(buf, len, "%s %d", name, l->ia[K]);
+    if (l->cfg.pool.stride == l->cfg.pool.k)
+        snprintf(buf, len, "%s %d", name, l->cfg.pool.k);
     else
-        snprintf(buf, len, "%s %d stride=%d", name, l->ia[K], l->ia[STRIDE]);
+        snprintf(buf, len, "%s %d stride=%d", name, l->cfg.pool.k, l->cfg.pool.stride);
 }
 static void maxpool_describe(const struct cnn_layer *l, char *buf, size_t len) {
     describe(l, "maxpool", buf, len);
