@@ -154,8 +154,12 @@ static int bench_infer(const struct bench_args *a, const struct cnn_model *m, co
         cli_err("%s", probs && lat ? cnn_errmsg() : "out of memory");
         goto done;
     }
-    cnn_predict_u8(m, ctx, px, a->infer_batch, probs);
+    /* half a second of warm-up: the threads, the caches and the clock speed settle, as they
+     * would after training (which ran first until inference moved to the front) */
     double t0 = cli_now();
+    do cnn_predict_u8(m, ctx, px, a->infer_batch, probs);
+    while (cli_now() - t0 < 0.5);
+    t0 = cli_now();
     do {
         cnn_predict_u8(m, ctx, px, a->infer_batch, probs);
         reps++;
