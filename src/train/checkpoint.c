@@ -139,7 +139,7 @@ static int restore(struct cnn_trainer **out, struct cnn_model *m, const uint8_t 
         return cnn_fail(CNN_ERR_FORMAT, "%s: training state out of range: %s", path, msg);
     }
     struct cnn_trainer *t;
-    int rc = cnn_trainer_make(m, &cfg, &t);
+    int rc = cnn_trainer_new(m, &cfg, &t);
     if (rc) return rc;
     t->epoch = pos.epoch, t->batch = pos.batch, t->step = pos.step;
     t->run_loss = pos.run_loss, t->run_correct = pos.run_correct, t->run_seen = pos.run_seen;

@@ -85,8 +85,8 @@ static int cfg_import(const struct cnn_train_cfg *in, struct cnn_train_cfg *out)
     return CNN_OK;
 }
 
-int cnn_trainer_make(struct cnn_model *m, const struct cnn_train_cfg *cfg,
-                     struct cnn_trainer **out) {
+int cnn_trainer_new(struct cnn_model *m, const struct cnn_train_cfg *cfg,
+                    struct cnn_trainer **out) {
     *out = NULL;
     struct cnn_trainer *t = calloc(1, sizeof *t);
     if (!t) return cnn_fail(CNN_ERR_NOMEM, "out of memory");
@@ -102,11 +102,6 @@ int cnn_trainer_make(struct cnn_model *m, const struct cnn_train_cfg *cfg,
     t->per_epoch = 1;
     *out = t;
     return CNN_OK;
-}
-
-int cnn_trainer_new(struct cnn_model *m, const struct cnn_train_cfg *cfg,
-                    struct cnn_trainer **out) {
-    return cnn_trainer_make(m, cfg, out);
 }
 
 void cnn_trainer_free(struct cnn_trainer *t) {
@@ -151,9 +146,10 @@ static int ensure_ctx(struct cnn_trainer *t, int n) {
 /* ---- one step ----------------------------------------------------------------------------- */
 
 /* Forward, loss, backward, reduce, update; x and y are the context's batch buffers or the
- * caller's, seed is the forward's random seed (dropout). Runs inside cnn_threads_enter. */
+ * caller's, seed is the forward's random seed (dropout). *lr_out (may be NULL) is the rate the
+ * step was scheduled at. Runs inside cnn_threads_enter. */
 static int step_batch(struct cnn_trainer *t, const float *x, const uint8_t *y, int n,
-                      uint64_t seed, float *loss_out, int *correct_out) {
+                      uint64_t seed, float *loss_out, int *correct_out, double *lr_out) {
     struct cnn_model *m = t->model;
     struct cnn_ctx *ctx = t->ctx;
     float loss;
@@ -168,6 +164,7 @@ static int step_batch(struct cnn_trainer *t, const float *x, const uint8_t *y, i
     if (loss_out) *loss_out = loss;
     const long total = t->per_epoch * t->cfg.epochs;
     const float lr = cnn_sched_lr(&t->cfg.sched, t->step, total, t->per_epoch);
+    if (lr_out) *lr_out = lr;
     if (!isfinite(loss))
         return cnn_fail(CNN_ERR_NAN, "loss became %s at step %ld (learning rate %g); lower the "
                         "learning rate", isnan(loss) ? "NaN" : "Inf", t->step + 1, (double)lr);
@@ -188,7 +185,7 @@ int cnn_trainer_step(struct cnn_trainer *t, const float *x, const uint8_t *label
     if (rc) return rc;
     const int saved = cnn_threads_enter(t->ctx->threads);
     rc = step_batch(t, x, labels, n, mix(t->cfg.seed ^ 0x73746570ULL, (uint64_t)t->step), loss,
-                    correct);
+                    correct, NULL);
     cnn_threads_leave(saved);
     return rc;
 }
@@ -385,11 +382,10 @@ static int run_batches(struct cnn_trainer *t, const struct cnn_dataset *d,
         make_batch(t, d, t->order + (size_t)b * p->B, m, c->augment, bseed);
         struct cnn_rng r;
         cnn_rng_seed(&r, bseed);
-        *lr_out = cnn_sched_lr(&c->sched, t->step, t->per_epoch * c->epochs, t->per_epoch);
         float loss;
         int correct;
         int rc = step_batch(t, t->ctx->xbuf, t->ctx->labels, m, cnn_rng_u64(&r), &loss,
-                            &correct);
+                            &correct, lr_out);
         if (rc == CNN_ERR_NAN)
             return cnn_fail(rc, "loss became %s at epoch %d, batch %d (learning rate %g); "
                             "lower the learning rate", isnan(loss) ? "NaN" : "Inf", e + 1, b + 1,

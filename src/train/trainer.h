@@ -30,9 +30,6 @@ struct cnn_trainer {
     int *train_idx, *val_idx, *order; /* (n_train), (n_val), (n_train) */
 };
 
-/* A trainer over m with cfg (checked), no steps taken: for cnn_trainer_new and resume. */
-int cnn_trainer_make(struct cnn_model *m, const struct cnn_train_cfg *cfg,
-                     struct cnn_trainer **out);
 /* cfg's fields against their ranges (CNN_ERR_ARG naming the first bad one). */
 int cnn_train_cfg_check(const struct cnn_train_cfg *cfg);
 
