@@ -188,7 +188,7 @@ struct cnn_layer_info {
     size_t n_params;
     double mflops;      /* forward, per image */
 };
-CNN_API int cnn_model_n_layers(const struct cnn_model *m);
+CNN_API int cnn_model_n_layers(const struct cnn_model *m); /* [safe] */
 /* Layer i, 0-based. CNN_ERR_ARG when i is not in [0, n_layers). [safe] */
 CNN_API int cnn_model_layer_info(const struct cnn_model *m, int i, struct cnn_layer_info *out);
 
@@ -233,10 +233,10 @@ struct cnn_ctx;
 CNN_API int cnn_ctx_new(const struct cnn_model *m, int max_batch, int threads,
                         struct cnn_ctx **out);
 CNN_API void cnn_ctx_free(struct cnn_ctx *ctx); /* [once] */
-CNN_API int cnn_ctx_threads(const struct cnn_ctx *ctx);
+CNN_API int cnn_ctx_threads(const struct cnn_ctx *ctx); /* [safe] */
 /* The thread count a context made with threads = 0 gets on this thread now. [safe] */
 CNN_API int cnn_default_threads(void);
-CNN_API int cnn_ctx_max_batch(const struct cnn_ctx *ctx);
+CNN_API int cnn_ctx_max_batch(const struct cnn_ctx *ctx); /* [safe] */
 
 /* Class probabilities (batch norm on running statistics, dropout off).
  * x (n, c, h, w) already normalised; probs (n, n_classes) out; n >= 0. CNN_ERR_ARG if ctx was

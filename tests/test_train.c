@@ -855,6 +855,31 @@ static void test_bad_config(void **state) {
     check_error(cnn_trainer_run(t, &train_ds, NULL), CNN_ERR_ARG, "validation");
     cnn_trainer_free(t);
     cnn_model_free(net);
+    /* structs that carry their size: an older, smaller cnn_train_cfg gets defaults for the
+     * fields it does not have (here: threads, the last field); a larger one is refused */
+    tiny_cfg(&cfg, 1, 100, 0);
+    cfg.threads = 7;
+    cfg.size = offsetof(struct cnn_train_cfg, threads);
+    assert_int_equal(cnn_trainer_new(net, &cfg, &t), CNN_OK);
+    struct cnn_train_cfg back;
+    cnn_train_cfg_default(&back);
+    assert_int_equal(cnn_trainer_cfg(t, &back), CNN_OK);
+    assert_int_equal(back.threads, 0);
+    assert_int_equal(back.epochs, 1);
+    back.size = 0;
+    check_error(cnn_trainer_cfg(t, &back), CNN_ERR_ARG, "size");
+    cnn_trainer_free(t);
+    cfg.size = sizeof cfg + 8;
+    check_error(cnn_trainer_new(net, &cfg, &t), CNN_ERR_ARG, "cnn_train_cfg.size");
+    tiny_cfg(&cfg, 1, 100, 0);
+    assert_int_equal(cnn_trainer_new(net, &cfg, &t), CNN_OK);
+    struct cnn_train_hooks big;
+    memset(&big, 0, sizeof big);
+    big.size = sizeof big + 16;
+    check_error(cnn_trainer_run(t, &train_ds, &big), CNN_ERR_ARG, "cnn_train_hooks.size");
+    big.size = 0;
+    check_error(cnn_trainer_epoch(t, &train_ds, &big, NULL), CNN_ERR_ARG, "cnn_train_hooks.size");
+    cnn_trainer_free(t);
     /* a net for other images */
     if (cnn_model_new("dense 10", 1, 12, 12, &net) != CNN_OK) fail_msg("%s", cnn_errmsg());
     tiny_cfg(&cfg, 1, 100, 0);
