@@ -201,8 +201,8 @@ struct epoch_plan {
 static struct epoch_plan epoch_plan(int n_train, int B) {
     struct epoch_plan p = {n_train, B, (n_train + B - 1) / B, 0};
     if (p.batches > 1 && n_train % B == 1) p.batches--; /* never a batch of one (batch norm) */
-    const int last = n_train - (p.batches - 1) * B;
-    p.max_batch = last > B ? last : (n_train < B ? n_train : B);
+    const int last = n_train - (p.batches - 1) * B; /* B + 1 after a merge */
+    p.max_batch = p.batches == 1 ? n_train : last > B ? last : B;
     return p;
 }
 
