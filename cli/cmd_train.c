@@ -45,7 +45,8 @@ static void usage(FILE *f) {
           "  --checkpoint FILE      written after every epoch (default OUT.ckpt)\n"
           "  --resume FILE          continue a checkpoint; ends with the same weights as an\n"
           "                         uninterrupted run (same seed and --threads). Checkpoints go\n"
-          "                         on to FILE; the model to --out, else FILE less '.ckpt'\n"
+          "                         on to FILE; the model to --out, else to FILE less\n"
+          "                         '.ckpt' (or FILE.model when it has no such ending)\n"
           "  --log FILE             one JSON object per epoch\n"
           "  --threads N            default: all cores\n"
           "  --quiet                no progress bar\n"
@@ -296,7 +297,9 @@ static int setup_fresh(struct train_args *a, struct cnn_model **m, struct cnn_tr
 }
 
 /* The checkpoint's model and trainer. Checkpoints go on to the file resumed; the model goes
- * to --out, else to that file less a ".ckpt" suffix. Nothing in the file names a path. */
+ * to --out, else beside it: that file less a ".ckpt" suffix, or with ".model" appended (never
+ * a fixed name in the working directory, which could be another run's model). Nothing in the
+ * file names a path. */
 static int setup_resume(struct train_args *a, struct cnn_model **m, struct cnn_trainer **tr) {
     if (cnn_trainer_resume(a->resume, a->cfg.threads, m, tr) != CNN_OK) {
         cli_err("%s", cnn_errmsg());
@@ -305,10 +308,14 @@ static int setup_resume(struct train_args *a, struct cnn_model **m, struct cnn_t
     if (!a->ckpt_given && set_path(a->ckpt, sizeof a->ckpt, "--resume", a->resume)) return 2;
     if (!a->out_given) {
         const size_t n = strlen(a->resume);
-        if (n > 5 && !strcmp(a->resume + n - 5, ".ckpt"))
-            snprintf(a->out, sizeof a->out, "%.*s", (int)(n - 5), a->resume);
-        else
-            strcpy(a->out, "mnist.model");
+        const int strip = n > 5 && !strcmp(a->resume + n - 5, ".ckpt");
+        const int len = strip ? snprintf(a->out, sizeof a->out, "%.*s", (int)(n - 5), a->resume)
+                              : snprintf(a->out, sizeof a->out, "%s.model", a->resume);
+        if (len < 0 || (size_t)len >= sizeof a->out) {
+            cli_err("--resume: %s: path too long to name the model beside it; give --out",
+                    a->resume);
+            return 2;
+        }
     }
     const int threads = a->cfg.threads;
     cnn_trainer_cfg(*tr, &a->cfg);

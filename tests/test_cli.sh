@@ -380,13 +380,16 @@ section "resume paths and class names"
 mkdir -p "$tmp/rp/elsewhere"
 expect_exit 0 -- "$mnist" train "${tiny[@]}" --epochs 1 --out "$tmp/rp/r.model"
 [ -n "$why" ] || cp "$tmp/rp/r.model.ckpt" "$tmp/rp/elsewhere/moved.ckpt"
-[ -n "$why" ] || py 'import struct,sys,zlib
+cat > "$tmp/bump.py" <<'EOF'
+import struct,sys,zlib
 p = sys.argv[1]; b = bytearray(open(p, "rb").read())
 t = b.find(b"TRNS"); n = struct.unpack_from("<Q", b, t + 4)[0]
 o = t + 12 + 4 + 4 + 8 + 8 + 8 + 8 + 8 + 4  # epochs is the 9th field
 struct.pack_into("<I", b, o, 2)               # one more epoch to run
 struct.pack_into("<I", b, len(b) - 4, zlib.crc32(bytes(b[:-4])) & 0xffffffff)
-open(p, "wb").write(b)' "$tmp/rp/elsewhere/moved.ckpt"
+open(p, "wb").write(b)
+EOF
+[ -n "$why" ] || py "$(cat "$tmp/bump.py")" "$tmp/rp/elsewhere/moved.ckpt"
 check "resume paths: a checkpoint moved to another directory, set to run one more epoch"
 expect_exit 0 -- "$mnist" train --resume "$tmp/rp/elsewhere/moved.ckpt" --threads 2 --data "$data"
 [ -n "$why" ] || [ -s "$tmp/rp/elsewhere/moved" ] || why="no model at elsewhere/moved"
@@ -394,6 +397,12 @@ expect_exit 0 -- "$mnist" train --resume "$tmp/rp/elsewhere/moved.ckpt" --thread
 [ -n "$why" ] || [ "$(find "$tmp/rp" -newer "$tmp/rp/elsewhere/moved.ckpt" -name 'r.model*' | wc -l)" -eq 0 ] ||
     why="the original paths were written to"
 check "resume: model beside the moved checkpoint, never at the paths it was trained with"
+# a checkpoint whose name does not end in .ckpt: the model goes beside it, NAME.model
+[ -n "$why" ] || cp "$tmp/rp/r.model.ckpt" "$tmp/rp/elsewhere/state"
+[ -n "$why" ] || py "$(cat "$tmp/bump.py")" "$tmp/rp/elsewhere/state"
+expect_exit 0 -- "$mnist" train --resume "$tmp/rp/elsewhere/state" --threads 2 --data "$data"
+[ -n "$why" ] || [ -s "$tmp/rp/elsewhere/state.model" ] || why="no model at elsewhere/state.model"
+check "resume of a checkpoint named without .ckpt: the model goes to NAME.model beside it"
 expect_exit 0 -- "$mnist" train --resume "$tmp/rp/r.model.ckpt" --out "$tmp/rp/elsewhere/given.model" \
     --threads 2 --data "$data"
 check "resume of a finished run with --out: exit 0"
