@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `mnist predict` end to end on user-like images (issue: "my own digit is predicted wrong").
+# `mnist predict` end to end on user-like images (for "my own digit is predicted wrong").
 #  1. A model trained briefly (fast preset, 30,000 images, 2 epochs, affine augmentation)
 #     classifies 500 MNIST test digits rendered as photos, scans and drawings
 #     (bench/predict_accuracy) within one point of its accuracy on the same digits as IDX.

@@ -209,9 +209,9 @@ int cnn_model_decode(const uint8_t *buf, size_t len, const char *name, struct cn
         return cnn_fail(CNN_ERR_FORMAT, "%s: spec text contains a NUL byte", name);
     if (c < 1 || c > 64 || h < 1 || h > 4096 || w < 1 || w > 4096)
         return cnn_fail(CNN_ERR_FORMAT, "%s: input shape %ux%ux%u out of range", name, c, h, w);
-    /* The parameter count can be no larger than the file: bound the net before building it. */
-    struct cnn_model *net = NULL;
-    int rc = cnn_model_new_bounded(spec, (int)c, (int)h, (int)w, len / 4, &net);
+    /* The parameter count can be no larger than the file: bound the model before building it. */
+    struct cnn_model *m = NULL;
+    int rc = cnn_model_new_bounded(spec, (int)c, (int)h, (int)w, len / 4, &m);
     if (rc == CNN_ERR_LIMIT)
         return cnn_fail(CNN_ERR_FORMAT,
                         "%s: the stored spec needs more parameters than the file holds (%zu "
@@ -222,8 +222,8 @@ int cnn_model_decode(const uint8_t *buf, size_t len, const char *name, struct cn
         snprintf(msg, sizeof msg, "%s", cnn_errmsg());
         return cnn_fail(CNN_ERR_FORMAT, "%s: stored spec is invalid: %s", name, msg);
     }
-    if ((rc = read_floats(buf, len, "PARM", name, net->n_params, net->params))) goto fail;
-    if ((rc = read_floats(buf, len, "STAT", name, net->n_state, net->state))) goto fail;
+    if ((rc = read_floats(buf, len, "PARM", name, m->n_params, m->params))) goto fail;
+    if ((rc = read_floats(buf, len, "STAT", name, m->n_state, m->state))) goto fail;
     p = cnn_model_find(buf, len, "NORM", &n);
     float ms[2] = {0.0f, 0.0f};
     struct cnn_rd nr = {p, p ? n : 0, 0};
@@ -232,13 +232,13 @@ int cnn_model_decode(const uint8_t *buf, size_t len, const char *name, struct cn
         rc = cnn_fail(CNN_ERR_FORMAT, "%s: missing or invalid input normalisation (NORM)", name);
         goto fail;
     }
-    cnn_model_set_norm(net, ms[0], ms[1]);
+    cnn_model_set_norm(m, ms[0], ms[1]);
     p = cnn_model_find(buf, len, "META", &n);
-    if (p && (rc = parse_meta(p, n, name, net))) goto fail;
-    *out = net;
+    if (p && (rc = parse_meta(p, n, name, m))) goto fail;
+    *out = m;
     return CNN_OK;
 fail:
-    cnn_model_free(net);
+    cnn_model_free(m);
     return rc;
 }
 
