@@ -854,7 +854,6 @@ static void test_bad_config(void **state) {
     assert_int_equal(cnn_trainer_new(net, &cfg, &t), CNN_OK);
     check_error(cnn_trainer_run(t, &train_ds, NULL), CNN_ERR_ARG, "validation");
     cnn_trainer_free(t);
-    cnn_model_free(net);
     /* structs that carry their size: an older, smaller cnn_train_cfg gets defaults for the
      * fields it does not have (here: threads, the last field); a larger one is refused */
     tiny_cfg(&cfg, 1, 100, 0);
@@ -880,6 +879,7 @@ static void test_bad_config(void **state) {
     big.size = 0;
     check_error(cnn_trainer_epoch(t, &train_ds, &big, NULL), CNN_ERR_ARG, "cnn_train_hooks.size");
     cnn_trainer_free(t);
+    cnn_model_free(net);
     /* a net for other images */
     if (cnn_model_new("dense 10", 1, 12, 12, &net) != CNN_OK) fail_msg("%s", cnn_errmsg());
     tiny_cfg(&cfg, 1, 100, 0);
