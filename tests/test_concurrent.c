@@ -164,6 +164,11 @@ static void test_context_of_another_model(void **state) {
     check_error(cnn_ctx_new(b, 0, 1, &bad), CNN_ERR_ARG, "batch size");
     assert_null(bad);
     check_error(cnn_ctx_new(b, 1, -1, &bad), CNN_ERR_ARG, "thread count");
+    check_error(cnn_ctx_new(b, 1, 1025, &bad), CNN_ERR_ARG, "thread count");
+    /* the limit itself is accepted (not run: it would start 1024 threads) */
+    assert_int_equal(cnn_ctx_new(b, 1, 1024, &ctx), CNN_OK);
+    assert_int_equal(cnn_ctx_threads(ctx), 1024);
+    cnn_ctx_free(ctx);
     check_error(cnn_ctx_new(b, 65537, 1, &bad), CNN_ERR_ARG, "batch size");
     cnn_ctx_free(NULL);
     cnn_model_free(a);

@@ -849,6 +849,15 @@ static void test_bad_config(void **state) {
     tiny_cfg(&cfg, 1, 100, 0);
     cfg.batch = 0;
     check_error(cnn_trainer_new(net, &cfg, &t), CNN_ERR_ARG, "batch");
+    tiny_cfg(&cfg, 1, 100, 0);
+    cfg.batch = 65537;
+    check_error(cnn_trainer_new(net, &cfg, &t), CNN_ERR_ARG, "batch");
+    tiny_cfg(&cfg, 1, 100, 0);
+    cfg.threads = 1025;
+    check_error(cnn_trainer_new(net, &cfg, &t), CNN_ERR_ARG, "thread count");
+    tiny_cfg(&cfg, 1, 100, 0);
+    cfg.threads = -1;
+    check_error(cnn_trainer_new(net, &cfg, &t), CNN_ERR_ARG, "thread count");
     /* the validation set would take every image */
     tiny_cfg(&cfg, 1, 100, 100);
     assert_int_equal(cnn_trainer_new(net, &cfg, &t), CNN_OK);
