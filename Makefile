@@ -47,7 +47,8 @@ ifeq ($(SAN),thread)
 CFLAGS += -fsanitize=thread -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=thread
 endif
-PRIVATE_LIBS := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lz -lm -lpthread
+# libpng and libjpeg-turbo decode PNG and JPEG (src/data/decode.c); stb the rarer formats.
+PRIVATE_LIBS := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lpng -ljpeg -lz -lm -lpthread
 LDLIBS := $(PRIVATE_LIBS) $(OMPFLAG)
 
 VERSION := $(shell sed -n 's/^\#define CNN_VERSION_STRING "\(.*\)"/\1/p' include/cnn.h)
@@ -73,22 +74,7 @@ $(BUILD)/%.o: %.c
 
 # stb, compiled into libcnn (src/data/stb_impl.c says why): signed overflow wraps, so it is defined
 # behaviour (UBSan then does not report it, in gcc and clang); its warnings are not ours to fix.
-# stb_image.h itself is compiled from a copy with upstream's 2.28 fixes for running out of JPEG
-# bits (src/data/stb_image.sed says which). For Debian's v2.27 all five must apply or the build
-# stops; a later stb has them already and is copied as it is.
-STB_HEADER ?= /usr/include/stb/stb_image.h
-STB_FIXES := 5
-STB_FLAGS = -fwrapv -w -I$(BUILD)/stbfix
-$(BUILD)/stbfix/stb/stb_image.h: $(STB_HEADER) src/data/stb_image.sed
-	@mkdir -p $(dir $@)
-	@if grep -q 'stb_image - v2\.27 ' $(STB_HEADER); then \
-	    sed -f src/data/stb_image.sed $(STB_HEADER) > $@.tmp; \
-	    n=$$(grep -c 'cnn: stb 2.28 fix' $@.tmp); [ "$$n" -eq $(STB_FIXES) ] || { \
-	        echo "$(STB_HEADER): $$n of the $(STB_FIXES) fixes in src/data/stb_image.sed applied" >&2; \
-	        rm -f $@.tmp; exit 1; }; \
-	else cp $(STB_HEADER) $@.tmp; fi
-	@mv $@.tmp $@
-$(BUILD)/src/data/stb_impl.o: $(BUILD)/stbfix/stb/stb_image.h
+STB_FLAGS = -fwrapv -w
 $(BUILD)/src/data/stb_impl.o: CFLAGS += $(STB_FLAGS)
 
 $(BUILD)/libcnn.a: $(LIB_OBJ)
@@ -186,7 +172,7 @@ FUZZ_SAN := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_IGNORE := fuzz/coverage-ignore.txt
 FUZZ_CFLAGS := -g -O1 $(FUZZ_SAN) -fsanitize-coverage-ignorelist=$(FUZZ_IGNORE) -fno-omit-frame-pointer -std=c11 -Wall -Wextra \
     -Wno-unknown-pragmas -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -I$(BLAS_INC) -MMD -MP
-FUZZ_LDLIBS := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lz -lm
+FUZZ_LDLIBS := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lpng -ljpeg -lz -lm
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
 
 .PHONY: fuzz
@@ -198,7 +184,6 @@ $(FUZZ_DIR)/obj/%.o: %.c $(FUZZ_IGNORE)
 	@$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
 
 # stb (src/data/stb_impl.c): compiled as in the library.
-$(FUZZ_DIR)/obj/src/data/stb_impl.o: $(BUILD)/stbfix/stb/stb_image.h
 $(FUZZ_DIR)/obj/src/data/stb_impl.o: FUZZ_CFLAGS += $(STB_FLAGS)
 
 $(FUZZ_BIN): $(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/obj/fuzz/fuzz_%.o $(FUZZ_LIB_OBJ)

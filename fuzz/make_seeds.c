@@ -245,15 +245,6 @@ static void image_seeds(void) {
     wlen = (size_t)snprintf((char *)wbuf, sizeof wbuf, "P5\n%d %d\n65535\n", W, H);
     for (int i = 0; i < W * H; i++) wbuf[wlen++] = g[i], wbuf[wlen++] = 0x80;
     keep_image("gray16.pgm");
-    /* Radiance HDR, flat (width < 8: no RLE), RGBE */
-    wlen = (size_t)snprintf((char *)wbuf, sizeof wbuf,
-                            "#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y %d +X %d\n", 6, 6);
-    for (int y = 0; y < 6; y++)
-        for (int x = 0; x < 6; x++) {
-            const uint8_t v = (x == 2 || y == 1) ? 200 : 20;
-            wbuf[wlen++] = v, wbuf[wlen++] = v, wbuf[wlen++] = v, wbuf[wlen++] = 128;
-        }
-    keep_image("tiny.hdr");
     gif(g, W, H);
     keep_image("gray.gif");
 }

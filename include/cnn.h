@@ -419,9 +419,10 @@ CNN_API void cnn_metrics_add(struct cnn_metrics *m, int truth, int predicted);
 CNN_API void cnn_metrics_finish(struct cnn_metrics *m);
 
 /* ---------------------------------------------------------------------------------------------
- * Images: decode (PNG, JPEG, BMP, GIF, TGA, PNM via stb_image) and prepare like MNIST:
- * grayscale, polarity from the background, contrast normalised, cropped to the ink,
- * longer side scaled to 20 px, placed by centre of mass in 28x28. Output is light-on-dark
+ * Images: decode (PNG via libpng, JPEG via libjpeg-turbo, BMP, GIF, TGA, PNM via stb_image;
+ * an image over CNN_IMAGE_MAX_PIXELS is refused from its header, before decoding) and prepare
+ * like MNIST: grayscale, polarity from the background, contrast normalised, cropped to the
+ * ink, longer side scaled to 20 px, placed by centre of mass in 28x28. Output is light-on-dark
  * u8, like the IDX files, ready for cnn_predict_u8. All [safe].
  */
 #define CNN_IMAGE_MAX_PIXELS (50L * 1000 * 1000)

@@ -69,6 +69,20 @@ int cnn_read_file(const char *path, size_t max_bytes, uint8_t **buf, size_t *len
  * previous file at PATH is untouched. */
 int cnn_write_file_atomic(const char *path, const void *buf, size_t len);
 
+/* ---- image decoders (data/decode.c) -------------------------------------------------------
+ * PNG (libpng) and JPEG (libjpeg-turbo) from memory, as cnn_image_decode's contract says: on
+ * success out->gray is (h, w) u8 luminance owned by the caller; on error *out is zeroed and the
+ * status is CNN_ERR_FORMAT (corrupt, truncated, unsupported), CNN_ERR_LIMIT (over
+ * CNN_IMAGE_MAX_PIXELS, refused from the header before decoding; a JPEG with too many scans)
+ * or CNN_ERR_NOMEM, with a message naming `name`. Thread-safe: no global state. */
+int cnn_decode_png(const uint8_t *buf, size_t len, const char *name, struct cnn_image *out);
+int cnn_decode_jpeg(const uint8_t *buf, size_t len, const char *name, struct cnn_image *out);
+/* n pixels of `channels` 8-bit samples (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA) to gray (n):
+ * Y = (299 R + 587 G + 114 B + 500) / 1000 (Rec. 601 in fixed point, rounded), then alpha
+ * composited over white, (Y a + 255 (255 - a) + 127) / 255. The one conversion every decoder
+ * uses. gray and px must not overlap. */
+void cnn_decode_gray(uint8_t *restrict gray, const uint8_t *restrict px, size_t n, int channels);
+
 /* Little-endian growable byte buffer for writers (model_io.c, checkpoint.c). */
 struct cnn_buf {
     uint8_t *p;

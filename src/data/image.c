@@ -56,12 +56,16 @@
  * of it, on a dark desk, reads as light ink on a dark background); a ruled line through the
  * digit joins it; of two digits, the heavier one is taken.
  *
- * Decoding uses stb_image from memory (PNG, JPEG, BMP, GIF first frame, TGA, PGM/PPM). The
- * dimensions are read with stbi_info_from_memory first, so an image over CNN_IMAGE_MAX_PIXELS
- * is refused before any pixel is decoded. stb reports failures through stbi_failure_reason(),
- * documented as a global; stb_impl.c compiles stb as C11, where stb declares it _Thread_local
- * (STBI_THREAD_LOCAL), and we copy it into our own thread-local message right away, so
- * concurrent decodes in other threads never see each other's reasons.
+ * Decoding (cnn_image_decode) sniffs the format from the first bytes. PNG goes to libpng and
+ * JPEG to libjpeg-turbo (decode.c says why not stb, and how each is bounded); BMP, GIF (first
+ * frame), TGA and PGM/PPM go to stb_image, with its other decoders compiled out (stb_impl.c).
+ * For stb's formats the dimensions are read with stbi_info_from_memory first, so an image over
+ * CNN_IMAGE_MAX_PIXELS is refused before any pixel is decoded, as decode.c does for PNG and
+ * JPEG. stb reports failures through stbi_failure_reason(), documented as a global; stb_impl.c
+ * compiles stb as C11, where stb declares it _Thread_local (STBI_THREAD_LOCAL), and we copy it
+ * into our own thread-local message right away, so concurrent decodes in other threads never
+ * see each other's reasons.
+ * Every decoder's pixels go through the same gray conversion (cnn_decode_gray).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -110,84 +114,6 @@ void cnn_image_free(struct cnn_image *img) {
     memset(img, 0, sizeof *img);
 }
 
-/* A big-endian u32 (PNG lengths, JPEG/PNM fields). */
-static uint32_t be32(const uint8_t *p) {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-/* PNG: every chunk's declared length must fit in the bytes that remain. Debian's stb_image
- * (2.27) reallocates an IDAT buffer to the declared length before reading it, so a 117-byte
- * file claiming a 2 GB chunk would make it allocate 2 GB (found by fuzz_image). And the first
- * IDAT chunk must not be empty: stb would memcpy 0 bytes into its still-NULL buffer, undefined
- * behaviour the compiler may build on (found by fuzz_image; no encoder writes such a file).
- * The last chunk is checked too when the file ends inside it (a 43-byte file whose truncated
- * last chunk claimed 1.1 GB; found by fuzz_image). */
-static int check_png(const uint8_t *b, size_t len, const char *name) {
-    size_t pos = 8;
-    int idat = 0;
-    while (pos + 8 <= len) { /* a chunk's length and type are there: stb will read them */
-        const uint32_t n = be32(b + pos);
-        /* room for the data, and for the CRC if the file goes on that far */
-        const size_t left = len - pos, room = left >= 12 ? left - 12 : left - 8;
-        if ((uint64_t)n > (uint64_t)room)
-            return cnn_fail(CNN_ERR_FORMAT,
-                            "%s: PNG chunk '%.4s' claims %u bytes but only %zu remain: corrupt "
-                            "or truncated",
-                            name, (const char *)b + pos + 4, n, room);
-        if (memcmp(b + pos + 4, "IDAT", 4) == 0 && idat++ == 0 && n == 0)
-            return cnn_fail(CNN_ERR_FORMAT, "%s: PNG image data starts with an empty chunk",
-                            name);
-        if (memcmp(b + pos + 4, "IEND", 4) == 0) break;
-        pos += 12 + (size_t)n;
-    }
-    return CNN_OK;
-}
-
-/* JPEG, from just after the SOI marker at pos: walk the marker segments; each must fit, and each Huffman table (DHT) may hold at
- * most 256 codes. Debian's stb_image (2.27) writes past its code tables when the 16 counts of
- * a DHT add up to more (upstream stb issue #1289, fixed in 2.28; found by fuzz_image). */
-static int check_jpeg(const uint8_t *b, size_t len, size_t pos, const char *name) {
-    while (pos + 1 < len) {
-        if (b[pos] != 0xFF) { /* entropy-coded data: skip to the next real marker */
-            pos++;
-            continue;
-        }
-        const uint8_t m = b[pos + 1];
-        if (m == 0xFF || m == 0x00 || (m >= 0xD0 && m <= 0xD8) || m == 0x01) {
-            pos += (m == 0xFF) ? 1 : 2;
-            continue;
-        }
-        if (m == 0xD9) break; /* end of image */
-        if (pos + 4 > len) break; /* truncated: stb reports it */
-        const size_t seg = (size_t)b[pos + 2] << 8 | b[pos + 3];
-        if (seg < 2 || seg > len - pos - 2)
-            return cnn_fail(CNN_ERR_FORMAT,
-                            "%s: JPEG segment 0x%02X claims %zu bytes but only %zu remain", name,
-                            m, seg, len - pos - 2);
-        if (m == 0xC4) {
-            size_t q = pos + 4;
-            const size_t end = pos + 2 + seg;
-            while (q + 17 <= end) {
-                size_t codes = 0;
-                for (int i = 1; i <= 16; i++) codes += b[q + (size_t)i];
-                if (codes > 256 || codes > end - q - 17)
-                    return cnn_fail(CNN_ERR_FORMAT,
-                                    "%s: JPEG Huffman table declares %zu codes (at most 256, "
-                                    "and no more than the segment holds)",
-                                    name, codes);
-                q += 17 + codes;
-            }
-            /* stb keeps reading tables while any segment byte is left, past the segment's end */
-            if (q != end)
-                return cnn_fail(CNN_ERR_FORMAT,
-                                "%s: JPEG Huffman segment ends inside a table (%zu stray bytes)",
-                                name, end - q);
-        }
-        pos += 2 + seg;
-    }
-    return CNN_OK;
-}
-
 /* PGM/PPM (P5/P6): the header's numbers (width, height, maximum value) must each have at most
  * 9 digits. Debian's stb_image (2.27) accumulates them in an int without an overflow check,
  * which is undefined behaviour for "888888888888" (found by fuzz_image). */
@@ -212,33 +138,9 @@ static int check_pnm(const uint8_t *b, size_t len, const char *name) {
     return CNN_OK;
 }
 
-/* Contract: buf holds len bytes of an encoded image; name is only used in messages (NULL is
- * "<memory>"). On success out->gray is a (h,w) u8 luminance image owned by the caller
- * (cnn_image_free). On error *out is zeroed and the status is CNN_ERR_FORMAT (empty, not an
- * image, corrupt), CNN_ERR_LIMIT (over CNN_IMAGE_MAX_PIXELS or 2 GiB, checked before decoding)
- * or CNN_ERR_NOMEM. Colour: Y = 0.299 R + 0.587 G + 0.114 B (Rec. 601, as JPEG). Alpha is
- * composited on white, so a transparent background reads as a white page. */
-int cnn_image_decode(const void *buf, size_t len, const char *name, struct cnn_image *out) {
-    memset(out, 0, sizeof *out);
-    if (!name) name = "<memory>";
-    if (!buf || len == 0) return cnn_fail(CNN_ERR_FORMAT, "%s: empty file, not an image", name);
-    if (len > (size_t)0x7fffffff)
-        return cnn_fail(CNN_ERR_LIMIT, "%s: %zu bytes, over the 2 GiB an image may have", name,
-                        len);
-    const uint8_t *bytes = buf;
-    static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
-    int rc0 = CNN_OK;
-    if (len >= 8 && memcmp(bytes, png_sig, 8) == 0)
-        rc0 = check_png(bytes, len, name);
-    else if (len >= 2 && bytes[0] == 'P' && (bytes[1] == '5' || bytes[1] == '6'))
-        rc0 = check_pnm(bytes, len, name);
-    else if (len >= 2 && bytes[0] == 0xFF) {
-        /* stb takes any run of 0xFF fill bytes before the SOI marker as JPEG, so do we */
-        size_t i = 1;
-        while (i < len && bytes[i] == 0xFF) i++;
-        if (i < len && bytes[i] == 0xD8) rc0 = check_jpeg(bytes, len, i + 1, name);
-    }
-    if (rc0 != CNN_OK) return rc0;
+/* BMP, GIF, TGA, PGM/PPM through stb_image: dimensions from the header
+ * first, then the pixels in their own channel count, then the common gray conversion. */
+static int stb_decode(const uint8_t *buf, size_t len, const char *name, struct cnn_image *out) {
     int x = 0, y = 0, n = 0;
     if (!stbi_info_from_memory(buf, (int)len, &x, &y, &n)) {
         const char *why = stbi_failure_reason();
@@ -271,26 +173,40 @@ int cnn_image_decode(const void *buf, size_t len, const char *name, struct cnn_i
         rc = cnn_fail(CNN_ERR_NOMEM, "%s: cannot allocate %zu bytes", name, np);
         goto fail;
     }
-    for (size_t i = 0; i < np; i++) {
-        const uint8_t *p = px + i * (size_t)n;
-        uint32_t lum, a = 255;
-        if (n <= 2) {
-            lum = p[0];
-            if (n == 2) a = p[1];
-        } else {
-            /* Rec. 601 luma in fixed point, rounded: weights sum to 1000. */
-            lum = (299u * p[0] + 587u * p[1] + 114u * p[2] + 500u) / 1000u;
-            if (n == 4) a = p[3];
-        }
-        /* Over white: lum * a + 255 * (1 - a), rounded. */
-        g[i] = (uint8_t)((lum * a + 255u * (255u - a) + 127u) / 255u);
-    }
+    cnn_decode_gray(g, px, np, n);
     out->w = w;
     out->h = h;
     out->gray = g;
 fail:
     stbi_image_free(px);
     return rc;
+}
+
+/* Contract: buf holds len bytes of an encoded image; name is only used in messages (NULL is
+ * "<memory>"). On success out->gray is a (h,w) u8 luminance image owned by the caller
+ * (cnn_image_free). On error *out is zeroed and the status is CNN_ERR_FORMAT (empty, not an
+ * image, corrupt), CNN_ERR_LIMIT (over CNN_IMAGE_MAX_PIXELS or 2 GiB, checked before decoding;
+ * a JPEG of more scans than decode.c allows) or CNN_ERR_NOMEM. Colour: Y = 0.299 R + 0.587 G +
+ * 0.114 B (Rec. 601, as JPEG). Alpha is composited on white, so a transparent background reads
+ * as a white page. The format is told by the first bytes, never by the name: the PNG signature
+ * goes to libpng, FF D8 (a JPEG's SOI marker) to libjpeg-turbo, anything else to stb. */
+int cnn_image_decode(const void *buf, size_t len, const char *name, struct cnn_image *out) {
+    memset(out, 0, sizeof *out);
+    if (!name) name = "<memory>";
+    if (!buf || len == 0) return cnn_fail(CNN_ERR_FORMAT, "%s: empty file, not an image", name);
+    if (len > (size_t)0x7fffffff)
+        return cnn_fail(CNN_ERR_LIMIT, "%s: %zu bytes, over the 2 GiB an image may have", name,
+                        len);
+    const uint8_t *bytes = buf;
+    static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+    if (len >= 8 && memcmp(bytes, png_sig, 8) == 0) return cnn_decode_png(bytes, len, name, out);
+    if (len >= 2 && bytes[0] == 0xFF && bytes[1] == 0xD8)
+        return cnn_decode_jpeg(bytes, len, name, out);
+    if (len >= 2 && bytes[0] == 'P' && (bytes[1] == '5' || bytes[1] == '6')) {
+        const int rc = check_pnm(bytes, len, name);
+        if (rc != CNN_OK) return rc;
+    }
+    return stb_decode(bytes, len, name, out);
 }
 
 /* Contract: reads the file at path (at most 256 MiB) and decodes it as cnn_image_decode does;
