@@ -236,6 +236,54 @@ static int hist_quantile(const size_t *hist, int nbins, size_t total, double q) 
     return nbins - 1;
 }
 
+/* fmaxf and fminf without the library call (GCC keeps the call for their NaN and signed-zero
+ * rules; nothing here is NaN). */
+static inline float maxf(float a, float b) { return a > b ? a : b; }
+static inline float minf(float a, float b) { return a < b ? a : b; }
+
+/* hist[b] += how many bytes of v (h,w) equal b in rows y0..y1-1, columns x0..x1-1. Four
+ * interleaved counters: on a run of equal bytes (a black canvas) one counter would wait for
+ * its own previous increment at every pixel. */
+static void hist_rect(const uint8_t *v, int w, int x0, int y0, int x1, int y1, size_t *hist) {
+    uint32_t part[4][256];
+    memset(part, 0, sizeof part);
+    for (int y = y0; y < y1; y++) {
+        const uint8_t *row = v + (size_t)y * (size_t)w;
+        int x = x0;
+        for (; x + 4 <= x1; x += 4) {
+            part[0][row[x]]++;
+            part[1][row[x + 1]]++;
+            part[2][row[x + 2]]++;
+            part[3][row[x + 3]]++;
+        }
+        for (; x < x1; x++) part[0][row[x]]++;
+    }
+    for (int b = 0; b < 256; b++) hist[b] += part[0][b] + part[1][b] + part[2][b] + part[3][b];
+}
+
+/* The median (hist_quantile 0.5) of n bytes, by insertion sort: for cells of a few dozen
+ * pixels, where a 256-bin histogram costs more than the pixels. */
+static int median_small(const uint8_t *v, int w, int x0, int y0, int x1, int y1) {
+    uint8_t t[64];
+    int n = 0;
+    for (int y = y0; y < y1; y++) {
+        for (int x = x0; x < x1; x++) {
+            const uint8_t q = v[(size_t)y * (size_t)w + (size_t)x];
+            int j = n++;
+            for (; j > 0 && t[j - 1] > q; j--) t[j] = t[j - 1];
+            t[j] = q;
+        }
+    }
+    return t[(n + 1) / 2 - 1];
+}
+
+/* lrintf for 0 <= v < 2^22 in the default rounding mode (to nearest, ties to even), without
+ * the library call: adding 1.5 * 2^23 leaves no fraction bits, so the FPU rounds v there. */
+static inline int round_even(float v) {
+    const float big = 0x1.8p23f; /* no -ffast-math here, so (v + big) - big is not folded */
+    return (int)((v + big) - big);
+}
+
 static float clampf(float v, float lo, float hi) {
     return v < lo ? lo : v > hi ? hi : v;
 }
@@ -244,12 +292,17 @@ static float clampf(float v, float lo, float hi) {
  * Partial blocks at the right and bottom average only their real pixels. acc: ow sums. */
 static void downscale_area(const uint8_t *g, int w, int h, int f, uint8_t *o, int ow, int oh,
                            uint64_t *acc) {
+    if (f == 1) {
+        memcpy(o, g, (size_t)w * (size_t)h);
+        return;
+    }
     for (int oy = 0; oy < oh; oy++) {
         memset(acc, 0, (size_t)ow * sizeof *acc);
         const int y0 = oy * f, y1 = (int64_t)y0 + f < h ? y0 + f : h;
         for (int y = y0; y < y1; y++) {
             const uint8_t *row = g + (size_t)y * (size_t)w;
-            for (int x = 0; x < w; x++) acc[x / f] += row[x];
+            for (int ox = 0, x = 0; ox < ow; ox++)
+                for (const int x1 = x + f < w ? x + f : w; x < x1; x++) acc[ox] += row[x];
         }
         for (int ox = 0; ox < ow; ox++) {
             const int x0 = ox * f, x1 = (int64_t)x0 + f < w ? x0 + f : w;
@@ -272,8 +325,7 @@ static int polarity_vote(const uint8_t *v, int w, int h, int cells) {
         for (int x0 = 0; x0 < w; x0 += s) {
             const int y1 = y0 + s < h ? y0 + s : h, x1 = x0 + s < w ? x0 + s : w;
             size_t hist[256] = {0};
-            for (int y = y0; y < y1; y++)
-                for (int x = x0; x < x1; x++) hist[v[(size_t)y * (size_t)w + (size_t)x]]++;
+            hist_rect(v, w, x0, y0, x1, y1, hist);
             const int med = hist_quantile(hist, 256, (size_t)(y1 - y0) * (size_t)(x1 - x0), 0.5);
             for (int q = 0; q < 256; q++) {
                 if ((q + 8) * VOTE_RATIO < med + 8) dark += hist[q];
@@ -295,19 +347,17 @@ static int polarity_vote(const uint8_t *v, int w, int h, int cells) {
  * *range gets the spread between those quantiles. */
 static int ink_is_dark(const uint8_t *v, int w, int h, int *range) {
     size_t all[256] = {0}, ring[256] = {0};
-    size_t n_ring = 0;
     const int m = (w < h ? w : h) / 32 + 1;
-    for (int y = 0; y < h; y++) {
-        const int edge_row = y < m || y >= h - m;
-        for (int x = 0; x < w; x++) {
-            const uint8_t p = v[(size_t)y * (size_t)w + (size_t)x];
-            all[p]++;
-            if (edge_row || x < m || x >= w - m) {
-                ring[p]++;
-                n_ring++;
-            }
-        }
-    }
+    hist_rect(v, w, 0, 0, w, h, all);
+    /* the ring: m rows at the top and bottom, m columns at the sides between them */
+    const int top = m < h ? m : h, bottom = h - m > top ? h - m : top;
+    const int left = m < w ? m : w, right = w - m > left ? w - m : left;
+    hist_rect(v, w, 0, 0, w, top, ring);
+    hist_rect(v, w, 0, bottom, w, h, ring);
+    hist_rect(v, w, 0, top, left, bottom, ring);
+    hist_rect(v, w, right, top, w, bottom, ring);
+    size_t n_ring = 0;
+    for (int b = 0; b < 256; b++) n_ring += ring[b];
     const size_t n = (size_t)w * (size_t)h;
     const int lo = hist_quantile(all, 256, n, 0.005), hi = hist_quantile(all, 256, n, 0.995);
     const int b = hist_quantile(ring, 256, n_ring, 0.5);
@@ -319,23 +369,37 @@ static int ink_is_dark(const uint8_t *v, int w, int h, int *range) {
 }
 
 /* Separable min (is_max = 0) or max filter of a (gh,gw) with a (2r+1)^2 square clipped at the
- * grid edge; tmp: gw*gh. Erosion then dilation is a grey-scale opening. */
+ * grid edge; tmp: gw*gh. Erosion then dilation is a grey-scale opening. Each pass widens the
+ * window by one cell on each side at a time, over whole rows, so the inner loops run along a
+ * row and vectorise; min and max are exact, so the order does not change the result. */
 static void minmax_filter(float *a, float *tmp, int gw, int gh, int r, int is_max) {
-    for (int pass = 0; pass < 2; pass++) {
-        const float *src = pass == 0 ? a : tmp;
-        float *dst = pass == 0 ? tmp : a;
-        const int len = pass == 0 ? gw : gh, step = pass == 0 ? 1 : gw;
+    const size_t n = (size_t)gw * (size_t)gh;
+    /* rows: tmp[y][x] = min/max of a[y][x-r .. x+r] */
+    memcpy(tmp, a, n * sizeof *a);
+    for (int y = 0; y < gh; y++) {
+        const float *src = a + (size_t)y * (size_t)gw;
+        float *dst = tmp + (size_t)y * (size_t)gw;
+        for (int k = 1; k <= r && k < gw; k++) {
+            for (int x = 0; x < gw - k; x++) /* the right neighbour at distance k */
+                dst[x] = is_max ? maxf(dst[x], src[x + k]) : minf(dst[x], src[x + k]);
+            for (int x = k; x < gw; x++) /* the left one */
+                dst[x] = is_max ? maxf(dst[x], src[x - k]) : minf(dst[x], src[x - k]);
+        }
+    }
+    /* columns: a[y][x] = min/max of tmp[y-r .. y+r][x] */
+    memcpy(a, tmp, n * sizeof *a);
+    for (int k = 1; k <= r && k < gh; k++) {
         for (int y = 0; y < gh; y++) {
-            for (int x = 0; x < gw; x++) {
-                const int at = pass == 0 ? x : y;
-                const int lo = at - r < 0 ? 0 : at - r, hi = at + r >= len ? len - 1 : at + r;
-                const float *base = src + (y * gw + x) - at * step;
-                float acc = base[lo * step];
-                for (int k = lo + 1; k <= hi; k++) {
-                    const float q = base[k * step];
-                    acc = is_max ? (q > acc ? q : acc) : (q < acc ? q : acc);
-                }
-                dst[y * gw + x] = acc;
+            float *dst = a + (size_t)y * (size_t)gw;
+            if (y + k < gh) {
+                const float *below = tmp + (size_t)(y + k) * (size_t)gw;
+                for (int x = 0; x < gw; x++)
+                    dst[x] = is_max ? maxf(dst[x], below[x]) : minf(dst[x], below[x]);
+            }
+            if (y - k >= 0) {
+                const float *above = tmp + (size_t)(y - k) * (size_t)gw;
+                for (int x = 0; x < gw; x++)
+                    dst[x] = is_max ? maxf(dst[x], above[x]) : minf(dst[x], above[x]);
             }
         }
     }
@@ -375,17 +439,21 @@ struct cells {
  * ((i + 0.5) s - 0.5), clamped at the outer centres. Writes d = v - background into d (h,w).
  * With relative (dark ink on paper: what we see is lighting x reflectance) d is divided by
  * the local paper brightness, so ink in a shadow counts as much as ink in the light. */
-static void subtract_background(const uint8_t *v, int w, int h, struct cells *c, int relative,
-                                float *d) {
+static int subtract_background(const uint8_t *v, int w, int h, struct cells *c, int relative,
+                               float *d) {
     const int s = c->s, gw = c->gw, gh = c->gh, r = c->r, pw = c->pw;
     for (int gy = 0; gy < gh; gy++) {
         for (int gx = 0; gx < gw; gx++) {
-            size_t hist[256] = {0};
             const int y0 = gy * s, y1 = y0 + s < h ? y0 + s : h;
             const int x0 = gx * s, x1 = x0 + s < w ? x0 + s : w;
+            const size_t cnt = (size_t)(y1 - y0) * (size_t)(x1 - x0);
+            if (cnt <= 64) {
+                c->g[gy * gw + gx] = (float)median_small(v, w, x0, y0, x1, y1);
+                continue;
+            }
+            size_t hist[256] = {0};
             for (int y = y0; y < y1; y++)
                 for (int x = x0; x < x1; x++) hist[v[(size_t)y * (size_t)w + (size_t)x]]++;
-            const size_t cnt = (size_t)(y1 - y0) * (size_t)(x1 - x0);
             c->g[gy * gw + gx] = (float)hist_quantile(hist, 256, cnt, 0.5);
         }
     }
@@ -432,25 +500,55 @@ static void subtract_background(const uint8_t *v, int w, int h, struct cells *c,
      * (a dark desk around the page is not paper in a deep shadow; its noise stays small). */
     const float paper_min =
         fmaxf(16.0f, 0.4f * (float)hist_quantile(hist, 256, (size_t)gw * (size_t)gh, 0.5));
+    /* Bilinear between cell centres. Per column: the two cells and the weight. Per pair of cell
+     * rows (every s image rows): the interpolated top and bottom and the step test, which do
+     * not depend on the row within; per row only the vertical blend is left, and it
+     * vectorises. The expressions are those of the direct formula, so the result is the same
+     * to the bit. */
+    float *col = malloc((size_t)w * 5 * sizeof *col);
+    int *ixs = malloc((size_t)w * sizeof *ixs);
+    if (!col || !ixs) {
+        free(col);
+        free(ixs);
+        return CNN_ERR_NOMEM;
+    }
+    float *top = col, *bot = col + w, *step_hi = col + 2 * (size_t)w, *txs = col + 3 * (size_t)w;
+    float *bg = col + 4 * (size_t)w;
+    for (int x = 0; x < w; x++) {
+        const float fx = clampf(((float)x + 0.5f) / (float)s - 0.5f, 0.0f, (float)(gw - 1));
+        ixs[x] = (int)fx;
+        txs[x] = fx - (float)(int)fx;
+    }
+    int pair = -1;
     for (int y = 0; y < h; y++) {
         const float fy = clampf(((float)y + 0.5f) / (float)s - 0.5f, 0.0f, (float)(gh - 1));
         const int iy = (int)fy, iy1 = iy + 1 < gh ? iy + 1 : iy;
         const float ty = fy - (float)iy;
-        const float *r0 = c->g + iy * gw, *r1 = c->g + iy1 * gw;
-        for (int x = 0; x < w; x++) {
-            const float fx = clampf(((float)x + 0.5f) / (float)s - 0.5f, 0.0f, (float)(gw - 1));
-            const int ix = (int)fx, ix1 = ix + 1 < gw ? ix + 1 : ix;
-            const float tx = fx - (float)ix;
-            const float top = r0[ix] + (r0[ix1] - r0[ix]) * tx;
-            const float bot = r1[ix] + (r1[ix1] - r1[ix]) * tx;
-            const size_t i = (size_t)y * (size_t)w + (size_t)x;
-            const float hi = fmaxf(fmaxf(r0[ix], r0[ix1]), fmaxf(r1[ix], r1[ix1]));
-            const float lo = fminf(fminf(r0[ix], r0[ix1]), fminf(r1[ix], r1[ix1]));
-            const float bg = hi - lo > BG_STEP ? hi : top + (bot - top) * ty;
-            d[i] = (float)v[i] - bg;
-            if (relative) d[i] *= 255.0f / fmaxf(255.0f - bg, paper_min);
+        if (iy != pair) {
+            pair = iy;
+            const float *r0 = c->g + iy * gw, *r1 = c->g + iy1 * gw;
+            for (int x = 0; x < w; x++) {
+                const int ix = ixs[x], ix1 = ix + 1 < gw ? ix + 1 : ix;
+                const float tx = txs[x];
+                top[x] = r0[ix] + (r0[ix1] - r0[ix]) * tx;
+                bot[x] = r1[ix] + (r1[ix1] - r1[ix]) * tx;
+                const float hi = maxf(maxf(r0[ix], r0[ix1]), maxf(r1[ix], r1[ix1]));
+                const float lo = minf(minf(r0[ix], r0[ix1]), minf(r1[ix], r1[ix1]));
+                step_hi[x] = hi - lo > BG_STEP ? hi : -1.0f; /* backgrounds are >= 0 */
+            }
         }
+        const uint8_t *vrow = v + (size_t)y * (size_t)w;
+        float *drow = d + (size_t)y * (size_t)w;
+        for (int x = 0; x < w; x++) {
+            bg[x] = step_hi[x] >= 0.0f ? step_hi[x] : top[x] + (bot[x] - top[x]) * ty;
+            drow[x] = (float)vrow[x] - bg[x];
+        }
+        if (relative)
+            for (int x = 0; x < w; x++) drow[x] *= 255.0f / maxf(255.0f - bg[x], paper_min);
     }
+    free(col);
+    free(ixs);
+    return CNN_OK;
 }
 
 /* Steps 2-3. The ink map of v (h,w) (ink bright): ink (h,w) u8, 0 = paper, 255 = strong ink.
@@ -473,19 +571,23 @@ static int ink_map(const uint8_t *v, int w, int h, int relative, uint8_t *ink) {
     c.edge[0] = c.g + c.gw * c.gh, c.edge[1] = c.edge[0] + c.gw;
     c.edge[2] = c.edge[1] + c.gw, c.edge[3] = c.edge[2] + c.gh;
     c.pad = c.edge[3] + c.gh, c.tmp = c.pad + c.pw * c.ph;
-    subtract_background(v, w, h, &c, relative, d);
+    if (subtract_background(v, w, h, &c, relative, d) != CNN_OK) goto fail;
 
     /* Histograms of rounded values: |d| for the noise, d above 3 sigma for the ink. */
     size_t hist[256] = {0};
-    for (size_t i = 0; i < n; i++) hist[(int)clampf(fabsf(d[i]) + 0.5f, 0.0f, 255.0f)]++;
+    uint32_t part[4][256]; /* four interleaved counters, as in hist_rect */
+    memset(part, 0, sizeof part);
+    for (size_t i = 0; i < n; i++) part[i & 3][(int)clampf(fabsf(d[i]) + 0.5f, 0.0f, 255.0f)]++;
+    for (int b = 0; b < 256; b++) hist[b] = part[0][b] + part[1][b] + part[2][b] + part[3][b];
     const float sigma = 1.4826f * (float)hist_quantile(hist, 256, n, 0.5);
-    const float fg = fmaxf(NOISE_FG * sigma, 4.0f);
-    memset(hist, 0, sizeof hist);
+    const float fg = maxf(NOISE_FG * sigma, 4.0f);
+    memset(part, 0, sizeof part);
+    for (size_t i = 0; i < n; i++)
+        if (d[i] > fg) part[i & 3][(int)clampf(d[i] + 0.5f, 0.0f, 255.0f)]++;
     size_t n_fg = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (d[i] <= fg) continue;
-        hist[(int)clampf(d[i] + 0.5f, 0.0f, 255.0f)]++;
-        n_fg++;
+    for (int b = 0; b < 256; b++) {
+        hist[b] = part[0][b] + part[1][b] + part[2][b] + part[3][b];
+        n_fg += hist[b];
     }
     rc = CNN_ERR_NODIGIT;
     if (n_fg == 0) goto fail;
@@ -495,7 +597,7 @@ static int ink_map(const uint8_t *v, int w, int h, int relative, uint8_t *ink) {
     const float gain = 255.0f / S;
     /* ink > 0 exactly where d > T: the clamp to 1 keeps faint kept pixels in the mask. */
     for (size_t i = 0; i < n; i++)
-        ink[i] = d[i] <= T ? 0 : (uint8_t)lrintf(clampf(d[i] * gain, 1.0f, 255.0f));
+        ink[i] = d[i] <= T ? 0 : (uint8_t)round_even(clampf(d[i] * gain, 1.0f, 255.0f));
     rc = CNN_OK;
 fail:
     free(d);
