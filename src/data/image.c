@@ -417,6 +417,17 @@ static float median_strided(const float *a, int n, int step) {
     return t[n / 2];
 }
 
+/* One row of subtract_background: bg = the step's high side where there is one, else top and
+ * bottom blended by ty; d = v - bg. restrict: no array overlaps another, so it vectorises. */
+static void blend_row(const float *restrict top, const float *restrict bot,
+                      const float *restrict step_hi, float ty, const uint8_t *restrict v, int w,
+                      float *restrict bg, float *restrict d) {
+    for (int x = 0; x < w; x++) {
+        bg[x] = step_hi[x] >= 0.0f ? step_hi[x] : top[x] + (bot[x] - top[x]) * ty;
+        d[x] = (float)v[x] - bg[x];
+    }
+}
+
 /* Cells of the background estimate: a gh x gw grid of s x s blocks, and the opening radius r
  * in cells. The opening runs on a padded grid (gh + 4r, gw + 4r). */
 struct cells {
@@ -537,14 +548,11 @@ static int subtract_background(const uint8_t *v, int w, int h, struct cells *c, 
                 step_hi[x] = hi - lo > BG_STEP ? hi : -1.0f; /* backgrounds are >= 0 */
             }
         }
-        const uint8_t *vrow = v + (size_t)y * (size_t)w;
-        float *drow = d + (size_t)y * (size_t)w;
-        for (int x = 0; x < w; x++) {
-            bg[x] = step_hi[x] >= 0.0f ? step_hi[x] : top[x] + (bot[x] - top[x]) * ty;
-            drow[x] = (float)vrow[x] - bg[x];
-        }
-        if (relative)
+        blend_row(top, bot, step_hi, ty, v + (size_t)y * (size_t)w, w, bg, d + (size_t)y * (size_t)w);
+        if (relative) {
+            float *drow = d + (size_t)y * (size_t)w;
             for (int x = 0; x < w; x++) drow[x] *= 255.0f / maxf(255.0f - bg[x], paper_min);
+        }
     }
     free(col);
     free(ixs);
