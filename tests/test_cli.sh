@@ -440,6 +440,7 @@ printf 'this is a text file, not IDX\nsecond line\n' >"$B/text.txt"
 : >"$B/empty"
 gzip -c "$data/train-labels-idx1-ubyte" | head -c 5000 >"$B/truncated.gz"
 mkdir -p "$B/a-directory"
+mkfifo "$B/a-fifo"
 cp "$M" "$B/corrupt.model"
 flip_byte "$B/corrupt.model" $(($(stat -c %s "$M") / 2))
 head -c $(($(stat -c %s "$M") - 100)) "$M" >"$B/truncated.model"
@@ -499,6 +500,7 @@ bad_file truncated.model 'checksum|truncat|corrupt' 'checksum|truncat|corrupt'
 bad_file version99.model 'version 99' 'version 99'
 bad_file no-such-file 'no such file|cannot open' 'no such file|cannot open'
 bad_file a-directory 'not a regular file|directory' 'not a regular file|directory'
+bad_file a-fifo 'not a regular file' 'not a regular file'
 bad_file spec-huge-dense.model 'dense 1000000000' 'dense 1000000000'
 bad_file spec-huge-layers.model 'dense 65536|conv 65536 1.*too large' 'dense 65536|conv 65536 1.*too large'
 bad_file spec-huge-input.model '100000' '100000'

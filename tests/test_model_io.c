@@ -1090,6 +1090,13 @@ static void test_directory(void **state) {
     expect_load_error(tpath("a-directory"), CNN_ERR_IO, "not a regular file");
 }
 
+/* A FIFO with no writer: open() would wait forever; it is refused at once instead. */
+static void test_fifo(void **state) {
+    (void)state;
+    assert_int_equal(mkfifo(tpath("a-fifo.model"), 0644), 0);
+    expect_load_error(tpath("a-fifo.model"), CNN_ERR_IO, "not a regular file");
+}
+
 static void test_nonexistent(void **state) {
     (void)state;
     expect_load_error(tpath("no-such.model"), CNN_ERR_IO, "cannot open", "No such file");
@@ -1641,6 +1648,7 @@ int main(void) {
         cmocka_unit_test(test_norm_inf_mean),
         cmocka_unit_test(test_empty_file),
         cmocka_unit_test(test_directory),
+        cmocka_unit_test(test_fifo),
         cmocka_unit_test(test_nonexistent),
         cmocka_unit_test(test_idx_file),
         cmocka_unit_test(test_over_size_limit),

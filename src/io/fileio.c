@@ -23,7 +23,9 @@
 int cnn_read_file(const char *path, size_t max_bytes, uint8_t **buf, size_t *len) {
     *buf = NULL;
     *len = 0;
-    const int fd = open(path, O_RDONLY);
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, forever; it is
+     * refused just below as not a regular file. On a regular file the flag changes nothing. */
+    const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return cnn_fail(CNN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     uint8_t *p = NULL;
