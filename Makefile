@@ -50,6 +50,8 @@ endif
 # libpng and libjpeg-turbo decode PNG and JPEG (src/data/decode.c); stb the rarer formats.
 PRIVATE_LIBS := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lpng -ljpeg -lz -lm -lpthread
 LDLIBS := $(PRIVATE_LIBS) $(OMPFLAG)
+# `mnist serve` only: libmicrohttpd for HTTP, jansson for JSON.
+SERVE_LIBS := -lmicrohttpd -ljansson
 
 VERSION := $(shell sed -n 's/^\#define CNN_VERSION_STRING "\(.*\)"/\1/p' include/cnn.h)
 MAJOR := $(firstword $(subst ., ,$(VERSION)))
@@ -60,7 +62,7 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
-FUZZ_NAMES := idx model image spec
+FUZZ_NAMES := idx model image spec request
 FUZZ_REPLAY := $(FUZZ_NAMES:%=$(BUILD)/fuzz/replay_%)
 
 .PHONY: all test asan tsan clean data bench tools install uninstall
@@ -87,7 +89,10 @@ $(BUILD)/libcnn.so.$(VERSION): $(LIB_OBJ)
 	@ln -sf $(SONAME) $(BUILD)/libcnn.so
 
 $(BUILD)/mnist: $(CLI_OBJ) $(BUILD)/libcnn.a
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libcnn.a $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libcnn.a $(LDLIBS) $(SERVE_LIBS)
+
+# The page of `mnist serve` is web/index.html, assembled into the binary (.incbin).
+$(BUILD)/cli/serve_page.o: web/index.html
 
 $(TEST_BIN): $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libcnn.a
 	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libcnn.a $(LDLIBS) -lcmocka
@@ -189,6 +194,11 @@ $(FUZZ_DIR)/obj/src/data/stb_impl.o: FUZZ_CFLAGS += $(STB_FLAGS)
 $(FUZZ_BIN): $(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/obj/fuzz/fuzz_%.o $(FUZZ_LIB_OBJ)
 	$(FUZZ_CC) $(FUZZ_SAN) -o $@ $^ $(FUZZ_LDLIBS)
 
+# The request harness tests the server's body parsing and error replies (cli/serve_api.c).
+REQUEST_SRC := cli/serve_api.c cli/common.c
+$(FUZZ_DIR)/fuzz_request: $(REQUEST_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
+$(FUZZ_DIR)/fuzz_request: FUZZ_LDLIBS += -ljansson
+
 # The seed corpora under fuzz/corpus are committed; this regenerates them (gcc, no sanitizers).
 .PHONY: fuzz-seeds
 fuzz-seeds: $(FUZZ_DIR)/make_seeds
@@ -205,6 +215,9 @@ fuzz-replay: $(FUZZ_REPLAY)
 
 $(FUZZ_REPLAY): $(FUZZ_DIR)/replay_%: fuzz/fuzz_%.c fuzz/replay.c $(BUILD)/libcnn.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ fuzz/fuzz_$*.c fuzz/replay.c $(BUILD)/libcnn.a $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ fuzz/fuzz_$*.c fuzz/replay.c $(REPLAY_EXTRA) $(BUILD)/libcnn.a $(LDLIBS) $(REPLAY_LIBS)
+$(FUZZ_DIR)/replay_request: $(REQUEST_SRC)
+$(FUZZ_DIR)/replay_request: REPLAY_EXTRA = $(REQUEST_SRC)
+$(FUZZ_DIR)/replay_request: REPLAY_LIBS = -ljansson
 
 -include $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_NAMES:%=$(FUZZ_DIR)/obj/fuzz/fuzz_%.d)

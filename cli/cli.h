@@ -16,6 +16,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* "mnist: " + message on stderr. */
 void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -35,6 +36,10 @@ void cli_json_str(FILE *f, const char *s);
 /* Keras-like table of a network: layer, output shape, parameters, MFLOPs, totals. */
 void cli_print_summary(FILE *f, const struct cnn_model *net);
 void cli_json_summary(FILE *f, const struct cnn_model *net);
+/* The model's key/value metadata as one JSON object. */
+void cli_json_meta(FILE *f, const struct cnn_model *m);
+/* crc32 of the weights and batch-norm statistics: equal models have equal values. */
+unsigned long cli_model_fingerprint(const struct cnn_model *m);
 
 struct cli_preset {
     const char *name, *about, *spec;

@@ -8,8 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <zlib.h>
-
 #include "cli.h"
 
 static void usage(FILE *f) {
@@ -28,19 +26,6 @@ static int is_model_file(const char *path) {
     const size_t n = fread(magic, 1, sizeof magic, f);
     fclose(f);
     return n == 8 && memcmp(magic, "CNNMODEL", 8) == 0;
-}
-
-static void print_meta_json(const struct cnn_model *m) {
-    printf("{");
-    for (int i = 0; i < cnn_model_meta_count(m); i++) {
-        const char *k, *v;
-        cnn_model_meta_at(m, i, &k, &v);
-        printf("%s", i ? "," : "");
-        cli_json_str(stdout, k);
-        printf(":");
-        cli_json_str(stdout, v);
-    }
-    printf("}");
 }
 
 static void print_meta_text(const struct cnn_model *m) {
@@ -71,11 +56,7 @@ static int info_model(const char *path, int json) {
     }
     float mean, std;
     cnn_model_get_norm(net, &mean, &std);
-    /* a fingerprint of the weights: equal models have equal values */
-    const uLong fp = crc32(crc32(0L, (const Bytef *)cnn_model_params(net),
-                                 (uInt)(cnn_model_n_params(net) * sizeof(float))),
-                           (const Bytef *)cnn_model_state(net),
-                           (uInt)(cnn_model_n_state(net) * sizeof(float)));
+    const unsigned long fp = cli_model_fingerprint(net);
     if (json) {
         printf("{\"file\":");
         cli_json_str(stdout, path);
@@ -88,13 +69,13 @@ static int info_model(const char *path, int json) {
             cli_json_str(stdout, cnn_model_class_name(net, i));
         }
         printf("],\"meta\":");
-        print_meta_json(net);
-        printf(",\"weights_crc32\":\"%08lx\"}\n", (unsigned long)fp);
+        cli_json_meta(stdout, net);
+        printf(",\"weights_crc32\":\"%08lx\"}\n", fp);
     } else {
         printf("%s: model\n  spec: %s\n", path, cnn_model_spec(net));
         print_meta_text(net);
         printf("  input normalisation: (pixel/255 - %.4f) / %.4f\n", (double)mean, (double)std);
-        printf("  weights fingerprint (crc32): %08lx\n", (unsigned long)fp);
+        printf("  weights fingerprint (crc32): %08lx\n", fp);
         cli_print_summary(stdout, net);
     }
     cnn_model_free(net);

@@ -1,6 +1,6 @@
 /*
- * common.c - option parsing, error printing, JSON strings and the network summary table,
- * shared by the subcommands.
+ * common.c - option parsing, error printing, JSON strings, the network summary table and the
+ * model fingerprint, shared by the subcommands.
  */
 #include <errno.h>
 #include <math.h>
@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <zlib.h>
 
 #include "cli.h"
 
@@ -154,4 +156,24 @@ void cli_json_summary(FILE *f, const struct cnn_model *net) {
     }
     fprintf(f, "],\"params\":%zu,\"state\":%zu,\"mflops\":%.4f}", cnn_model_n_params(net),
             cnn_model_n_state(net), flops);
+}
+
+void cli_json_meta(FILE *f, const struct cnn_model *m) {
+    fputc('{', f);
+    for (int i = 0; i < cnn_model_meta_count(m); i++) {
+        const char *k, *v;
+        cnn_model_meta_at(m, i, &k, &v);
+        if (i) fputc(',', f);
+        cli_json_str(f, k);
+        fputc(':', f);
+        cli_json_str(f, v);
+    }
+    fputc('}', f);
+}
+
+unsigned long cli_model_fingerprint(const struct cnn_model *m) {
+    const uLong crc = crc32(0L, (const Bytef *)cnn_model_params(m),
+                            (uInt)(cnn_model_n_params(m) * sizeof(float)));
+    return crc32(crc, (const Bytef *)cnn_model_state(m),
+                 (uInt)(cnn_model_n_state(m) * sizeof(float)));
 }

@@ -14,6 +14,7 @@ static void usage(FILE *f) {
           "  predict   classify your own digit images (PNG, JPEG, BMP, GIF, TGA, PGM)\n"
           "  info      describe IDX files, model files, or a network spec (--arch)\n"
           "  bench     training and inference speed of a network on this machine\n"
+          "  serve     a page to draw digits on and a JSON API, over HTTP\n"
           "\n"
           "`mnist COMMAND --help` shows a command's options.\n",
           f);
@@ -30,6 +31,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "predict")) return cmd_predict(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         usage(stdout);
         return 0;

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 build=${BUILD:-build}
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}max_allocation_size_mb=256"
 pass=0; fail=0
-for name in idx model image spec; do
+for name in idx model image spec request; do
     bin="$build/fuzz/replay_$name"
     if [ ! -x "$bin" ]; then
         echo "FAIL $name: $bin not built (make fuzz-replay)"; fail=$((fail + 1)); continue
