@@ -2,7 +2,7 @@
 #   make            build/libcnn.a, build/libcnn.so.X.Y.Z and build/mnist
 #   make test       build and run the whole suite (fetches MNIST first if missing)
 #   make asan       the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make tsan       the concurrent-inference test under ThreadSanitizer (built without OpenMP)
+#   make tsan       the concurrent-inference and server tests under ThreadSanitizer (no OpenMP)
 #   make install    mnist, libcnn.a, libcnn.so (soname libcnn.so.MAJOR), cnn.h, libcnn.pc and
 #                   mnist.1 under $(DESTDIR)$(PREFIX); make uninstall removes them
 #   make clean
@@ -114,10 +114,12 @@ asan:
 	$(MAKE) BUILD=build/asan SAN=1 test
 
 # ThreadSanitizer: libgomp is not built for it and reports false races, so this build has no
-# OpenMP. It runs the test whose threads share one model (pthreads, a context each).
+# OpenMP. It runs the test whose threads share one model (pthreads, a context each), and the
+# server's tests (its workers share the models and a queue; a race makes it exit 66).
 tsan:
-	$(MAKE) BUILD=build/tsan SAN=thread OMP=0 build/tsan/tests/test_concurrent
+	$(MAKE) BUILD=build/tsan SAN=thread OMP=0 build/tsan/tests/test_concurrent build/tsan/mnist
 	TSAN_OPTIONS=halt_on_error=1:exitcode=66 build/tsan/tests/test_concurrent
+	TSAN_OPTIONS=halt_on_error=1:exitcode=66 BUILD=build/tsan bash tests/test_serve.sh
 
 # ---- install (GNU conventions: PREFIX, DESTDIR and the directory variables) ----------------
 prefix ?= $(PREFIX)

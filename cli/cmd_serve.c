@@ -1,14 +1,19 @@
 /*
  * cmd_serve.c - `mnist serve`: the draw-a-digit page and a JSON API over HTTP, on libmicrohttpd.
  *
- * Threads. libmicrohttpd's thread pool has --workers threads, each polling its share of the
- * connections. A worker classifies on its own thread with its own context (made the first time
- * it predicts, batches of 1, one thread), and every worker reads the same immutable models. So
- * 64 connections never start 64 teams on two cores: the work waits in the workers' queues.
+ * Threads. One libmicrohttpd thread reads and writes every connection; --workers threads
+ * classify. When a prediction's body is in, its connection is suspended and the request joins
+ * one queue; a free worker takes it, decodes, prepares and classifies it on its own context
+ * (batches of 1, one thread; every worker reads the same immutable models), writes the reply
+ * and resumes the connection, and the library thread sends it. So 64 connections never start
+ * 64 teams on two cores, and no worker idles while another has a backlog: libmicrohttpd's own
+ * thread pool gives each thread the connections it happened to accept, and under 16
+ * connections one of two threads was measured holding all of them (half the throughput).
  *
  * Limits, each a flag, so that a crowd or an attacker meets a clear answer instead of a hang:
  *   --max-connections  open connections; past it new ones are closed at once by the library
- *   --max-pending      prediction requests received and not yet answered; past it 503
+ *   --max-pending      prediction requests received and not yet answered (receiving, queued
+ *                      or being classified); past it 503
  *   --timeout          a connection idle this long is closed, and a body that takes longer in
  *                      all is cut off (a slow-loris client holds a slot, never a thread)
  *   --max-body         413 past it: at once when Content-Length says so, else when the
@@ -31,6 +36,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
@@ -45,9 +51,11 @@ static void usage(FILE *f) {
           "GET /healthz, GET /metrics). Several --model flags serve an ensemble (probabilities\n"
           "averaged). Stops cleanly on SIGINT or SIGTERM.\n"
           "  --model FILE            a trained model (required; up to 16)\n"
-          "  --host ADDR             address to listen on (default 127.0.0.1; 0.0.0.0 or :: for all)\n"
+          "  --host ADDR             address to listen on (default 127.0.0.1; 0.0.0.0 or ::\n"
+          "                          for every address)\n"
           "  --port N                TCP port, 0 for any free one (default 8080)\n"
-          "  --workers N             request workers, each with its own context (default: cores)\n"
+          "  --workers N             threads that classify, each with its own context\n"
+          "                          (default: cores)\n"
           "  --max-connections N     open connections at once (default 256)\n"
           "  --max-pending N         predictions received and not answered; more get 503\n"
           "                          (default 128)\n"
@@ -64,41 +72,54 @@ struct serve_cfg {
     int max_body;
 };
 
-/* A worker's contexts, one per model, made on the worker's first prediction. */
+struct server;
+
+/* A classifying thread and its contexts, one per model. */
 struct worker {
-    struct worker *next;
+    struct server *s;
+    pthread_t thread;
     struct cnn_ctx *ctx[SERVE_MAX_MODELS];
+};
+
+enum body_kind { BODY_JSON = 1, BODY_IMAGE };
+enum job_state { RECEIVING, QUEUED, ANSWERED };
+
+/* One request, from its headers to its completion. */
+struct request {
+    struct MHD_Connection *conn;
+    struct request *next;    /* in the queue */
+    double t0;
+    int status;              /* of the reply queued; 0 until then */
+    int predict;             /* POST /api/predict */
+    int counted;             /* counted in in_flight */
+    int kind;                /* enum body_kind */
+    int too_big;             /* the body passed --max-body; the rest is dropped */
+    atomic_int state;        /* enum job_state: the worker's ANSWERED publishes the reply */
+    char *body;
+    size_t len, cap;
+    int out_status;          /* the reply being built: status and JSON body (NULL: no memory) */
+    char *out_body;
+    size_t out_len;
 };
 
 struct server {
     struct serve_cfg cfg;
     struct serve_models models;
     atomic_long in_flight;      /* prediction requests received and not yet answered */
-    pthread_mutex_t lock;       /* guards workers */
-    struct worker *workers;     /* every worker's contexts, freed at exit */
-};
-
-static _Thread_local struct worker *this_worker;
-
-enum body_kind { BODY_JSON = 1, BODY_IMAGE };
-
-/* One request, from its headers to its completion. */
-struct request {
-    double t0;
-    int status;       /* of the reply queued; 0 until then */
-    int predict;      /* POST /api/predict */
-    int counted;      /* counted in in_flight */
-    int kind;         /* enum body_kind */
-    int too_big;      /* the body passed --max-body; the rest is dropped */
-    char *body;
-    size_t len, cap;
+    struct worker *workers;     /* cfg.workers of them */
+    int n_started;              /* threads started */
+    pthread_mutex_t lock;       /* guards the queue and stopping */
+    pthread_cond_t ready;       /* a job was queued, or stopping */
+    struct request *head, *tail;
+    int stopping;
 };
 
 /* ---- replies -------------------------------------------------------------------------------- */
 
 static enum MHD_Result reply(struct MHD_Connection *c, struct request *r, int status,
-                             const char *type, void *body, size_t len, enum MHD_ResponseMemoryMode mode,
-                             const char *header, const char *value) {
+                             const char *type, void *body, size_t len,
+                             enum MHD_ResponseMemoryMode mode, const char *header,
+                             const char *value) {
     struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, mode);
     if (!resp) {
         if (mode == MHD_RESPMEM_MUST_FREE) free(body);
@@ -114,28 +135,44 @@ static enum MHD_Result reply(struct MHD_Connection *c, struct request *r, int st
     return rc;
 }
 
-static enum MHD_Result reply_json(struct MHD_Connection *c, struct request *r, int status,
-                                  char *json, size_t len) {
-    if (!json) return MHD_NO; /* out of memory: drop the connection */
-    return reply(c, r, status, "application/json", json, len, MHD_RESPMEM_MUST_FREE, NULL, NULL);
+/* The error reply {"error": msg} into r's reply being built. */
+static void set_error_v(struct request *r, int status, const char *fmt, va_list ap) {
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    free(r->out_body);
+    r->out_status = status;
+    r->out_body = serve_error_json(msg, &r->out_len);
 }
 
-/* {"error": ...} with a status, and one extra header (Allow, Retry-After) or none. */
+static void set_error(struct request *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_error(struct request *r, int status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    set_error_v(r, status, fmt, ap);
+    va_end(ap);
+}
+
+/* Queue r's reply being built, with one extra header (Allow, Retry-After) or none. */
+static enum MHD_Result send_built(struct MHD_Connection *c, struct request *r, const char *header,
+                                  const char *value) {
+    char *body = r->out_body;
+    r->out_body = NULL;
+    if (!body) return MHD_NO; /* out of memory: drop the connection */
+    return reply(c, r, r->out_status, "application/json", body, r->out_len,
+                 MHD_RESPMEM_MUST_FREE, header, value);
+}
+
 static enum MHD_Result reply_error(struct MHD_Connection *c, struct request *r, int status,
                                    const char *header, const char *value, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
 static enum MHD_Result reply_error(struct MHD_Connection *c, struct request *r, int status,
                                    const char *header, const char *value, const char *fmt, ...) {
-    char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    set_error_v(r, status, fmt, ap);
     va_end(ap);
-    size_t len = 0;
-    char *json = serve_error_json(msg, &len);
-    if (!json) return MHD_NO;
-    return reply(c, r, status, "application/json", json, len, MHD_RESPMEM_MUST_FREE, header,
-                 value);
+    return send_built(c, r, header, value);
 }
 
 static enum MHD_Result reply_page(struct MHD_Connection *c, struct request *r) {
@@ -149,67 +186,93 @@ static enum MHD_Result reply_page(struct MHD_Connection *c, struct request *r) {
 
 /* ---- prediction ----------------------------------------------------------------------------- */
 
-static struct worker *worker_get(struct server *s) {
-    if (this_worker) return this_worker;
-    struct worker *w = calloc(1, sizeof *w);
-    if (!w) return NULL;
-    for (int i = 0; i < s->models.n; i++) {
-        if (cnn_ctx_new(s->models.m[i], 1, 1, &w->ctx[i]) != CNN_OK) {
-            for (int j = 0; j < i; j++) cnn_ctx_free(w->ctx[j]);
-            free(w);
-            return NULL;
-        }
-    }
-    pthread_mutex_lock(&s->lock);
-    w->next = s->workers;
-    s->workers = w;
-    pthread_mutex_unlock(&s->lock);
-    return this_worker = w;
-}
-
 /* The 28x28 input of a request: the JSON pixels as they are, or an image prepared like MNIST.
- * Returns 0, or the status of the error reply already queued (-1: none could be queued). */
-static int request_pixels(struct MHD_Connection *c, struct request *r, uint8_t px[SERVE_PIXELS]) {
+ * Returns 0, or -1 with the error reply set. */
+static int request_pixels(struct request *r, uint8_t px[SERVE_PIXELS]) {
     if (r->kind == BODY_JSON) {
         char err[256];
         if (serve_parse_pixels(r->body ? r->body : "", r->len, px, err, sizeof err) == 0) return 0;
-        return reply_error(c, r, 400, NULL, NULL, "%s", err) == MHD_YES ? 400 : -1;
+        set_error(r, 400, "%s", err);
+        return -1;
     }
     struct cnn_image img;
     int rc = cnn_image_decode(r->body, r->len, "image", &img);
     if (rc == CNN_OK) {
         rc = cnn_image_to_mnist(&img, px);
         cnn_image_free(&img);
-        if (rc == CNN_ERR_NODIGIT)
-            return reply_error(c, r, 400, NULL, NULL, "image: no digit found") == MHD_YES ? 400
-                                                                                          : -1;
+        if (rc == CNN_ERR_NODIGIT) {
+            set_error(r, 400, "image: no digit found");
+            return -1;
+        }
     }
     if (rc == CNN_OK) return 0;
-    const int status = rc == CNN_ERR_NOMEM ? 500 : 400;
-    return reply_error(c, r, status, NULL, NULL, "%s", cnn_errmsg()) == MHD_YES ? status : -1;
+    set_error(r, rc == CNN_ERR_NOMEM ? 500 : 400, "%s", cnn_errmsg());
+    return -1;
 }
 
-static enum MHD_Result predict(struct server *s, struct MHD_Connection *c, struct request *r) {
-    if (r->too_big)
-        return reply_error(c, r, 413, NULL, NULL, "request body over the limit of %d bytes",
-                           s->cfg.max_body);
+/* A worker's job: r's reply, a prediction or an error. */
+static void predict(struct worker *w, struct request *r) {
+    const struct serve_models *m = &w->s->models;
+    if (r->too_big) {
+        set_error(r, 413, "request body over the limit of %d bytes", w->s->cfg.max_body);
+        return;
+    }
     uint8_t px[SERVE_PIXELS];
-    const int bad = request_pixels(c, r, px);
-    if (bad) return bad > 0 ? MHD_YES : MHD_NO;
-    struct worker *w = worker_get(s);
-    if (!w) return reply_error(c, r, 500, NULL, NULL, "cannot make a context: %s", cnn_errmsg());
-    const int k = s->models.n_classes;
+    if (request_pixels(r, px) != 0) return;
+    const int k = m->n_classes;
     float sum[10] = {0}, probs[10];
-    for (int i = 0; i < s->models.n; i++) {
-        if (cnn_predict_u8(s->models.m[i], w->ctx[i], px, 1, probs) != CNN_OK)
-            return reply_error(c, r, 500, NULL, NULL, "%s", cnn_errmsg());
+    for (int i = 0; i < m->n; i++) {
+        if (cnn_predict_u8(m->m[i], w->ctx[i], px, 1, probs) != CNN_OK) {
+            set_error(r, 500, "%s", cnn_errmsg());
+            return;
+        }
         for (int j = 0; j < k; j++) sum[j] += probs[j];
     }
-    for (int j = 0; j < k; j++) sum[j] /= (float)s->models.n;
+    for (int j = 0; j < k; j++) sum[j] /= (float)m->n;
     serve_metrics_predicted();
-    size_t len = 0;
-    char *json = serve_predict_json(&s->models, sum, px, &len);
-    return reply_json(c, r, 200, json, len);
+    r->out_status = 200;
+    r->out_body = serve_predict_json(m, sum, px, &r->out_len);
+}
+
+static void *worker_main(void *arg) {
+    struct worker *w = arg;
+    struct server *s = w->s;
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        while (!s->head && !s->stopping) pthread_cond_wait(&s->ready, &s->lock);
+        struct request *r = s->head;
+        if (r && !(s->head = r->next)) s->tail = NULL;
+        pthread_mutex_unlock(&s->lock);
+        if (!r) return NULL; /* stopping, and the queue is empty */
+        predict(w, r);
+        atomic_store(&r->state, ANSWERED);
+        MHD_resume_connection(r->conn);
+    }
+}
+
+/* A prediction's body is in: suspend its connection and queue it, both under the lock, so
+ * that once workers_stop has set stopping no connection is suspended any more (the library
+ * must not be stopped with one suspended): from then on the answer is 503. The suspension
+ * comes first, since a worker may take the job and resume the connection at once. */
+static enum MHD_Result enqueue(struct server *s, struct MHD_Connection *c, struct request *r) {
+    pthread_mutex_lock(&s->lock);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->lock);
+        return reply_error(c, r, 503, MHD_HTTP_HEADER_CONNECTION, "close",
+                           "server shutting down");
+    }
+    r->conn = c;
+    r->next = NULL;
+    atomic_store(&r->state, QUEUED);
+    MHD_suspend_connection(c);
+    if (s->tail)
+        s->tail->next = r;
+    else
+        s->head = r;
+    s->tail = r;
+    pthread_cond_signal(&s->ready);
+    pthread_mutex_unlock(&s->lock);
+    return MHD_YES;
 }
 
 /* ---- routing -------------------------------------------------------------------------------- */
@@ -342,7 +405,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (*size) return receive(s, r, data, size);
-    return r->predict ? predict(s, c, r) : answer(s, c, r, url, method);
+    if (!r->predict) return answer(s, c, r, url, method);
+    const int state = atomic_load(&r->state);
+    if (state == RECEIVING) return enqueue(s, c, r);
+    return state == ANSWERED ? send_built(c, r, NULL, NULL) : MHD_YES;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
@@ -355,6 +421,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     if (r->counted) atomic_fetch_sub(&s->in_flight, 1);
     if (r->status) serve_metrics_record(r->status, cli_now() - r->t0);
     free(r->body);
+    free(r->out_body);
     free(r);
     *req_cls = NULL;
 }
@@ -429,14 +496,14 @@ static int resolve(const struct serve_cfg *cfg, struct sockaddr_storage *addr) {
 }
 
 static struct MHD_Daemon *start(struct server *s, const struct sockaddr_storage *addr) {
-    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD;
+    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME;
     if (addr->ss_family == AF_INET6) flags |= MHD_USE_IPv6;
     return MHD_start_daemon(
         flags, (uint16_t)s->cfg.port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->cfg.workers, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)s->cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)s->cfg.timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HEADER_MEMORY,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->cfg.max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->cfg.timeout,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HEADER_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, s, MHD_OPTION_END);
 }
 
 /* "http://HOST:PORT/" of the running daemon (IPv6 addresses in brackets). */
@@ -450,13 +517,50 @@ static void print_url(struct MHD_Daemon *d, const struct serve_cfg *cfg) {
     fflush(stdout);
 }
 
-static void server_free(struct server *s) {
-    for (struct worker *w = s->workers, *next; w; w = next) {
-        next = w->next;
-        for (int i = 0; i < s->models.n; i++) cnn_ctx_free(w->ctx[i]);
-        free(w);
+/* The workers' contexts, then their threads. Returns 0, or -1 with the message in err. */
+static int workers_start(struct server *s, char *err, size_t errlen) {
+    if (!(s->workers = calloc((size_t)s->cfg.workers, sizeof *s->workers))) {
+        snprintf(err, errlen, "serve: out of memory");
+        return -1;
     }
+    for (int k = 0; k < s->cfg.workers; k++) {
+        struct worker *w = &s->workers[k];
+        w->s = s;
+        for (int i = 0; i < s->models.n; i++) {
+            if (cnn_ctx_new(s->models.m[i], 1, 1, &w->ctx[i]) != CNN_OK) {
+                snprintf(err, errlen, "serve: %s", cnn_errmsg());
+                return -1;
+            }
+        }
+    }
+    for (; s->n_started < s->cfg.workers; s->n_started++) {
+        const int rc = pthread_create(&s->workers[s->n_started].thread, NULL, worker_main,
+                                      &s->workers[s->n_started]);
+        if (rc != 0) {
+            snprintf(err, errlen, "serve: cannot start a worker thread: %s", strerror(rc));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Let the workers finish what is queued (resuming those connections), then join them. */
+static void workers_stop(struct server *s) {
+    pthread_mutex_lock(&s->lock);
+    s->stopping = 1;
+    pthread_cond_broadcast(&s->ready);
+    pthread_mutex_unlock(&s->lock);
+    for (int k = 0; k < s->n_started; k++) pthread_join(s->workers[k].thread, NULL);
+    s->n_started = 0;
+}
+
+static void server_free(struct server *s) {
+    workers_stop(s);
+    for (int k = 0; s->workers && k < s->cfg.workers; k++)
+        for (int i = 0; i < s->models.n; i++) cnn_ctx_free(s->workers[k].ctx[i]);
+    free(s->workers);
     serve_models_free(&s->models);
+    pthread_cond_destroy(&s->ready);
     pthread_mutex_destroy(&s->lock);
 }
 
@@ -472,13 +576,20 @@ int cmd_serve(int argc, char **argv) {
         return 1;
     }
     pthread_mutex_init(&s.lock, NULL);
-    /* The daemon's threads inherit this mask, so SIGINT and SIGTERM reach sigwait below. */
+    pthread_cond_init(&s.ready, NULL);
+    /* Threads started from here inherit this mask, so SIGINT and SIGTERM reach sigwait below. */
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
+    if (workers_start(&s, err, sizeof err) != 0) {
+        cli_err("%s", err);
+        server_free(&s);
+        return 1;
+    }
+    errno = 0;
     struct MHD_Daemon *d = start(&s, &addr);
     if (!d) {
         cli_err("serve: cannot listen on %s port %d: %s", s.cfg.host, s.cfg.port,
@@ -489,7 +600,12 @@ int cmd_serve(int argc, char **argv) {
     print_url(d, &s.cfg);
     int sig = 0;
     sigwait(&stop, &sig);
-    MHD_stop_daemon(d); /* closes the listening socket and every connection, joins the workers */
+    /* No new connections; every queued prediction answered and its connection resumed (the
+     * library must not be stopped with a connection suspended); then close them all. */
+    const MHD_socket listening = MHD_quiesce_daemon(d);
+    workers_stop(&s);
+    MHD_stop_daemon(d);
+    if (listening != MHD_INVALID_SOCKET) close(listening); /* ours once the daemon is stopped */
     fprintf(stderr, "mnist: serve: %s, stopped\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     server_free(&s);
     return 0;

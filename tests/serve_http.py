@@ -391,6 +391,39 @@ def shutdown(digits):
         check(f"{name}: the port is closed afterwards", refused)
 
 
+def shutdown_under_load(digits):
+    """SIGTERM while 16 clients keep predicting: queued work is finished, exit 0, quickly."""
+    s = Server("--workers", "2")
+    stop = threading.Event()
+    answered = [0] * 16
+
+    def client(k):
+        body = canvas_png(digits[k]) if k % 2 else json.dumps({"pixels": digits[k]})
+        ctype = "image/png" if k % 2 else "application/json"
+        while not stop.is_set():
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
+                while not stop.is_set():
+                    c.request("POST", "/api/predict", body, {"Content-Type": ctype})
+                    if c.getresponse().read() and not stop.is_set():
+                        answered[k] += 1
+            except (OSError, http.client.HTTPException):
+                time.sleep(0.05)
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(16)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    t0 = time.monotonic()
+    rc, err = s.stop()
+    took = time.monotonic() - t0
+    stop.set()
+    for t in threads:
+        t.join()
+    check(f"SIGTERM under load ({sum(answered)} answers in 1.5 s from 16 clients): exit 0 "
+          f"within 3 s ({took:.2f} s)", rc == 0 and took < 3 and sum(answered) > 50
+          and err.strip() == "mnist: serve: SIGTERM, stopped", (rc, err, sum(answered)))
+
+
 def bad_flags():
     fifo = os.path.join(TMP, "fifo.model")
     os.mkfifo(fifo)
@@ -446,6 +479,7 @@ def main():
     slow_clients(digits)
     saturation(digits)
     shutdown(digits)
+    shutdown_under_load(digits)
     bad_flags()
     print(f"serve: {PASS} passed, {FAIL} failed")
     sys.exit(1 if FAIL else 0)
