@@ -29,6 +29,11 @@ int cli_float(const char *flag, const char *s, double lo, double hi, float *out)
 void cli_bad_option(int argc, char **argv, int ch);
 /* Exit-early check that the directory of an output path exists and is writable. */
 int cli_check_output(const char *flag, const char *path);
+/* A log file opened for writing (append: at its end, else truncated) without waiting on a
+ * FIFO that nobody reads (then NULL with errno ENXIO). NULL with errno on failure. */
+FILE *cli_open_log(const char *path, int append);
+/* Whether path starts with a model file's magic; never waits on a FIFO. */
+int cli_is_model_file(const char *path);
 /* Seconds on the monotonic clock. */
 double cli_now(void);
 /* Write s as a JSON string literal. */

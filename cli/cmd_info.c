@@ -19,15 +19,6 @@ static void usage(FILE *f) {
           f);
 }
 
-static int is_model_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    char magic[8] = {0};
-    const size_t n = fread(magic, 1, sizeof magic, f);
-    fclose(f);
-    return n == 8 && memcmp(magic, "CNNMODEL", 8) == 0;
-}
-
 static void print_meta_text(const struct cnn_model *m) {
     const char *ds = cnn_model_meta(m, "dataset"), *n = cnn_model_meta(m, "train_images");
     const char *ep = cnn_model_meta(m, "epochs"), *va = cnn_model_meta(m, "val_acc");
@@ -164,7 +155,8 @@ int cmd_info(int argc, char **argv) {
     }
     int status = 0;
     for (int i = optind; i < argc; i++) {
-        const int r = is_model_file(argv[i]) ? info_model(argv[i], json) : info_idx(argv[i], json);
+        const int r =
+            cli_is_model_file(argv[i]) ? info_model(argv[i], json) : info_idx(argv[i], json);
         status = r ? r : status;
     }
     return status;

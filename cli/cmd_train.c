@@ -379,8 +379,9 @@ static int run(struct train_args *a, struct cnn_model *m, struct cnn_trainer *tr
     }
     const struct saver sv = {a->out, a->ckpt};
     struct progress prog = {isatty(STDERR_FILENO), a->quiet, 0, NULL, &sv};
-    if (a->log_path && !(prog.log = fopen(a->log_path, a->resume ? "a" : "w"))) {
-        cli_err("%s: cannot open log file: %s", a->log_path, strerror(errno));
+    if (a->log_path && !(prog.log = cli_open_log(a->log_path, a->resume != NULL))) {
+        cli_err("%s: cannot open log file: %s", a->log_path,
+                errno == ENXIO ? "a FIFO with no reader" : strerror(errno));
         cnn_dataset_free(&ds);
         return 1;
     }

@@ -3,6 +3,7 @@
  * model fingerprint, shared by the subcommands.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -176,4 +177,31 @@ unsigned long cli_model_fingerprint(const struct cnn_model *m) {
                             (uInt)(cnn_model_n_params(m) * sizeof(float)));
     return crc32(crc, (const Bytef *)cnn_model_state(m),
                  (uInt)(cnn_model_n_state(m) * sizeof(float)));
+}
+
+FILE *cli_open_log(const char *path, int append) {
+    /* O_NONBLOCK: a FIFO nobody reads fails with ENXIO instead of waiting forever; the flag is
+     * cleared again, so writes to a pipe with a reader wait as usual. */
+    const int fd = open(path, O_WRONLY | O_CREAT | O_NONBLOCK | O_CLOEXEC |
+                                  (append ? O_APPEND : O_TRUNC), 0644);
+    if (fd < 0) return NULL;
+    FILE *f = NULL;
+    const int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == 0) f = fdopen(fd, append ? "a" : "w");
+    if (!f) {
+        const int e = errno;
+        close(fd);
+        errno = e;
+    }
+    return f;
+}
+
+int cli_is_model_file(const char *path) {
+    /* O_NONBLOCK: a FIFO is not waited on; reading it gives nothing, so it is not a model */
+    const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char magic[8] = {0};
+    const ssize_t n = read(fd, magic, sizeof magic);
+    close(fd);
+    return n == 8 && memcmp(magic, "CNNMODEL", 8) == 0;
 }

@@ -701,6 +701,12 @@ expect_exit 1 -- "$mnist" train "${tiny[@]}" --epochs 1 --out "$tmp/keep/new.mod
 [ -n "$why" ] || [ ! -e "$tmp/keep/new.model" ] || why="trained and wrote a model anyway"
 check "--log into a missing directory: exit 1 before training, one line naming it"
 
+mkfifo "$tmp/log.fifo"
+expect_exit 1 -- "$mnist" train "${tiny[@]}" --epochs 1 --out "$tmp/keep/new.model" \
+    --log "$tmp/log.fifo" && hasf "$errline" "$tmp/log.fifo" && has "$errline" 'FIFO with no reader'
+[ -n "$why" ] || [ ! -e "$tmp/keep/new.model" ] || why="trained and wrote a model anyway"
+check "--log to a FIFO nobody reads: exit 1 at once, one line naming it"
+
 # ---------------------------------------------------------------------------------------------
 section "NaN"
 
