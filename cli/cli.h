@@ -17,6 +17,7 @@ int cmd_info(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 /* "mnist: " + message on stderr. */
 void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -34,6 +35,9 @@ int cli_check_output(const char *flag, const char *path);
 FILE *cli_open_log(const char *path, int append);
 /* Whether path starts with a model file's magic; never waits on a FIFO. */
 int cli_is_model_file(const char *path);
+/* Write buf to path through a temporary beside it and a rename: path is the old file or the
+ * new one, never half of it. 0, or -1 with errno. */
+int cli_write_atomic(const char *path, const void *buf, size_t len);
 /* Seconds on the monotonic clock. */
 double cli_now(void);
 /* Write s as a JSON string literal. */

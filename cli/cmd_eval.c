@@ -3,6 +3,7 @@
  * weighted averages, the confusion matrix, the most confident mistakes, and speed.
  * Several --model flags make an ensemble: their probabilities are averaged.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,8 @@ static void usage(FILE *f) {
           "  --split NAME      test (default) or train\n"
           "  --mistakes N      list the N most confident mistakes (default 10)\n"
           "  --threads N       default: all cores\n"
+          "  --limit N         only the first N images of the split\n"
+          "  --probs FILE      write each image's probabilities, one line per image\n"
           "  --json            one JSON object with every figure\n",
           f);
 }
@@ -129,9 +132,28 @@ static int predict_model(const char *path, const struct cnn_dataset *ds, int thr
 
 struct eval_args {
     char *models[MAX_MODELS];
-    int n_models, json, n_mistakes, threads;
-    const char *data, *split;
+    int n_models, json, n_mistakes, threads, limit;
+    const char *data, *split, *probs_path;
 };
+
+/* One line per image: its probabilities (the models' mean), space-separated, to 9 digits, so
+ * another runtime's output can be compared to ours. Written atomically. */
+static int write_probs(const char *path, const float *p, int n, int k) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) {
+        cli_err("--probs: out of memory");
+        return 1;
+    }
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < k; c++)
+            fprintf(f, "%.9g%c", (double)p[(size_t)i * k + c], c + 1 < k ? ' ' : '\n');
+    const int rc = fclose(f) == 0 ? cli_write_atomic(path, text, len) : -1;
+    free(text);
+    if (rc != 0) cli_err("--probs: %s: cannot write: %s", path, strerror(errno));
+    return rc != 0;
+}
 
 /* Returns -1 to go on, else the exit status. */
 static int parse_args(int argc, char **argv, struct eval_args *a) {
@@ -139,6 +161,7 @@ static int parse_args(int argc, char **argv, struct eval_args *a) {
         {"model", required_argument, 0, 'm'},   {"data", required_argument, 0, 'd'},
         {"split", required_argument, 0, 's'},   {"mistakes", required_argument, 0, 'k'},
         {"threads", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'},
+        {"limit", required_argument, 0, 'n'},   {"probs", required_argument, 0, 'p'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     int ch;
     memset(a, 0, sizeof *a);
@@ -170,6 +193,13 @@ static int parse_args(int argc, char **argv, struct eval_args *a) {
             if (cli_int("--threads", optarg, 0, 1024, &a->threads)) return 2;
             break;
         case 'j': a->json = 1; break;
+        case 'n':
+            if (cli_int("--limit", optarg, 1, 100000000, &a->limit)) return 2;
+            break;
+        case 'p':
+            if (cli_check_output("--probs", optarg)) return 2;
+            a->probs_path = optarg;
+            break;
         case 'h': usage(stdout); return 0;
         default: cli_bad_option(argc, argv, ch); usage(stderr); return 2;
         }
@@ -195,6 +225,7 @@ int cmd_eval(int argc, char **argv) {
         cli_err("%s", cnn_errmsg());
         return 1;
     }
+    if (a.limit && a.limit < ds.n) ds.n = a.limit; /* the first images; the arrays stay whole */
     const int k = ds.n_classes;
     probs = malloc(sizeof(float) * (size_t)ds.n * k);
     sum = calloc((size_t)ds.n * k, sizeof(float));
@@ -208,6 +239,7 @@ int cmd_eval(int argc, char **argv) {
         if (predict_model(a.models[i], &ds, a.threads, probs, &secs)) goto done;
         for (size_t j = 0; j < (size_t)ds.n * k; j++) sum[j] += probs[j] / (float)a.n_models;
     }
+    if (a.probs_path && write_probs(a.probs_path, sum, ds.n, k)) goto done;
     struct cnn_metrics m;
     cnn_metrics_init(&m, k);
     int n_mk = 0;

@@ -205,3 +205,23 @@ int cli_is_model_file(const char *path) {
     close(fd);
     return n == 8 && memcmp(magic, "CNNMODEL", 8) == 0;
 }
+
+int cli_write_atomic(const char *path, const void *buf, size_t len) {
+    char tmp[4200];
+    const int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    if (n < 0 || (size_t)n >= sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return -1;
+    const int ok = fwrite(buf, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    const int e = errno;
+    if (fclose(f) != 0 || !ok || rename(tmp, path) != 0) {
+        const int e2 = ok ? errno : e;
+        unlink(tmp);
+        errno = e2;
+        return -1;
+    }
+    return 0;
+}

@@ -15,6 +15,7 @@ static void usage(FILE *f) {
           "  info      describe IDX files, model files, or a network spec (--arch)\n"
           "  bench     training and inference speed of a network on this machine\n"
           "  serve     a page to draw digits on and a JSON API, over HTTP\n"
+          "  export    a model as ONNX or as C source, for other runtimes\n"
           "\n"
           "`mnist COMMAND --help` shows a command's options.\n",
           f);
@@ -32,6 +33,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "predict")) return cmd_predict(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "export")) return cmd_export(argc - 1, argv + 1);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         usage(stdout);
         return 0;

@@ -220,6 +220,24 @@ CNN_API int cnn_model_load(const char *path, struct cnn_model **out);
 CNN_API int cnn_model_parse(const void *buf, size_t len, const char *name,
                             struct cnn_model **out);
 
+/* Export for other runtimes. Both take raw pixels 0..255 (the model's input normalisation is
+ * part of what they write) and give the class probabilities; a layer kind that cannot be
+ * exported is refused with CNN_ERR_ARG naming the layer. Files are written atomically, as
+ * cnn_model_save does. All [safe].
+ *
+ * ONNX (opset 13, IR version 7): input "pixels" float (N, 1, H, W), outputs "logits" and
+ * "probs" float (N, classes), N dynamic; the spec and the metadata in metadata_props. With
+ * CNN_ONNX_FOLD_BN, batch norm right after a convolution or dense layer is folded into its
+ * weights; otherwise every batch norm is a BatchNormalization node. */
+#define CNN_ONNX_FOLD_BN 1
+CNN_API int cnn_model_export_onnx(const struct cnn_model *m, const char *path, int flags);
+/* C99 source: BASE.h and BASE.c (base: a path without extension whose last part, a C
+ * identifier, names everything in them), with the weights as static const arrays (batch norm
+ * folded in), one function `int NAME_predict(const unsigned char pixels[H*W*C], float
+ * probs[classes])` returning the class, plain loops, no allocation and no other library;
+ * BASE.h states the static scratch it uses. */
+CNN_API int cnn_model_export_c(const struct cnn_model *m, const char *base);
+
 /* ---------------------------------------------------------------------------------------------
  * Contexts and inference.
  */

@@ -237,6 +237,35 @@ struct cnn_bwd {
     struct cnn_reduce *red;
 };
 
+/* A layer at inference, in the terms an interchange format or a code generator knows (export.c,
+ * export_onnx.c, export_c.c). Each kind fills one in through its ops table's export_op;
+ * pointers are into the model's params and state. */
+enum cnn_export_kind {
+    CNN_EXPORT_IDENTITY, /* nothing at inference (dropout) */
+    CNN_EXPORT_CONV,     /* w (oc, c, k, k), b (oc); stride, pad */
+    CNN_EXPORT_MAXPOOL,  /* k, stride; no padding, the floor of (h - k) / stride + 1 */
+    CNN_EXPORT_AVGPOOL,
+    CNN_EXPORT_RELU,
+    CNN_EXPORT_LEAKYRELU, /* slope */
+    CNN_EXPORT_BATCHNORM, /* w = gamma, b = beta, mean, var (c); eps */
+    CNN_EXPORT_FLATTEN,
+    CNN_EXPORT_DENSE      /* w (out, in), b (out); any input shape is flattened first */
+};
+struct cnn_export_op {
+    int kind; /* enum cnn_export_kind */
+    int k, stride, pad;
+    float slope, eps;
+    const float *w, *b, *mean, *var;
+    struct cnn_shape in, out; /* set by cnn_export_walk */
+    int index;                /* the layer's 1-based place in the spec, for messages */
+};
+/* m's layers as export ops, in order, into ops (m->n_layers of them; dropout comes out as
+ * CNN_EXPORT_IDENTITY). Returns CNN_OK, or CNN_ERR_ARG naming the first layer whose kind has
+ * no export_op. (export.c) */
+int cnn_export_walk(const struct cnn_model *m, struct cnn_export_op *ops);
+/* gamma / sqrt(var + eps) and beta - mean * that, per channel: batch norm as y = a x + c. */
+void cnn_export_bn_affine(const struct cnn_export_op *bn, int c, float *a, float *shift);
+
 struct cnn_layer_ops {
     const char *name; /* the spec keyword */
     /* Read the spec item into l->cfg. Errors name the item. */
@@ -251,6 +280,11 @@ struct cnn_layer_ops {
     size_t (*ws_size)(const struct cnn_layer *l, int n);
     /* The layer as spec text, e.g. "conv 32 3 pad=1". */
     void (*describe)(const struct cnn_layer *l, char *buf, size_t len);
+    /* The layer at inference, for export; p and s are its slices of params and state. A fused
+     * activation is not part of it: the activation layer exports itself. NULL: this kind
+     * cannot be exported (the exporters say so, naming the layer). */
+    void (*export_op)(const struct cnn_layer *l, const float *p, const float *s,
+                      struct cnn_export_op *op);
     int fuses_act; /* forward/backward honour l->act (see struct cnn_layer) */
     int is_act;    /* an elementwise activation with slope cfg.act.slope that a producer fuses */
 };

@@ -85,6 +85,14 @@ static void leaky_describe(const struct cnn_layer *l, char *buf, size_t len) {
     snprintf(buf, len, "leakyrelu %g", (double)l->cfg.act.slope);
 }
 
+static void act_export(const struct cnn_layer *l, const float *p, const float *s,
+                       struct cnn_export_op *op) {
+    (void)p;
+    (void)s;
+    op->kind = l->ops == &cnn_relu_ops ? CNN_EXPORT_RELU : CNN_EXPORT_LEAKYRELU;
+    op->slope = l->cfg.act.slope;
+}
+
 const struct cnn_layer_ops cnn_relu_ops = {
     .name = "relu",
     .parse = relu_parse,
@@ -92,6 +100,7 @@ const struct cnn_layer_ops cnn_relu_ops = {
     .forward = act_forward,
     .backward = act_backward,
     .describe = relu_describe,
+    .export_op = act_export,
     .is_act = 1,
 };
 
@@ -101,6 +110,7 @@ const struct cnn_layer_ops cnn_leakyrelu_ops = {
     .init = act_init,
     .forward = act_forward,
     .backward = act_backward,
+    .export_op = act_export,
     .describe = leaky_describe,
     .is_act = 1,
 };

@@ -181,6 +181,17 @@ static void bn_describe(const struct cnn_layer *l, char *buf, size_t len) {
     snprintf(buf, len, "bn");
 }
 
+static void bn_export(const struct cnn_layer *l, const float *p, const float *s,
+                      struct cnn_export_op *op) {
+    const size_t c = (size_t)l->in.c;
+    op->kind = CNN_EXPORT_BATCHNORM;
+    op->w = p;
+    op->b = p + c;
+    op->mean = s;
+    op->var = s + c;
+    op->eps = BN_EPS;
+}
+
 const struct cnn_layer_ops cnn_batchnorm_ops = {
     .name = "bn",
     .parse = bn_parse,
@@ -190,5 +201,6 @@ const struct cnn_layer_ops cnn_batchnorm_ops = {
     .backward = bn_backward,
     .ws_size = bn_ws_size,
     .describe = bn_describe,
+    .export_op = bn_export,
     .fuses_act = 1,
 };

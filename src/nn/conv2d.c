@@ -365,6 +365,17 @@ static void conv_describe(const struct cnn_layer *l, char *buf, size_t len) {
         snprintf(buf + n, len - (size_t)n, " pad=%d", l->cfg.conv.pad);
 }
 
+static void conv_export(const struct cnn_layer *l, const float *p, const float *s,
+                        struct cnn_export_op *op) {
+    (void)s;
+    op->kind = CNN_EXPORT_CONV;
+    op->k = l->cfg.conv.k;
+    op->stride = l->cfg.conv.stride;
+    op->pad = l->cfg.conv.pad;
+    op->w = p;
+    op->b = p + l->n_decay;
+}
+
 const struct cnn_layer_ops cnn_conv2d_ops = {
     .name = "conv",
     .parse = conv_parse,
@@ -374,6 +385,7 @@ const struct cnn_layer_ops cnn_conv2d_ops = {
     .backward = conv_backward,
     .ws_size = conv_ws_size,
     .describe = conv_describe,
+    .export_op = conv_export,
     .fuses_act = 1,
 };
 

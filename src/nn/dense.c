@@ -63,6 +63,14 @@ static void dense_describe(const struct cnn_layer *l, char *buf, size_t len) {
     snprintf(buf, len, "dense %d", l->cfg.dense.units);
 }
 
+static void dense_export(const struct cnn_layer *l, const float *p, const float *s,
+                         struct cnn_export_op *op) {
+    (void)s;
+    op->kind = CNN_EXPORT_DENSE;
+    op->w = p;
+    op->b = p + l->n_decay;
+}
+
 const struct cnn_layer_ops cnn_dense_ops = {
     .name = "dense",
     .parse = dense_parse,
@@ -71,5 +79,6 @@ const struct cnn_layer_ops cnn_dense_ops = {
     .forward = dense_forward,
     .backward = dense_backward,
     .describe = dense_describe,
+    .export_op = dense_export,
     .fuses_act = 1,
 };

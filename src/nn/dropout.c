@@ -70,6 +70,14 @@ static void dropout_describe(const struct cnn_layer *l, char *buf, size_t len) {
     snprintf(buf, len, "dropout %g", (double)l->cfg.dropout.p);
 }
 
+static void dropout_export(const struct cnn_layer *l, const float *p, const float *s,
+                           struct cnn_export_op *op) {
+    (void)l;
+    (void)p;
+    (void)s;
+    op->kind = CNN_EXPORT_IDENTITY;
+}
+
 const struct cnn_layer_ops cnn_dropout_ops = {
     .name = "dropout",
     .parse = dropout_parse,
@@ -77,4 +85,5 @@ const struct cnn_layer_ops cnn_dropout_ops = {
     .forward = dropout_forward,
     .backward = dropout_backward,
     .describe = dropout_describe,
+    .export_op = dropout_export,
 };

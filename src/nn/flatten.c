@@ -33,6 +33,14 @@ static void flatten_describe(const struct cnn_layer *l, char *buf, size_t len) {
     snprintf(buf, len, "flatten");
 }
 
+static void flatten_export(const struct cnn_layer *l, const float *p, const float *s,
+                           struct cnn_export_op *op) {
+    (void)l;
+    (void)p;
+    (void)s;
+    op->kind = CNN_EXPORT_FLATTEN;
+}
+
 const struct cnn_layer_ops cnn_flatten_ops = {
     .name = "flatten",
     .parse = flatten_parse,
@@ -40,4 +48,5 @@ const struct cnn_layer_ops cnn_flatten_ops = {
     .forward = flatten_forward,
     .backward = flatten_backward,
     .describe = flatten_describe,
+    .export_op = flatten_export,
 };

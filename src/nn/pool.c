@@ -141,6 +141,15 @@ static void avgpool_describe(const struct cnn_layer *l, char *buf, size_t len) {
     describe(l, "avgpool", buf, len);
 }
 
+static void pool_export(const struct cnn_layer *l, const float *p, const float *s,
+                        struct cnn_export_op *op) {
+    (void)p;
+    (void)s;
+    op->kind = l->ops == &cnn_maxpool_ops ? CNN_EXPORT_MAXPOOL : CNN_EXPORT_AVGPOOL;
+    op->k = l->cfg.pool.k;
+    op->stride = l->cfg.pool.stride;
+}
+
 const struct cnn_layer_ops cnn_maxpool_ops = {
     .name = "maxpool",
     .parse = pool_parse,
@@ -148,6 +157,7 @@ const struct cnn_layer_ops cnn_maxpool_ops = {
     .forward = maxpool_forward,
     .backward = maxpool_backward,
     .describe = maxpool_describe,
+    .export_op = pool_export,
 };
 
 const struct cnn_layer_ops cnn_avgpool_ops = {
@@ -156,5 +166,6 @@ const struct cnn_layer_ops cnn_avgpool_ops = {
     .init = pool_init,
     .forward = avgpool_forward,
     .backward = avgpool_backward,
+    .export_op = pool_export,
     .describe = avgpool_describe,
 };
