@@ -30,6 +30,9 @@ int cli_float(const char *flag, const char *s, double lo, double hi, float *out)
 void cli_bad_option(int argc, char **argv, int ch);
 /* Exit-early check that the directory of an output path exists and is writable. */
 int cli_check_output(const char *flag, const char *path);
+/* The same, for a file written atomically (a temporary renamed over it): it must also not be
+ * a device, FIFO or socket, which the rename would replace. */
+int cli_check_replaced_output(const char *flag, const char *path);
 /* A log file opened for writing (append: at its end, else truncated) without waiting on a
  * FIFO that nobody reads (then NULL with errno ENXIO). NULL with errno on failure. */
 FILE *cli_open_log(const char *path, int append);

@@ -197,7 +197,7 @@ static int parse_args(int argc, char **argv, struct eval_args *a) {
             if (cli_int("--limit", optarg, 1, 100000000, &a->limit)) return 2;
             break;
         case 'p':
-            if (cli_check_output("--probs", optarg)) return 2;
+            if (cli_check_replaced_output("--probs", optarg)) return 2;
             a->probs_path = optarg;
             break;
         case 'h': usage(stdout); return 0;

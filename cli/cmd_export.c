@@ -63,7 +63,7 @@ int cmd_export(int argc, char **argv) {
         cli_err("--no-fold-bn: only for --format onnx (C source always folds batch norm)");
         return 2;
     }
-    if (cli_check_output("--out", out)) return 2;
+    if (cli_check_replaced_output("--out", out)) return 2;
     struct cnn_model *m;
     if (cnn_model_load(model, &m) != CNN_OK) {
         cli_err("%s", cnn_errmsg());

@@ -224,7 +224,15 @@ int cmd_predict(int argc, char **argv) {
     opterr = 0;
     while ((ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (ch) {
-        case 'm': model = optarg; break;
+        case 'm':
+            if (model) {
+                /* a second model would silently replace the first */
+                cli_err("predict: one --model (given '%s' and '%s'); `mnist eval` averages "
+                        "several", model, optarg);
+                return 2;
+            }
+            model = optarg;
+            break;
         case 'k':
             if (cli_int("--top", optarg, 1, CNN_MAX_CLASSES, &o.top)) return 2;
             break;

@@ -261,6 +261,13 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
                 a->cfg.limit);
         return 2;
     }
+    if ((a->cfg.sched.kind == CNN_SCHED_COSINE || a->cfg.sched.kind == CNN_SCHED_ONECYCLE) &&
+        a->cfg.sched.min_lr > a->cfg.sched.lr) {
+        /* the floor above the peak would make the rate climb towards the floor */
+        cli_err("train: --min-lr %g is above --lr %g: the schedule would raise the rate",
+                (double)a->cfg.sched.min_lr, (double)a->cfg.sched.lr);
+        return 2;
+    }
     if (a->momentum >= 0) a->cfg.optim.momentum = a->momentum;
     return -1;
 }
@@ -369,8 +376,8 @@ static int report(int rc, const struct train_args *a, const struct cnn_trainer *
 /* Load the data, open the log, run, report. */
 static int run(struct train_args *a, struct cnn_model *m, struct cnn_trainer *tr) {
     struct cnn_dataset ds = {0};
-    if (cli_check_output("--out", a->out) ||
-        (a->ckpt[0] && cli_check_output("--checkpoint", a->ckpt)) ||
+    if (cli_check_replaced_output("--out", a->out) ||
+        (a->ckpt[0] && cli_check_replaced_output("--checkpoint", a->ckpt)) ||
         (a->log_path && cli_check_output("--log", a->log_path)))
         return 1;
     if (cnn_dataset_load_dir(a->data_dir, "train", &ds) != CNN_OK) {

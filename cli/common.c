@@ -30,7 +30,11 @@ void cli_bad_option(int argc, char **argv, int ch) {
     const char *opt = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
     if (ch == ':')
         cli_err("%s: option '%s' needs a value", argv[0], opt);
-    else if (optopt)
+    else if (strncmp(opt, "--", 2) == 0 && strchr(opt, '=') && optopt)
+        /* "--quiet=1": a known long option that takes no value (optopt is its code, which
+         * may be no character at all) */
+        cli_err("%s: option '%.*s' takes no value", argv[0], (int)(strchr(opt, '=') - opt), opt);
+    else if (optopt > ' ' && optopt < 127)
         cli_err("%s: unknown option '-%c'", argv[0], optopt);
     else
         cli_err("%s: unknown option '%s'", argv[0], opt);
@@ -57,6 +61,18 @@ int cli_check_output(const char *flag, const char *path) {
     }
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
         cli_err("%s: %s is a directory", flag, path);
+        return -1;
+    }
+    return 0;
+}
+
+int cli_check_replaced_output(const char *flag, const char *path) {
+    if (cli_check_output(flag, path)) return -1;
+    /* A device, FIFO or socket would be replaced by the rename of an atomic write (as root,
+     * --out /dev/null would turn the device into a file): only regular files are replaced. */
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        cli_err("%s: %s is not a regular file (a device, FIFO or socket)", flag, path);
         return -1;
     }
     return 0;

@@ -127,6 +127,7 @@ struct cnn_spec_item {
     char name[16];
     int n_pos;
     double pos[CNN_SPEC_MAX_POS];
+    int pos_used;              /* positions the kind reads (1 + the highest asked for) */
     int n_opt;
     char opt_key[CNN_SPEC_MAX_OPT][16];
     double opt_val[CNN_SPEC_MAX_OPT];
@@ -137,11 +138,10 @@ int cnn_spec_item_parse(const char *s, size_t len, int index, struct cnn_spec_it
 /* "layer N 'text': what" as a CNN_ERR_SPEC. */
 int cnn_spec_item_error(const struct cnn_spec_item *it, const char *what);
 /* Positional number i as an integer in [lo, hi]; `what` names it in errors ("filters"). */
-int cnn_spec_int(const struct cnn_spec_item *it, int i, const char *what, int lo, int hi,
-                 int *out);
+int cnn_spec_int(struct cnn_spec_item *it, int i, const char *what, int lo, int hi, int *out);
 /* Optional positional number i; *out keeps its default when absent. */
-int cnn_spec_float_opt(const struct cnn_spec_item *it, int i, const char *what, double lo,
-                       double hi, float *out);
+int cnn_spec_float_opt(struct cnn_spec_item *it, int i, const char *what, double lo, double hi,
+                       float *out);
 /* Option key=value as an integer in [lo, hi]; *out keeps its default when absent. */
 int cnn_spec_opt_int(struct cnn_spec_item *it, const char *key, int lo, int hi, int *out);
 

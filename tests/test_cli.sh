@@ -190,6 +190,28 @@ for sub in train eval info; do
 done
 expect_exit 2 --usage -- "$mnist" train --epochs && hasf "$errline" "--epochs"
 check "train --epochs (value missing): exit 2, 'mnist: ' error naming the flag"
+expect_exit 2 -- "$mnist" train "${tiny[@]}" --out "$tmp/never.model" --schedule cosine \
+    --min-lr 10 --lr 1e-3 && hasf "$errline" "--min-lr 10 is above --lr 0.001"
+[ -n "$why" ] || [ ! -e "$tmp/never.model" ] || why="trained anyway"
+check "train --schedule cosine --min-lr 10 --lr 1e-3: exit 2, the floor above the peak refused"
+expect_exit 2 -- "$mnist" predict --model a.model --model b.model x.png && hasf "$errline" "one --model"
+check "predict with two --model: exit 2, one line (no silent last-one-wins)"
+mkfifo "$tmp/out.fifo"
+for out in /dev/null "$tmp/out.fifo"; do
+    expect_exit 1 -- "$mnist" train "${tiny[@]}" --out "$out" && hasf "$errline" "$out" &&
+        has "$errline" 'not a regular file'
+    [ -n "$why" ] || [ ! -e "$out.ckpt" ] || why="wrote $out.ckpt"
+    [ -n "$why" ] || [ ! -f "$out" ] || why="$out became a regular file"
+    check "train --out $out: exit 1 before training, the node left as it is"
+done
+# a value given to a flag that takes none: the flag by name, never its raw option code
+for sub_flag in "train --quiet=1" "eval --json=1" "predict --show=yes" "serve --help=1" \
+    "export --no-fold-bn=1" "info --json=0"; do
+    set -- $sub_flag
+    expect_exit 2 --usage -- "$mnist" "$1" "$2" && hasf "$errline" "'${2%%=*}' takes no value" &&
+        ! printf '%s' "$errline" | LC_ALL=C grep -q '[[:cntrl:]]'
+    check "$sub_flag: exit 2, names ${2%%=*} as taking no value, no control bytes"
+done
 
 # flag_case FLAG VALUE [--usage]: `train FLAG VALUE` exits 2 with one line naming FLAG.
 flag_case() {

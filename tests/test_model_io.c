@@ -1097,6 +1097,21 @@ static void test_fifo(void **state) {
     expect_load_error(tpath("a-fifo.model"), CNN_ERR_IO, "not a regular file");
 }
 
+/* Saving over a FIFO (or a device node, as root) must not replace it with a regular file. */
+static void test_save_over_non_regular_refused(void **state) {
+    (void)state;
+    struct cnn_model *m = make_model(SPEC, 3, 42);
+    assert_int_equal(mkfifo(tpath("out-fifo.model"), 0644), 0);
+    check_error(cnn_model_save(m, tpath("out-fifo.model")), CNN_ERR_IO, "not a regular file");
+    struct stat st;
+    assert_int_equal(lstat(tpath("out-fifo.model"), &st), 0);
+    assert_true(S_ISFIFO(st.st_mode));
+    check_error(cnn_model_save(m, "/dev/null"), CNN_ERR_IO, "/dev/null", "not a regular file");
+    assert_int_equal(stat("/dev/null", &st), 0);
+    assert_true(S_ISCHR(st.st_mode));
+    cnn_model_free(m);
+}
+
 static void test_nonexistent(void **state) {
     (void)state;
     expect_load_error(tpath("no-such.model"), CNN_ERR_IO, "cannot open", "No such file");
@@ -1555,6 +1570,37 @@ static void test_optim_size_refused(void **state) {
     }
 }
 
+/* ---- spec items that say more than the kind takes ---------------------------------------------- */
+
+/* Extra numbers and repeated options are refused, naming the item, never silently dropped. */
+static void test_spec_extra_numbers_refused(void **state) {
+    (void)state;
+    static const struct {
+        const char *spec, *word;
+    } bad[] = {
+        {"conv 32 5 2, dense 10", "unexpected number 2"},
+        {"maxpool 2 1, dense 10", "unexpected number 1"},
+        {"dense 10 20", "unexpected number 20"},
+        {"dropout 0.5 0.7, dense 10", "unexpected number 0.7"},
+        {"relu 5, dense 10", "takes none"},
+        {"leakyrelu 0.1 0.2, dense 10", "unexpected number 0.2"},
+        {"conv 8 3 pad=1 pad=2, dense 10", "given twice"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct cnn_model *m = SENTINEL_MODEL;
+        check_error(cnn_model_new(bad[i].spec, IN_C, IN_H, IN_W, &m), CNN_ERR_SPEC, "layer 1",
+                    bad[i].word);
+        assert_null(m);
+    }
+    /* what the kinds do take still builds */
+    struct cnn_model *m;
+    assert_int_equal(cnn_model_new("conv 4 3 stride=1 pad=1, leakyrelu 0.1, maxpool 2 stride=2, "
+                                   "dropout 0.5, dense 10",
+                                   IN_C, IN_H, IN_W, &m),
+                     CNN_OK);
+    cnn_model_free(m);
+}
+
 /* ---- class count ------------------------------------------------------------------------------ */
 
 /* The last layer must give 2 to 10 class scores, from a spec and from a file. */
@@ -1649,6 +1695,8 @@ int main(void) {
         cmocka_unit_test(test_empty_file),
         cmocka_unit_test(test_directory),
         cmocka_unit_test(test_fifo),
+        cmocka_unit_test(test_save_over_non_regular_refused),
+        cmocka_unit_test(test_spec_extra_numbers_refused),
         cmocka_unit_test(test_nonexistent),
         cmocka_unit_test(test_idx_file),
         cmocka_unit_test(test_over_size_limit),

@@ -104,6 +104,11 @@ static void remove_stale_temps(const char *path) {
 }
 
 int cnn_write_file_atomic(const char *path, const void *buf, size_t len) {
+    /* The rename below would replace whatever PATH is: only a regular file (or a link, which
+     * is replaced itself, not its target) may be; never a device node, FIFO or socket. */
+    struct stat st;
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
+        return cnn_fail(CNN_ERR_IO, "%s: not a regular file; not replacing it", path);
     remove_stale_temps(path);
     char tmp[4096];
     const int tn = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());

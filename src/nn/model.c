@@ -93,6 +93,15 @@ static int build_layer(struct cnn_layer *l, struct cnn_spec_item *it, struct cnn
     l->ops = cnn_layer_table[kind];
     int rc = l->ops->parse(l, it);
     if (rc) return rc;
+    if (it->n_pos > it->pos_used) { /* "conv 32 5 2": the 2 would otherwise vanish */
+        char msg[96];
+        if (it->pos_used == 0)
+            snprintf(msg, sizeof msg, "unexpected number %g: %s takes none", it->pos[0], it->name);
+        else
+            snprintf(msg, sizeof msg, "unexpected number %g: %s takes at most %d",
+                     it->pos[it->pos_used], it->name, it->pos_used);
+        return cnn_spec_item_error(it, msg);
+    }
     for (int j = 0; j < it->n_opt; j++)
         if (!it->opt_used[j]) {
             char msg[64];

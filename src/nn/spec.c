@@ -16,9 +16,9 @@ int cnn_spec_item_error(const struct cnn_spec_item *it, const char *what) {
     return cnn_fail(CNN_ERR_SPEC, "layer %d '%s': %s", it->index, it->text, what);
 }
 
-int cnn_spec_int(const struct cnn_spec_item *it, int i, const char *what, int lo, int hi,
-                 int *out) {
+int cnn_spec_int(struct cnn_spec_item *it, int i, const char *what, int lo, int hi, int *out) {
     char msg[128];
+    if (it->pos_used < i + 1) it->pos_used = i + 1;
     if (i >= it->n_pos) {
         snprintf(msg, sizeof msg, "missing %s", what);
         return cnn_spec_item_error(it, msg);
@@ -32,8 +32,9 @@ int cnn_spec_int(const struct cnn_spec_item *it, int i, const char *what, int lo
     return CNN_OK;
 }
 
-int cnn_spec_float_opt(const struct cnn_spec_item *it, int i, const char *what, double lo,
-                       double hi, float *out) {
+int cnn_spec_float_opt(struct cnn_spec_item *it, int i, const char *what, double lo, double hi,
+                       float *out) {
+    if (it->pos_used < i + 1) it->pos_used = i + 1;
     if (i >= it->n_pos) return CNN_OK;
     const double v = it->pos[i];
     if (!(v >= lo && v <= hi)) {
@@ -104,6 +105,11 @@ int cnn_spec_item_parse(const char *s, size_t len, int index, struct cnn_spec_it
         }
         if (it->n_opt == CNN_SPEC_MAX_OPT || strlen(tok) >= sizeof it->opt_key[0])
             return cnn_spec_item_error(it, "too many or too long options");
+        for (int j = 0; j < it->n_opt; j++)
+            if (strcmp(it->opt_key[j], tok) == 0) {
+                snprintf(msg, sizeof msg, "option %.15s= given twice", tok);
+                return cnn_spec_item_error(it, msg);
+            }
         strcpy(it->opt_key[it->n_opt], tok);
         it->opt_val[it->n_opt++] = v;
     }
