@@ -2,7 +2,8 @@
  * cli.h - shared pieces of the `mnist` command line: the subcommands, option parsing
  * helpers, presets and JSON output. Only cli/ prints or exits; it reaches the library
  * through include/cnn.h alone.
- * Exit codes: 0 success, 1 runtime error, 2 bad usage (130 after Ctrl-C in train).
+ * Exit codes: 0 success, 1 runtime error, 2 bad usage (130 after Ctrl-C and 143 after SIGTERM
+ * in train).
  */
 #ifndef MNIST_CLI_H
 #define MNIST_CLI_H

@@ -51,7 +51,7 @@ static int parse_args(int argc, char **argv, struct bench_args *a) {
     int ch;
     optind = 1;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         int bad = 0;
         const struct cli_preset *p;
         switch (ch) {

@@ -169,7 +169,7 @@ static int parse_args(int argc, char **argv, struct eval_args *a) {
     a->data = "data/mnist", a->split = "test";
     optind = 1;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (ch) {
         case 'm':
             if (a->n_models == MAX_MODELS) {

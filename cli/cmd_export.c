@@ -35,7 +35,7 @@ int cmd_export(int argc, char **argv) {
     int fold = 1, ch;
     optind = 1;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (ch) {
         case 'm': model = optarg; break;
         case 'f': format = optarg; break;

@@ -11,12 +11,13 @@
 
 #include "cli.h"
 
-static volatile sig_atomic_t stop_flag = 0;
+static volatile sig_atomic_t stop_flag = 0; /* the signal that asked to stop, or 0 */
 
-static void on_sigint(int sig) {
-    (void)sig;
-    stop_flag = 1;
-    signal(SIGINT, SIG_DFL); /* a second Ctrl-C ends the program at once */
+/* Ctrl-C, and SIGTERM (what kill, systemd and Slurm send): stop after the current batch and
+ * save a checkpoint. A second one ends the program at once. */
+static void on_stop_signal(int sig) {
+    stop_flag = sig;
+    signal(sig, SIG_DFL);
 }
 
 static void usage(FILE *f) {
@@ -170,8 +171,8 @@ static int first_pass(int argc, char **argv, struct train_args *a) {
     int ch;
     optind = 1;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        if (ch == O_HELP) {
+    while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        if (ch == O_HELP || ch == 'h') {
             usage(stdout);
             return 0;
         }
@@ -197,7 +198,7 @@ static int take_option(struct train_args *a, int ch, const char *v) {
     unsigned long long u;
     int kind;
     switch (ch) {
-    case O_PRESET: case O_RESUME: case O_HELP: return 0;
+    case O_PRESET: case O_RESUME: case O_HELP: case 'h': return 0;
     case O_ARCH: a->arch = v; return 0;
     case O_EPOCHS: return cli_int("--epochs", v, 1, 100000, &c->epochs);
     case O_BATCH: return cli_int("--batch", v, 1, 65536, &c->batch);
@@ -243,7 +244,7 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
     int ch, bad = 0, rc = first_pass(argc, argv, a);
     if (rc >= 0) return rc;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         if (ch == '?' || ch == ':') {
             cli_bad_option(argc, argv, ch);
             usage(stderr);
@@ -350,9 +351,10 @@ static int save_checkpoint(const struct cnn_trainer *t, void *user) {
 /* The run's end as the user sees it; returns the exit status. */
 static int report(int rc, const struct train_args *a, const struct cnn_trainer *tr) {
     if (rc == CNN_ERR_INTERRUPTED) {
-        cli_err("%s; checkpoint saved to %s", cnn_errmsg(), a->ckpt);
+        cli_err("%s by %s; checkpoint saved to %s", cnn_errmsg(),
+                stop_flag == SIGTERM ? "SIGTERM" : "SIGINT", a->ckpt);
         fprintf(stderr, "mnist: resume with: mnist train --resume %s\n", a->ckpt);
-        return 130;
+        return 128 + (stop_flag == SIGTERM ? SIGTERM : SIGINT); /* as the shell reports it */
     }
     if (rc == CNN_ERR_NAN) {
         cli_err("%s (--lr)", cnn_errmsg());
@@ -384,6 +386,13 @@ static int run(struct train_args *a, struct cnn_model *m, struct cnn_trainer *tr
         cli_err("%s", cnn_errmsg());
         return 1;
     }
+    const int usable = a->cfg.limit > 0 && a->cfg.limit < ds.n ? a->cfg.limit : ds.n;
+    if (!a->resume && a->cfg.val >= usable) { /* a usage error, as with --limit (parse_args) */
+        cli_err("train: --val %d leaves no training images of the %d in %s", a->cfg.val, usable,
+                a->data_dir);
+        cnn_dataset_free(&ds);
+        return 2;
+    }
     const struct saver sv = {a->out, a->ckpt};
     struct progress prog = {isatty(STDERR_FILENO), a->quiet, 0, NULL, &sv};
     if (a->log_path && !(prog.log = cli_open_log(a->log_path, a->resume != NULL))) {
@@ -395,11 +404,13 @@ static int run(struct train_args *a, struct cnn_model *m, struct cnn_trainer *tr
     fprintf(stderr, "mnist: %s, %d threads, %d epochs, batch %d, %zu parameters\n",
             cnn_model_spec(m), a->cfg.threads ? a->cfg.threads : cnn_default_threads(),
             a->cfg.epochs, a->cfg.batch, cnn_model_n_params(m));
-    signal(SIGINT, on_sigint);
+    signal(SIGINT, on_stop_signal);
+    signal(SIGTERM, on_stop_signal);
     const struct cnn_train_hooks hooks = {sizeof hooks, on_batch,  on_epoch, save_best,
                                           save_checkpoint, &prog, &stop_flag};
     const int rc = cnn_trainer_run(tr, &ds, &hooks);
     signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
     if (prog.tty && !a->quiet) fprintf(stderr, "\r\033[K");
     if (prog.log) fclose(prog.log);
     cnn_dataset_free(&ds);

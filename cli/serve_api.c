@@ -267,25 +267,8 @@ char *serve_predict_json(const struct serve_models *s, const float *probs,
     return buf_finish(&b, len);
 }
 
-/* msg with every byte that is not part of valid UTF-8 replaced by '?': a message may quote a
- * path or a header a client sent, and JSON text must be UTF-8. jansson validates. */
-static char *utf8_or_question_marks(const char *msg) {
-    char *out = strdup(msg);
-    if (!out) return NULL;
-    json_t *valid = json_string(msg);
-    if (valid) {
-        json_decref(valid);
-        return out;
-    }
-    for (char *p = out; *p; p++)
-        if ((unsigned char)*p >= 0x80) *p = '?';
-    return out;
-}
-
 char *serve_error_json(const char *msg, size_t *len) {
-    char *clean = utf8_or_question_marks(msg);
-    char *lit = clean ? json_literal(clean) : NULL;
-    free(clean);
+    char *lit = json_literal(msg); /* invalid UTF-8 (a client's path) becomes U+FFFD */
     if (!lit) return NULL;
     struct buf b = {0};
     buf_puts(&b, "{\"error\":");

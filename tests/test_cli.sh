@@ -13,7 +13,8 @@
 #   train     a small run: model written atomically (no *.tmp* left), JSON log, one stdout line
 #             per epoch, `info --json` metadata, `eval --json` figures consistent with the
 #             confusion matrix, and an ensemble of one model twice equal to the model
-#   resume    SIGKILL after the first checkpoint + --resume, and SIGINT (exit 130) + --resume,
+#   resume    SIGKILL after the first checkpoint + --resume, SIGINT (exit 130) and SIGTERM
+#             (exit 143) + --resume,
 #             both end with the same weights_crc32 as an uninterrupted run
 #   safety    --out or --log into a missing directory; a failing run leaves the previous
 #             --out and its checkpoint intact
@@ -184,6 +185,11 @@ expect_exit 0 -- "$mnist" train --help
 [ -n "$why" ] || [ ! -s "$tmp/err" ] || why="stderr not empty"
 check "train --help: exit 0, usage on stdout"
 
+for sub in train eval predict info bench serve export; do
+    expect_exit 0 -- "$mnist" $sub -h
+    [ -n "$why" ] || grep -q "^usage: mnist $sub" "$tmp/out" || why="no usage on stdout"
+    check "$sub -h: exit 0, usage on stdout, like --help"
+done
 for sub in train eval info; do
     expect_exit 2 --usage -- "$mnist" $sub --frobnicate && hasf "$errline" "--frobnicate"
     check "$sub --frobnicate: exit 2, 'mnist: ' error naming the flag"
@@ -204,6 +210,10 @@ for out in /dev/null "$tmp/out.fifo"; do
     [ -n "$why" ] || [ ! -f "$out" ] || why="$out became a regular file"
     check "train --out $out: exit 1 before training, the node left as it is"
 done
+expect_exit 2 -- "$mnist" train --val 60000 --arch "dense 10" --data "$data" \
+    --out "$tmp/never.model" && hasf "$errline" "--val 60000"
+[ -n "$why" ] || [ ! -e "$tmp/never.model" ] || why="trained anyway"
+check "train --val 60000 without --limit: exit 2, one line naming --val"
 # a value given to a flag that takes none: the flag by name, never its raw option code
 for sub_flag in "train --quiet=1" "eval --json=1" "predict --show=yes" "serve --help=1" \
     "export --no-fold-bn=1" "info --json=0"; do
@@ -658,44 +668,53 @@ expect_exit 0 -- "$mnist" train --resume "$Bm.ckpt" --threads 2 --data "$data"
 [ -n "$crc_a" ] || why="${why:-no reference crc from run A}"
 check "run B: --resume finishes with A's weights_crc32"
 
-Cm=$tmp/kr/C.model
-start_bg "$Cm"
-if wait_ckpt "$Cm.ckpt"; then
-    sleep 0.3
-    kill -INT "$bg_pid" 2>/dev/null
-    rc=0
-    wait "$bg_pid" || rc=$?
-    bg_pid=
-    if [ "$rc" -ne 130 ]; then
-        why="exit $rc after SIGINT, want 130"
-    elif ! grep -q -- '--resume' "$tmp/bg.err"; then
-        why="stderr does not mention --resume: $(tr '\n' '|' <"$tmp/bg.err")"
+# interrupt_resume RUN SIGNAL STATUS: SIGNAL after the first checkpoint exits STATUS and says
+# how to resume; --resume then ends with run A's weights, leaving no temporaries.
+interrupt_resume() {
+    local run=$1 sig=$2 want=$3 rc
+    local Xm=$tmp/kr/$run.model
+    start_bg "$Xm"
+    if wait_ckpt "$Xm.ckpt"; then
+        sleep 0.3
+        kill -"$sig" "$bg_pid" 2>/dev/null
+        rc=0
+        wait "$bg_pid" || rc=$?
+        bg_pid=
+        if [ "$rc" -ne "$want" ]; then
+            why="exit $rc after SIG$sig, want $want"
+        elif ! grep -q -- '--resume' "$tmp/bg.err"; then
+            why="stderr does not mention --resume: $(tr '\n' '|' <"$tmp/bg.err")"
+        elif ! grep -q "SIG$sig" "$tmp/bg.err"; then
+            why="stderr does not name SIG$sig"
+        fi
+        errline=$(grep -i 'interrupted' "$tmp/bg.err")
     fi
-    errline=$(grep -i 'interrupted' "$tmp/bg.err")
-fi
-[ -z "$bg_pid" ] || {
-    kill -9 "$bg_pid" 2>/dev/null
-    wait "$bg_pid" 2>/dev/null
-    bg_pid=
+    [ -z "$bg_pid" ] || {
+        kill -9 "$bg_pid" 2>/dev/null
+        wait "$bg_pid" 2>/dev/null
+        bg_pid=
+    }
+    check "run $run: SIG$sig after the first checkpoint exits $want and mentions --resume"
+
+    e=$(ckpt_epochs "$Xm.ckpt")
+    case $e in [0-9]) ;; *) e=0 ;; esac
+    expect_exit 0 -- "$mnist" train --resume "$Xm.ckpt" --threads 2 --data "$data"
+    [ -n "$why" ] || grep -q "resuming .*$run.model.ckpt after epoch $e of 3" "$tmp/err" ||
+        why="no 'resuming ... after epoch $e of 3' on stderr"
+    [ -n "$why" ] || [ "$(grep -c '^epoch ' "$tmp/out")" -eq $((3 - e)) ] ||
+        why="$(grep -c '^epoch ' "$tmp/out") epoch lines after resuming at epoch $e, want $((3 - e))"
+    [ -n "$why" ] || [ "$(crc_of "$Xm")" = "$crc_a" ] ||
+        why="$run weights_crc32 $(crc_of "$Xm") != A $crc_a"
+    [ -n "$crc_a" ] || why="${why:-no reference crc from run A}"
+    check "run $run: --resume after SIG$sig finishes with A's weights_crc32"
+
+    leftover=$(find "$tmp/kr" -name "$run.model*.tmp*")
+    [ -z "$leftover" ] || why="left behind: $leftover"
+    [ -n "$why" ] || [ -s "$Xm" ] || why="no model to look beside"
+    check "run $run: no *.tmp* files left after SIG$sig and resume"
 }
-check "run C: SIGINT after the first checkpoint exits 130 and mentions --resume"
-
-e=$(ckpt_epochs "$Cm.ckpt")
-case $e in [0-9]) ;; *) e=0 ;; esac
-expect_exit 0 -- "$mnist" train --resume "$Cm.ckpt" --threads 2 --data "$data"
-[ -n "$why" ] || grep -q "resuming .*C.model.ckpt after epoch $e of 3" "$tmp/err" ||
-    why="no 'resuming ... after epoch $e of 3' on stderr"
-[ -n "$why" ] || [ "$(grep -c '^epoch ' "$tmp/out")" -eq $((3 - e)) ] ||
-    why="$(grep -c '^epoch ' "$tmp/out") epoch lines after resuming at epoch $e, want $((3 - e))"
-[ -n "$why" ] || [ "$(crc_of "$Cm")" = "$crc_a" ] ||
-    why="C weights_crc32 $(crc_of "$Cm") != A $crc_a"
-[ -n "$crc_a" ] || why="${why:-no reference crc from run A}"
-check "run C: --resume after SIGINT finishes with A's weights_crc32"
-
-leftover=$(find "$tmp/kr" -name 'C.model*.tmp*')
-[ -z "$leftover" ] || why="left behind: $leftover"
-[ -n "$why" ] || [ -s "$Cm" ] || why="no model to look beside"
-check "run C: no *.tmp* files left after SIGINT and resume"
+interrupt_resume C INT 130
+interrupt_resume D TERM 143
 
 # ---------------------------------------------------------------------------------------------
 section "output safety"

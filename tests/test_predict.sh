@@ -67,5 +67,11 @@ check "a bad file among good ones: one error line, the others classified, exit 1
 grep -q "blank.pgm: no digit found" "$tmp/mixed.out"
 check "a blank page: no digit found" $?
 
+# file names that are not UTF-8 (Latin-1 "café", a lone continuation byte): --json still parses
+cp "$tmp/raw/00000.pgm" "$tmp/$(printf 'caf\351')-$(printf '\200').pgm"
+"$mnist" predict --model "$tmp/m.model" --json "$tmp"/caf*.pgm > "$tmp/latin1.json"
+/usr/bin/python3 -c 'import json, sys; r = json.loads(open(sys.argv[1], "rb").read().decode("utf-8")); sys.exit(0 if "caf\ufffd-\ufffd.pgm" in r["file"] and r["label"] == 7 else 1)' "$tmp/latin1.json"
+check "predict --json on a file name that is not UTF-8: valid JSON, U+FFFD for the bad bytes" $?
+
 echo "predict: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
