@@ -23,16 +23,42 @@ static void usage(FILE *f) {
           "  --top K                   probabilities listed per image (default 3)\n"
           "  --json                    one JSON object per image: file, label, confidence, top\n"
           "  --show                    print the 28x28 image the model saw, as text\n"
-          "  --save-preprocessed DIR   write those 28x28 images as PNG files\n",
+          "  --save-preprocessed DIR   write those 28x28 images as PNG files, DIR/NAME.png\n"
+          "                            (a NAME seen twice: NAME-2.png, NAME-3.png, ...)\n",
           f);
 }
+
+/* The files --save-preprocessed wrote in this run, so that two inputs with the same base name
+ * (a/7.png and b/7.png) do not overwrite each other: the second becomes 7.png-2.png. */
+struct saved_names {
+    char **path;
+    int n, cap;
+};
 
 struct opts {
     struct cnn_model *net;
     struct cnn_ctx *ctx; /* one image at a time */
     int top, json, show;
     const char *save_dir;
+    struct saved_names *saved;
 };
+
+static int was_saved(const struct saved_names *sv, const char *path) {
+    for (int i = 0; i < sv->n; i++)
+        if (!strcmp(sv->path[i], path)) return 1;
+    return 0;
+}
+
+static int remember_saved(struct saved_names *sv, const char *path) {
+    if (sv->n == sv->cap) {
+        const int cap = sv->cap ? 2 * sv->cap : 16;
+        char **p = realloc(sv->path, (size_t)cap * sizeof *p);
+        if (!p) return -1;
+        sv->path = p;
+        sv->cap = cap;
+    }
+    return (sv->path[sv->n] = strdup(path)) ? (sv->n++, 0) : -1;
+}
 
 static int is_image_name(const char *name) {
     static const char *const ext[] = {".png", ".jpg", ".jpeg", ".bmp", ".gif",
@@ -60,9 +86,15 @@ static int save_png(const struct opts *o, const char *name, const uint8_t *px) {
     const char *base = strrchr(name, '/');
     base = base ? base + 1 : name;
     char path[4096];
-    const int n = snprintf(path, sizeof path, "%s/%s.png", o->save_dir, base);
+    int n = snprintf(path, sizeof path, "%s/%s.png", o->save_dir, base);
+    for (int k = 2; n > 0 && (size_t)n < sizeof path && was_saved(o->saved, path); k++)
+        n = snprintf(path, sizeof path, "%s/%s-%d.png", o->save_dir, base, k);
     if (n < 0 || (size_t)n >= sizeof path) {
         cli_err("%s: output path too long", name);
+        return 1;
+    }
+    if (remember_saved(o->saved, path) != 0) {
+        cli_err("%s: out of memory", name);
         return 1;
     }
     if (cnn_image_write_png(path, px, 28, 28) != CNN_OK) {
@@ -217,7 +249,8 @@ int cmd_predict(int argc, char **argv) {
         {"json", no_argument, 0, 'j'},        {"show", no_argument, 0, 's'},
         {"save-preprocessed", required_argument, 0, 'p'},
         {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
-    struct opts o = {NULL, NULL, 3, 0, 0, NULL};
+    struct saved_names saved = {0};
+    struct opts o = {NULL, NULL, 3, 0, 0, NULL, &saved};
     const char *model = NULL;
     int ch;
     optind = 1;
@@ -287,5 +320,7 @@ int cmd_predict(int argc, char **argv) {
     }
     cnn_ctx_free(o.ctx);
     cnn_model_free(o.net);
+    for (int i = 0; i < saved.n; i++) free(saved.path[i]);
+    free(saved.path);
     return status;
 }

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -61,6 +62,8 @@ struct progress {
     int tty, quiet;
     double last;
     FILE *log;
+    const char *log_path;
+    int log_failed;            /* a write to the log failed: said once, exit 1 at the end */
     const struct saver *saver; /* where on_best and on_checkpoint write */
 };
 
@@ -97,7 +100,13 @@ static void on_epoch(const struct cnn_epoch_stats *s, void *user) {
                 "\"images_per_s\":%.1f,\"best\":%s}\n",
                 s->epoch, s->epochs, s->train_loss, s->train_acc, s->val_loss, s->val_acc, s->lr,
                 s->seconds, s->images_per_s, s->improved ? "true" : "false");
-        fflush(p->log);
+        /* a full disk (--log /dev/full) must not pass silently; training goes on, since the
+         * model and its checkpoints matter more than the log, and the exit status says so */
+        if ((fflush(p->log) != 0 || ferror(p->log)) && !p->log_failed) {
+            p->log_failed = 1;
+            cli_err("--log: %s: write failed: %s; training goes on without it", p->log_path,
+                    strerror(errno));
+        }
     }
 }
 
@@ -348,12 +357,28 @@ static int save_checkpoint(const struct cnn_trainer *t, void *user) {
     return s->ckpt[0] ? cnn_trainer_save(t, s->ckpt) : CNN_OK;
 }
 
+/* Whether path names (through any link or other spelling) one of the IDX files in dir, which
+ * an output must never replace. */
+static int data_file_at(const char *dir, const char *path) {
+    static const char *const names[] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
+    struct stat out, d;
+    if (stat(path, &out) != 0) return 0;
+    for (int i = 0; i < 8; i++) {
+        char f[4200];
+        snprintf(f, sizeof f, "%s/%s%s", dir, names[i / 2], i % 2 ? ".gz" : "");
+        if (stat(f, &d) == 0 && d.st_dev == out.st_dev && d.st_ino == out.st_ino) return 1;
+    }
+    return 0;
+}
+
 /* The run's end as the user sees it; returns the exit status. */
 static int report(int rc, const struct train_args *a, const struct cnn_trainer *tr) {
     if (rc == CNN_ERR_INTERRUPTED) {
         cli_err("%s by %s; checkpoint saved to %s", cnn_errmsg(),
                 stop_flag == SIGTERM ? "SIGTERM" : "SIGINT", a->ckpt);
-        fprintf(stderr, "mnist: resume with: mnist train --resume %s\n", a->ckpt);
+        fprintf(stderr, "mnist: resume with: mnist train --resume %s%s%s\n", a->ckpt,
+                a->log_path ? " --log " : "", a->log_path ? a->log_path : "");
         return 128 + (stop_flag == SIGTERM ? SIGTERM : SIGINT); /* as the shell reports it */
     }
     if (rc == CNN_ERR_NAN) {
@@ -386,6 +411,15 @@ static int run(struct train_args *a, struct cnn_model *m, struct cnn_trainer *tr
         cli_err("%s", cnn_errmsg());
         return 1;
     }
+    const char *outs[3] = {a->out, a->ckpt, a->log_path};
+    for (int i = 0; i < 3; i++) {
+        if (outs[i] && outs[i][0] && data_file_at(a->data_dir, outs[i])) {
+            cli_err("%s: is one of the data files in %s; not overwriting it", outs[i],
+                    a->data_dir);
+            cnn_dataset_free(&ds);
+            return 2;
+        }
+    }
     const int usable = a->cfg.limit > 0 && a->cfg.limit < ds.n ? a->cfg.limit : ds.n;
     if (!a->resume && a->cfg.val >= usable) { /* a usage error, as with --limit (parse_args) */
         cli_err("train: --val %d leaves no training images of the %d in %s", a->cfg.val, usable,
@@ -394,7 +428,7 @@ static int run(struct train_args *a, struct cnn_model *m, struct cnn_trainer *tr
         return 2;
     }
     const struct saver sv = {a->out, a->ckpt};
-    struct progress prog = {isatty(STDERR_FILENO), a->quiet, 0, NULL, &sv};
+    struct progress prog = {isatty(STDERR_FILENO), a->quiet, 0, NULL, a->log_path, 0, &sv};
     if (a->log_path && !(prog.log = cli_open_log(a->log_path, a->resume != NULL))) {
         cli_err("%s: cannot open log file: %s", a->log_path,
                 errno == ENXIO ? "a FIFO with no reader" : strerror(errno));
@@ -412,9 +446,13 @@ static int run(struct train_args *a, struct cnn_model *m, struct cnn_trainer *tr
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     if (prog.tty && !a->quiet) fprintf(stderr, "\r\033[K");
-    if (prog.log) fclose(prog.log);
+    if (prog.log && fclose(prog.log) != 0 && !prog.log_failed) {
+        prog.log_failed = 1;
+        cli_err("--log: %s: write failed: %s", a->log_path, strerror(errno));
+    }
     cnn_dataset_free(&ds);
-    return report(rc, a, tr);
+    const int status = report(rc, a, tr);
+    return status == 0 && prog.log_failed ? 1 : status;
 }
 
 int cmd_train(int argc, char **argv) {

@@ -214,6 +214,20 @@ expect_exit 2 -- "$mnist" train --val 60000 --arch "dense 10" --data "$data" \
     --out "$tmp/never.model" && hasf "$errline" "--val 60000"
 [ -n "$why" ] || [ ! -e "$tmp/never.model" ] || why="trained anyway"
 check "train --val 60000 without --limit: exit 2, one line naming --val"
+expect_exit 1 --banner -- "$mnist" train "${tiny[@]}" --epochs 2 --out "$tmp/full.model" --log /dev/full &&
+    hasf "$errline" "/dev/full" && has "$errline" "write failed"
+[ -n "$why" ] || [ -s "$tmp/full.model" ] || why="no model: the log's failure stopped training"
+check "train --log /dev/full: said once, the model still written, exit 1"
+mkdir -p "$tmp/owndata"
+cp "$data"/train-* "$data"/t10k-* "$tmp/owndata/"
+cp "$tmp/owndata/train-labels-idx1-ubyte" "$tmp/labels.orig"
+expect_exit 2 -- "$mnist" train --limit 2000 --val 500 --arch "dense 10" --data "$tmp/owndata" \
+    --out "$tmp/owndata/train-labels-idx1-ubyte" && hasf "$errline" "train-labels-idx1-ubyte" &&
+    has "$errline" 'data files'
+[ -n "$why" ] || cmp -s "$tmp/owndata/train-labels-idx1-ubyte" "$tmp/labels.orig" ||
+    why="the labels file changed"
+check "train --out onto its own training labels: exit 2, the file untouched"
+rm -rf "$tmp/owndata"
 # a value given to a flag that takes none: the flag by name, never its raw option code
 for sub_flag in "train --quiet=1" "eval --json=1" "predict --show=yes" "serve --help=1" \
     "export --no-fold-bn=1" "info --json=0"; do
@@ -606,8 +620,10 @@ crc_a=
 check "uninterrupted run A: exit 0 (weights_crc32 $crc_a)"
 
 # start_bg OUT: start the long training in the background, stderr to $tmp/bg.err.
-start_bg() {
-    "$mnist" train "${long[@]}" --out "$1" >"$tmp/bg.out" 2>"$tmp/bg.err" </dev/null &
+start_bg() { # start_bg OUT [FLAGS...]
+    local out=$1
+    shift
+    "$mnist" train "${long[@]}" --out "$out" "$@" >"$tmp/bg.out" 2>"$tmp/bg.err" </dev/null &
     bg_pid=$!
 }
 # wait_ckpt FILE: poll up to 60 s for FILE; sets why on timeout or early exit.
@@ -673,7 +689,7 @@ check "run B: --resume finishes with A's weights_crc32"
 interrupt_resume() {
     local run=$1 sig=$2 want=$3 rc
     local Xm=$tmp/kr/$run.model
-    start_bg "$Xm"
+    start_bg "$Xm" --log "$tmp/kr/$run.log"
     if wait_ckpt "$Xm.ckpt"; then
         sleep 0.3
         kill -"$sig" "$bg_pid" 2>/dev/null
@@ -686,6 +702,8 @@ interrupt_resume() {
             why="stderr does not mention --resume: $(tr '\n' '|' <"$tmp/bg.err")"
         elif ! grep -q "SIG$sig" "$tmp/bg.err"; then
             why="stderr does not name SIG$sig"
+        elif ! grep -q -- "--resume $Xm.ckpt --log $tmp/kr/$run.log" "$tmp/bg.err"; then
+            why="the resume hint leaves out --log: $(grep -- --resume "$tmp/bg.err")"
         fi
         errline=$(grep -i 'interrupted' "$tmp/bg.err")
     fi
@@ -698,7 +716,10 @@ interrupt_resume() {
 
     e=$(ckpt_epochs "$Xm.ckpt")
     case $e in [0-9]) ;; *) e=0 ;; esac
-    expect_exit 0 -- "$mnist" train --resume "$Xm.ckpt" --threads 2 --data "$data"
+    expect_exit 0 -- "$mnist" train --resume "$Xm.ckpt" --threads 2 --data "$data" \
+        --log "$tmp/kr/$run.log"
+    [ -n "$why" ] || [ "$(grep -c '"epoch"' "$tmp/kr/$run.log")" -eq 3 ] ||
+        why="the resumed log has $(grep -c '"epoch"' "$tmp/kr/$run.log") epoch lines, want 3"
     [ -n "$why" ] || grep -q "resuming .*$run.model.ckpt after epoch $e of 3" "$tmp/err" ||
         why="no 'resuming ... after epoch $e of 3' on stderr"
     [ -n "$why" ] || [ "$(grep -c '^epoch ' "$tmp/out")" -eq $((3 - e)) ] ||

@@ -73,5 +73,14 @@ cp "$tmp/raw/00000.pgm" "$tmp/$(printf 'caf\351')-$(printf '\200').pgm"
 /usr/bin/python3 -c 'import json, sys; r = json.loads(open(sys.argv[1], "rb").read().decode("utf-8")); sys.exit(0 if "caf\ufffd-\ufffd.pgm" in r["file"] and r["label"] == 7 else 1)' "$tmp/latin1.json"
 check "predict --json on a file name that is not UTF-8: valid JSON, U+FFFD for the bad bytes" $?
 
+# two inputs with one base name: --save-preprocessed keeps both
+mkdir -p "$tmp/a" "$tmp/b" "$tmp/seen"
+cp "$tmp/raw/00000.pgm" "$tmp/a/d.pgm"
+cp "$tmp/raw/00001.pgm" "$tmp/b/d.pgm"
+"$mnist" predict --model "$tmp/m.model" --save-preprocessed "$tmp/seen" "$tmp/a/d.pgm" "$tmp/b/d.pgm" > /dev/null &&
+    [ -f "$tmp/seen/d.pgm.png" ] && [ -f "$tmp/seen/d.pgm-2.png" ] &&
+    ! cmp -s "$tmp/seen/d.pgm.png" "$tmp/seen/d.pgm-2.png"
+check "--save-preprocessed with two inputs of one name: both kept (NAME.png, NAME-2.png)" $?
+
 echo "predict: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
