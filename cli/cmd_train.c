@@ -245,6 +245,18 @@ static int take_option(struct train_args *a, int ch, const char *v) {
     }
 }
 
+/* Whether a flag sets part of the run's recipe (network, optimisation, data split), which a
+ * resumed run takes from its checkpoint: giving one with --resume is refused rather than
+ * ignored. Where the run writes, where its data is, and how many threads, may change. */
+static int changes_recipe(int ch) {
+    switch (ch) {
+    case O_THREADS: case O_DATA: case O_OUT: case O_CKPT: case O_RESUME: case O_LOG:
+    case O_QUIET: case O_HELP: case 'h':
+        return 0;
+    default: return 1;
+    }
+}
+
 /* Both passes. Returns -1 to go on, else the exit status. */
 static int parse_args(int argc, char **argv, struct train_args *a) {
     cnn_train_cfg_default(&a->cfg);
@@ -253,12 +265,21 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
     int ch, bad = 0, rc = first_pass(argc, argv, a);
     if (rc >= 0) return rc;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    int at = -1;
+    while ((ch = getopt_long(argc, argv, ":h", opts, &at)) != -1) {
         if (ch == '?' || ch == ':') {
             cli_bad_option(argc, argv, ch);
             usage(stderr);
             return 2;
         }
+        if (a->resume && changes_recipe(ch)) {
+            cli_err("train --resume: --%s cannot change on resume: the checkpoint holds the "
+                    "run's recipe (a resume takes --out, --checkpoint, --data, --threads, --log, "
+                    "--quiet)",
+                    at >= 0 ? opts[at].name : "?");
+            return 2;
+        }
+        at = -1;
         bad |= take_option(a, ch, optarg) != 0;
     }
     if (bad) return 2;

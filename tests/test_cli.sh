@@ -228,6 +228,14 @@ expect_exit 2 -- "$mnist" train --limit 2000 --val 500 --arch "dense 10" --data 
     why="the labels file changed"
 check "train --out onto its own training labels: exit 2, the file untouched"
 rm -rf "$tmp/owndata"
+# a resume takes its recipe from the checkpoint: flags that would change it are refused
+for flag in "--epochs 5" "--lr 0.1" "--batch 32" "--arch dense_10" "--seed 3" "--limit 100" \
+    "--preset fast" "--augment affine" "--nesterov"; do
+    set -- $flag
+    expect_exit 2 -- "$mnist" train --resume "$tmp/any.ckpt" "$1" ${2:+"${2//_/ }"} &&
+        hasf "$errline" "$1 cannot change on resume"
+    check "train --resume CKPT $flag: exit 2, one line naming $1"
+done
 # a value given to a flag that takes none: the flag by name, never its raw option code
 for sub_flag in "train --quiet=1" "eval --json=1" "predict --show=yes" "serve --help=1" \
     "export --no-fold-bn=1" "info --json=0"; do
