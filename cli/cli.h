@@ -22,6 +22,8 @@ int cmd_export(int argc, char **argv);
 
 /* "mnist: " + message on stderr. */
 void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* After a usage error's one line: where the options are described (one more line). */
+void cli_usage_hint(const char *cmd);
 /* Parse a whole-string number in [lo, hi]; on failure print "mnist: FLAG: ..." and return -1. */
 int cli_int(const char *flag, const char *s, long lo, long hi, int *out);
 int cli_u64(const char *flag, const char *s, unsigned long long *out);

@@ -80,7 +80,7 @@ static int parse_args(int argc, char **argv, struct bench_args *a) {
         case 'd': a->data = optarg; break;
         case 'j': a->json = 1; break;
         case 'h': usage(stdout); return 0;
-        default: cli_bad_option(argc, argv, ch); usage(stderr); return 2;
+        default: cli_bad_option(argc, argv, ch); cli_usage_hint("bench"); return 2;
         }
         if (bad) return 2;
     }

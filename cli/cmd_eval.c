@@ -201,13 +201,13 @@ static int parse_args(int argc, char **argv, struct eval_args *a) {
             a->probs_path = optarg;
             break;
         case 'h': usage(stdout); return 0;
-        default: cli_bad_option(argc, argv, ch); usage(stderr); return 2;
+        default: cli_bad_option(argc, argv, ch); cli_usage_hint("eval"); return 2;
         }
     }
     if (!a->n_models || optind < argc) {
         cli_err(a->n_models ? "eval: unexpected argument '%s'" : "eval: --model is required%s",
                 a->n_models ? argv[optind] : "");
-        usage(stderr);
+        cli_usage_hint("eval");
         return 2;
     }
     return -1;

@@ -42,7 +42,7 @@ int cmd_export(int argc, char **argv) {
         case 'o': out = optarg; break;
         case 'n': fold = 0; break;
         case 'h': usage(stdout); return 0;
-        default: cli_bad_option(argc, argv, ch); usage(stderr); return 2;
+        default: cli_bad_option(argc, argv, ch); cli_usage_hint("export"); return 2;
         }
     }
     if (optind < argc) {
@@ -51,7 +51,7 @@ int cmd_export(int argc, char **argv) {
     }
     if (!model || !format || !out) {
         cli_err("export: --model, --format and --out are required");
-        usage(stderr);
+        cli_usage_hint("export");
         return 2;
     }
     const int onnx = !strcmp(format, "onnx");

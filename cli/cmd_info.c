@@ -129,7 +129,7 @@ int cmd_info(int argc, char **argv) {
         case 'j': json = 1; break;
         case 'a': arch = optarg; break;
         case 'h': usage(stdout); return 0;
-        default: cli_bad_option(argc, argv, ch); usage(stderr); return 2;
+        default: cli_bad_option(argc, argv, ch); cli_usage_hint("info"); return 2;
         }
     }
     if (arch) {
@@ -150,7 +150,7 @@ int cmd_info(int argc, char **argv) {
     }
     if (optind >= argc) {
         cli_err("info: no file given");
-        usage(stderr);
+        cli_usage_hint("info");
         return 2;
     }
     int status = 0;

@@ -273,17 +273,17 @@ int cmd_predict(int argc, char **argv) {
         case 's': o.show = 1; break;
         case 'p': o.save_dir = optarg; break;
         case 'h': usage(stdout); return 0;
-        default: cli_bad_option(argc, argv, ch); usage(stderr); return 2;
+        default: cli_bad_option(argc, argv, ch); cli_usage_hint("predict"); return 2;
         }
     }
     if (!model) {
         cli_err("predict: --model is required");
-        usage(stderr);
+        cli_usage_hint("predict");
         return 2;
     }
     if (optind >= argc) {
         cli_err("predict: no image given");
-        usage(stderr);
+        cli_usage_hint("predict");
         return 2;
     }
     struct stat st;

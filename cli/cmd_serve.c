@@ -462,7 +462,7 @@ static int parse_args(int argc, char **argv, struct serve_cfg *cfg) {
         case O_TIMEOUT: rc = cli_int("--timeout", optarg, 1, 3600, &cfg->timeout); break;
         case O_BODY: rc = cli_int("--max-body", optarg, 1, 256 << 20, &cfg->max_body); break;
         case 'h': usage(stdout); return -1;
-        default: cli_bad_option(argc, argv, ch); return 2;
+        default: cli_bad_option(argc, argv, ch); cli_usage_hint("serve"); return 2;
         }
     }
     if (rc != 0) return 2;
@@ -472,7 +472,7 @@ static int parse_args(int argc, char **argv, struct serve_cfg *cfg) {
     }
     if (cfg->n_models == 0) {
         cli_err("serve: --model FILE is required");
-        usage(stderr);
+        cli_usage_hint("serve");
         return 2;
     }
     return 0;

@@ -23,34 +23,47 @@ static void on_stop_signal(int sig) {
 
 static void usage(FILE *f) {
     fputs("usage: mnist train [--preset NAME | --arch SPEC] [OPTIONS]\n"
-          "       mnist train --resume CHECKPOINT [--out FILE] [--data DIR] [--threads N] [--log FILE]\n"
+          "       mnist train --resume CHECKPOINT [--out FILE] [--checkpoint FILE] [--data DIR]\n"
+          "                   [--threads N] [--log FILE] [--quiet]\n"
+          "Without --preset, the network is the default preset's but the recipe is the plain\n"
+          "defaults below (10 epochs of Adam at a constant 0.001, no augmentation), not that\n"
+          "preset's; --preset default trains as its line below says.\n"
           "\n"
           "model and data:\n"
           "  --preset NAME          fast | default | best (see below); later flags override it\n"
           "  --arch SPEC            network spec, e.g. \"conv 32 3 pad=1, bn, relu, maxpool 2, "
           "dense 10\"\n"
+          "                         (default: the default preset's network)\n"
           "  --data DIR             IDX files (default data/mnist)\n"
           "  --val N                training images held out for validation (default 5000)\n"
-          "  --limit N              train on the first N images only\n"
+          "  --limit N              train on the first N images only (default: all)\n"
           "optimisation:\n"
-          "  --epochs N  --batch N  --seed N\n"
+          "  --epochs N             (default 10)\n"
+          "  --batch N              (default 128)\n"
+          "  --seed N               (default 1)\n"
           "  --optimizer NAME       sgd | adam | adamw (default adam)\n"
           "  --lr X                 (peak) learning rate (default 0.001)\n"
-          "  --momentum X           SGD momentum (default 0.9)   --nesterov\n"
-          "  --schedule NAME        constant | step | cosine | onecycle\n"
-          "  --step-epochs N --gamma X   step schedule: lr *= gamma every N epochs\n"
-          "  --warmup X             onecycle warm-up fraction (default 0.2)   --min-lr X\n"
-          "  --weight-decay X       (not applied to biases and batch norm unless --decay-all)\n"
-          "  --label-smoothing X    --augment none|affine|elastic\n"
+          "  --momentum X           SGD momentum (default 0.9)\n"
+          "  --nesterov             SGD with Nesterov momentum (default off)\n"
+          "  --schedule NAME        constant | step | cosine | onecycle (default constant)\n"
+          "  --step-epochs N        step schedule: lr *= gamma every N epochs (default 1)\n"
+          "  --gamma X              (default 0.1)\n"
+          "  --warmup X             onecycle warm-up fraction (default 0.2)\n"
+          "  --min-lr X             cosine/onecycle floor, at most --lr (default 0)\n"
+          "  --weight-decay X       (default 0; not applied to biases and batch norm unless\n"
+          "                         --decay-all)\n"
+          "  --label-smoothing X    (default 0)\n"
+          "  --augment NAME         none | affine | elastic (default none)\n"
           "output:\n"
           "  --out FILE             best model by validation accuracy (default mnist.model)\n"
           "  --checkpoint FILE      written after every epoch (default OUT.ckpt)\n"
           "  --resume FILE          continue a checkpoint; ends with the same weights as an\n"
           "                         uninterrupted run (same seed and --threads). Checkpoints go\n"
           "                         on to FILE; the model to --out, else to FILE less\n"
-          "                         '.ckpt' (or FILE.model when it has no such ending)\n"
-          "  --log FILE             one JSON object per epoch\n"
-          "  --threads N            default: all cores\n"
+          "                         '.ckpt' (or FILE.model when it has no such ending). The\n"
+          "                         recipe comes from FILE: its flags are refused here\n"
+          "  --log FILE             one JSON object per epoch (default: none)\n"
+          "  --threads N            (default: all cores)\n"
           "  --quiet                no progress bar\n"
           "\npresets:\n",
           f);
@@ -269,7 +282,7 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
     while ((ch = getopt_long(argc, argv, ":h", opts, &at)) != -1) {
         if (ch == '?' || ch == ':') {
             cli_bad_option(argc, argv, ch);
-            usage(stderr);
+            cli_usage_hint("train");
             return 2;
         }
         if (a->resume && changes_recipe(ch)) {

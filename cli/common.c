@@ -277,3 +277,7 @@ int cli_write_atomic(const char *path, const void *buf, size_t len) {
     }
     return 0;
 }
+
+void cli_usage_hint(const char *cmd) {
+    fprintf(stderr, "mnist: see `mnist %s --help` for its options\n", cmd);
+}

@@ -38,7 +38,6 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
-    cli_err("unknown command '%s'", cmd);
-    usage(stderr);
+    cli_err("unknown command '%s'; `mnist help` lists them", cmd);
     return 2;
 }

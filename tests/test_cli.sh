@@ -190,6 +190,15 @@ for sub in train eval predict info bench serve export; do
     [ -n "$why" ] || grep -q "^usage: mnist $sub" "$tmp/out" || why="no usage on stdout"
     check "$sub -h: exit 0, usage on stdout, like --help"
 done
+for sub in train eval predict info bench serve export; do
+    run "$mnist" $sub --frobnicate
+    why=
+    [ "$rc" -eq 2 ] || why="exit $rc, want 2"
+    [ -n "$why" ] || [ "$(wc -l < "$tmp/err")" -eq 2 ] || why="$(wc -l < "$tmp/err") lines on stderr, want 2"
+    [ -n "$why" ] || [ "$(sed -n 2p "$tmp/err")" = "mnist: see \`mnist $sub --help\` for its options" ] ||
+        why="second line: $(sed -n 2p "$tmp/err")"
+    check "$sub --frobnicate: the error and a pointer to --help, two lines, not the whole usage"
+done
 for sub in train eval info; do
     expect_exit 2 --usage -- "$mnist" $sub --frobnicate && hasf "$errline" "--frobnicate"
     check "$sub --frobnicate: exit 2, 'mnist: ' error naming the flag"
