@@ -688,14 +688,19 @@ fi
 }
 check "run B: SIGKILL after its first checkpoint leaves a loadable checkpoint"
 
+# resumed_like_a RUN MODEL: after `train --resume MODEL.ckpt` (expect_exit set why), it really
+# continued: said so, printed only the epochs after checkpoint $e, and ended with A's weights.
+resumed_like_a() {
+    [ -n "$why" ] || grep -q "resuming .*$1.model.ckpt after epoch $e of 3" "$tmp/err" ||
+        why="no 'resuming ... after epoch $e of 3' on stderr"
+    [ -n "$why" ] || [ "$(grep -c '^epoch ' "$tmp/out")" -eq $((3 - e)) ] ||
+        why="$(grep -c '^epoch ' "$tmp/out") epoch lines after resuming at epoch $e, want $((3 - e))"
+    [ -n "$why" ] || [ "$(crc_of "$2")" = "$crc_a" ] ||
+        why="$1 weights_crc32 $(crc_of "$2") != A $crc_a"
+}
+
 expect_exit 0 -- "$mnist" train --resume "$Bm.ckpt" --threads 2 --data "$data"
-# it really continued: says so, and prints only the epochs after the checkpoint
-[ -n "$why" ] || grep -q "resuming .*B.model.ckpt after epoch $e of 3" "$tmp/err" ||
-    why="no 'resuming ... after epoch $e of 3' on stderr"
-[ -n "$why" ] || [ "$(grep -c '^epoch ' "$tmp/out")" -eq $((3 - e)) ] ||
-    why="$(grep -c '^epoch ' "$tmp/out") epoch lines after resuming at epoch $e, want $((3 - e))"
-[ -n "$why" ] || [ "$(crc_of "$Bm")" = "$crc_a" ] ||
-    why="B weights_crc32 $(crc_of "$Bm") != A $crc_a"
+resumed_like_a B "$Bm"
 [ -n "$why" ] || [ -z "$crc_a" ] || [ "$(crc_of "$Bm.ckpt")" = "$(crc_of "$A.ckpt")" ] ||
     why="final checkpoints differ: B $(crc_of "$Bm.ckpt"), A $(crc_of "$A.ckpt")"
 [ -n "$crc_a" ] || why="${why:-no reference crc from run A}"
@@ -737,12 +742,7 @@ interrupt_resume() {
         --log "$tmp/kr/$run.log"
     [ -n "$why" ] || [ "$(grep -c '"epoch"' "$tmp/kr/$run.log")" -eq 3 ] ||
         why="the resumed log has $(grep -c '"epoch"' "$tmp/kr/$run.log") epoch lines, want 3"
-    [ -n "$why" ] || grep -q "resuming .*$run.model.ckpt after epoch $e of 3" "$tmp/err" ||
-        why="no 'resuming ... after epoch $e of 3' on stderr"
-    [ -n "$why" ] || [ "$(grep -c '^epoch ' "$tmp/out")" -eq $((3 - e)) ] ||
-        why="$(grep -c '^epoch ' "$tmp/out") epoch lines after resuming at epoch $e, want $((3 - e))"
-    [ -n "$why" ] || [ "$(crc_of "$Xm")" = "$crc_a" ] ||
-        why="$run weights_crc32 $(crc_of "$Xm") != A $crc_a"
+    resumed_like_a "$run" "$Xm"
     [ -n "$crc_a" ] || why="${why:-no reference crc from run A}"
     check "run $run: --resume after SIG$sig finishes with A's weights_crc32"
 
