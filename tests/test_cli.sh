@@ -470,16 +470,35 @@ expect_exit 0 -- "$mnist" train --resume "$tmp/rp/r.model.ckpt" --out "$tmp/rp/e
     --threads 2 --data "$data"
 check "resume of a finished run with --out: exit 0"
 
-# Trained on a directory named like Fashion-MNIST, the model records its class names.
-mkdir -p "$tmp/fashion-like"
+# The dataset a model records comes from the data's content, never from the directory's name:
+# MNIST in a directory named like Fashion-MNIST is "mnist", one changed label makes it
+# "custom", and Fashion-MNIST (where scripts/fetch-data has put it) names its classes.
+dataset_of() { # dataset_of MODEL DATASET FIRST-CLASS LAST-CLASS
+    expect_exit 0 -- "$mnist" info "$1" --json
+    [ -n "$why" ] || py 'import json,sys
+d = json.load(open(sys.argv[1]))
+assert d["meta"]["dataset"] == sys.argv[2], d["meta"]
+assert d["classes"][0] == sys.argv[3] and d["classes"][9] == sys.argv[4], d["classes"]' \
+        "$tmp/out" "$2" "$3" "$4"
+}
+mkdir -p "$tmp/fashion-like" "$tmp/custom"
 for f in "$data"/*; do ln -s "$(cd "$(dirname "$f")" && pwd)/$(basename "$f")" "$tmp/fashion-like/"; done
 expect_exit 0 -- "$mnist" train "${tiny[@]}" --epochs 1 --data "$tmp/fashion-like" --out "$tmp/rp/f.model"
-expect_exit 0 -- "$mnist" info "$tmp/rp/f.model" --json
-[ -n "$why" ] || py 'import json,sys
-d = json.load(open(sys.argv[1]))
-assert d["classes"][0] == "T-shirt/top" and d["classes"][9] == "Ankle boot", d["classes"]
-assert d["meta"]["dataset"] == "fashion-mnist", d["meta"]' "$tmp/out"
-check "a model trained on Fashion-MNIST names its classes"
+dataset_of "$tmp/rp/f.model" mnist 0 9
+check "MNIST in a directory named fashion-like: the model says mnist, with digit classes"
+cp "$data/train-images-idx3-ubyte" "$tmp/custom/"
+py 'import sys; b = bytearray(open(sys.argv[1], "rb").read()); b[8 + 59999] = (b[8 + 59999] + 1) % 10
+open(sys.argv[2], "wb").write(b)' "$data/train-labels-idx1-ubyte" "$tmp/custom/train-labels-idx1-ubyte"
+expect_exit 0 -- "$mnist" train "${tiny[@]}" --epochs 1 --data "$tmp/custom" --out "$tmp/rp/c.model"
+dataset_of "$tmp/rp/c.model" custom 0 9
+check "MNIST with one label changed: the model says custom"
+if [ -f "$root/data/fashion/train-images-idx3-ubyte" ] || [ -f "$root/data/fashion/train-images-idx3-ubyte.gz" ]; then
+    expect_exit 0 -- "$mnist" train "${tiny[@]}" --epochs 1 --data "$root/data/fashion" --out "$tmp/rp/fa.model"
+    dataset_of "$tmp/rp/fa.model" fashion-mnist T-shirt/top "Ankle boot"
+    check "a model trained on Fashion-MNIST says so and names its classes"
+else
+    echo "  skip  Fashion-MNIST is not in data/fashion (scripts/fetch-data --dataset fashion)"
+fi
 
 section "bad files"
 
