@@ -47,8 +47,9 @@ ifeq ($(SAN),thread)
 CFLAGS += -fsanitize=thread -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=thread
 endif
-# libpng and libjpeg-turbo decode PNG and JPEG (src/data/decode.c); stb the rarer formats.
-PRIVATE_LIBS := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lpng -ljpeg -lz -lm -lpthread
+# libpng and libjpeg-turbo decode PNG and JPEG, libexif reads their orientation (src/data/decode.c);
+# stb the rarer formats.
+PRIVATE_LIBS := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lpng -ljpeg -lexif -lz -lm -lpthread
 LDLIBS := $(PRIVATE_LIBS) $(OMPFLAG)
 # `mnist serve` only: libmicrohttpd for HTTP, jansson for JSON.
 SERVE_LIBS := -lmicrohttpd -ljansson
@@ -179,7 +180,7 @@ FUZZ_SAN := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_IGNORE := fuzz/coverage-ignore.txt
 FUZZ_CFLAGS := -g -O1 $(FUZZ_SAN) -fsanitize-coverage-ignorelist=$(FUZZ_IGNORE) -fno-omit-frame-pointer -std=c11 -Wall -Wextra \
     -Wno-unknown-pragmas -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -I$(BLAS_INC) -MMD -MP
-FUZZ_LDLIBS := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lpng -ljpeg -lz -lm
+FUZZ_LDLIBS := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lpng -ljpeg -lexif -lz -lm
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
 
 .PHONY: fuzz

@@ -70,7 +70,79 @@ struct photo {
     double desk;       /* a dark desk this fraction of the width/height around the page */
     int speck;         /* add a 3x3 ink speck in the corner farthest from the digit */
     int light_on_dark; /* 1: light ink on dark (a canvas drawing); 0: dark ink on paper */
+    int orientation;   /* 2..8: stored turned as a phone does, with this EXIF tag (JPEG) */
 };
+
+/* ---- EXIF orientation, as cameras write it ------------------------------------------------ */
+
+/* Where the picture's pixel (X,Y) is stored, for EXIF orientation o (1..8) of a picture of
+ * pw x ph: *a, *b (column, row) in the stored image, which is ph x pw for o >= 5. Written from
+ * the specification's words for each value ("the 0th row is the visual ..., the 0th column is
+ * the visual ..."). */
+static void exif_stored_at(int o, int X, int Y, int pw, int ph, int *a, int *b) {
+    switch (o) {
+    case 2: *a = pw - 1 - X, *b = Y; break;          /* row 0 top, column 0 right */
+    case 3: *a = pw - 1 - X, *b = ph - 1 - Y; break; /* row 0 bottom, column 0 right */
+    case 4: *a = X, *b = ph - 1 - Y; break;          /* row 0 bottom, column 0 left */
+    case 5: *a = Y, *b = X; break;                   /* row 0 left, column 0 top */
+    case 6: *a = Y, *b = pw - 1 - X; break;          /* row 0 right, column 0 top */
+    case 7: *a = ph - 1 - Y, *b = pw - 1 - X; break; /* row 0 right, column 0 bottom */
+    case 8: *a = ph - 1 - Y, *b = X; break;          /* row 0 left, column 0 bottom */
+    default: *a = X, *b = Y; break;                  /* 1: row 0 top, column 0 left */
+    }
+}
+
+/* A picture px (ph, pw, c channels) as a camera with orientation o stores it: a new buffer
+ * (*sh, *sw, c). */
+static uint8_t *exif_store(const uint8_t *px, int pw, int ph, int c, int o, int *sw, int *sh) {
+    *sw = o >= 5 ? ph : pw, *sh = o >= 5 ? pw : ph;
+    uint8_t *st = malloc((size_t)pw * ph * c);
+    RENDER_CHECK(st);
+    for (int Y = 0; Y < ph; Y++)
+        for (int X = 0; X < pw; X++) {
+            int a, b;
+            exif_stored_at(o, X, Y, pw, ph, &a, &b);
+            memcpy(st + ((size_t)b * *sw + a) * c, px + ((size_t)Y * pw + X) * c, (size_t)c);
+        }
+    return st;
+}
+
+/* v as a size-byte unsigned integer at f, big-endian or little-endian. */
+static void put_uint(uint8_t *f, uint32_t v, int size, int big) {
+    for (int i = 0; i < size; i++) f[i] = (uint8_t)(v >> (8 * (big ? size - 1 - i : i)));
+}
+
+/* A JPEG APP1 segment holding EXIF with one tag, Orientation = o: FF E1, its length, "Exif\0\0",
+ * a TIFF header in Motorola (big) or Intel byte order, IFD0 with the one entry (SHORT, count 1),
+ * no next IFD. 36 bytes; the TIFF part (an eXIf chunk's content) starts at byte 10. */
+static void exif_app1(uint8_t seg[36], int o, int big) {
+    memset(seg, 0, 36);
+    seg[0] = 0xff, seg[1] = 0xe1, seg[3] = 34; /* the length counts itself, not the marker */
+    memcpy(seg + 4, "Exif\0\0", 6);
+    uint8_t *tiff = seg + 10;
+    memcpy(tiff, big ? "MM" : "II", 2);
+    put_uint(tiff + 2, 42, 2, big);
+    put_uint(tiff + 4, 8, 4, big); /* IFD0 right after the header */
+    uint8_t *ifd = tiff + 8;
+    put_uint(ifd, 1, 2, big);          /* one entry: */
+    put_uint(ifd + 2, 0x0112, 2, big); /*   tag Orientation */
+    put_uint(ifd + 4, 3, 2, big);      /*   type SHORT */
+    put_uint(ifd + 6, 1, 4, big);      /*   count 1 */
+    put_uint(ifd + 10, (uint32_t)o, 2, big); /* value, in the first 2 of 4 bytes; next IFD 0 */
+}
+
+/* m (a JPEG) with an EXIF APP1 segment for orientation o inserted after its SOI marker. */
+static void jpeg_add_exif(struct mem *m, int o, int big) {
+    uint8_t seg[36];
+    exif_app1(seg, o, big);
+    RENDER_CHECK(m->len >= 2 && m->p[0] == 0xff && m->p[1] == 0xd8);
+    struct mem n = {0};
+    mem_put(&n, m->p, 2);
+    mem_put(&n, seg, 36);
+    mem_put(&n, m->p + 2, (int)(m->len - 2));
+    free(m->p);
+    *m = n;
+}
 
 /* Bilinear sample of a 28x28 digit at (u,v) in MNIST pixel units, 0 outside. */
 static double sample(const uint8_t *d, double u, double v) {
@@ -182,7 +254,13 @@ static struct mem render_photo(const uint8_t *d, const struct photo *ph) {
             }
         }
     struct mem m = {0};
-    if (ph->quality > 0) {
+    if (ph->quality > 0 && ph->orientation > 1) {
+        int sw, sh;
+        uint8_t *st = exif_store(rgb, w, h, 3, ph->orientation, &sw, &sh);
+        RENDER_CHECK(stbi_write_jpg_to_func(mem_put, &m, sw, sh, 3, st, ph->quality));
+        jpeg_add_exif(&m, ph->orientation, ph->orientation & 1);
+        free(st);
+    } else if (ph->quality > 0) {
         RENDER_CHECK(stbi_write_jpg_to_func(mem_put, &m, w, h, 3, rgb, ph->quality));
     } else {
         char head[64];
@@ -193,6 +271,69 @@ static struct mem render_photo(const uint8_t *d, const struct photo *ph) {
     free(rgb);
     free(ink);
     return m;
+}
+
+/* ---- pen strokes ------------------------------------------------------------------------- */
+
+/* A glyph: up to 8 straight strokes, (x0, y0, x1, y1) each, in a unit box (0,0 top left). */
+struct glyph {
+    const char *name;
+    int n;
+    double seg[8][4];
+};
+static const struct glyph glyphs[] = {
+    {"7", 2, {{0.15, 0.1, 0.85, 0.1}, {0.85, 0.1, 0.4, 0.9}}},
+    {"1", 2, {{0.55, 0.1, 0.55, 0.9}, {0.55, 0.1, 0.35, 0.3}}},
+    {"4", 3, {{0.65, 0.9, 0.65, 0.1}, {0.65, 0.1, 0.2, 0.65}, {0.2, 0.65, 0.85, 0.65}}},
+    {"X", 2, {{0.15, 0.1, 0.85, 0.9}, {0.85, 0.1, 0.15, 0.9}}},
+    {"A", 3, {{0.15, 0.9, 0.5, 0.1}, {0.5, 0.1, 0.85, 0.9}, {0.3, 0.58, 0.7, 0.58}}},
+    {"H", 3, {{0.2, 0.1, 0.2, 0.9}, {0.8, 0.1, 0.8, 0.9}, {0.2, 0.5, 0.8, 0.5}}},
+    {"K", 3, {{0.25, 0.1, 0.25, 0.9}, {0.8, 0.1, 0.25, 0.55}, {0.4, 0.45, 0.8, 0.9}}},
+    {"M", 4, {{0.15, 0.9, 0.15, 0.1}, {0.15, 0.1, 0.5, 0.6}, {0.5, 0.6, 0.85, 0.1}, {0.85, 0.1, 0.85, 0.9}}},
+    {"W", 4, {{0.1, 0.1, 0.3, 0.9}, {0.3, 0.9, 0.5, 0.35}, {0.5, 0.35, 0.7, 0.9}, {0.7, 0.9, 0.9, 0.1}}},
+    {"E", 4, {{0.25, 0.1, 0.25, 0.9}, {0.25, 0.1, 0.8, 0.1}, {0.25, 0.5, 0.7, 0.5}, {0.25, 0.9, 0.8, 0.9}}},
+};
+
+/* Distance from (x,y) to the segment (x0,y0)-(x1,y1). */
+static double segment_distance(double x, double y, const double s[4]) {
+    const double dx = s[2] - s[0], dy = s[3] - s[1], len2 = dx * dx + dy * dy;
+    double t = len2 > 0 ? ((x - s[0]) * dx + (y - s[1]) * dy) / len2 : 0;
+    t = t < 0 ? 0 : t > 1 ? 1 : t;
+    const double ex = s[0] + t * dx - x, ey = s[1] + t * dy - y;
+    return sqrt(ex * ex + ey * ey);
+}
+
+/* Draw glyph g with a pen `width` px wide into the box (bx, by, bw, bh) of a gray canvas
+ * (h, w): coverage = clamp(width/2 + 0.5 - distance, 0, 1), so a 1 px pen covers one pixel
+ * across. Ink is black on white, or white on black with light_on_dark; strokes only darken
+ * (or lighten) what is there, so several glyphs can share a canvas. */
+static void draw_glyph(uint8_t *canvas, int w, int h, const struct glyph *g, double bx,
+                       double by, double bw, double bh, double width, int light_on_dark) {
+    const double r = width / 2 + 0.5;
+    for (int k = 0; k < g->n; k++) {
+        const double s[4] = {bx + g->seg[k][0] * bw, by + g->seg[k][1] * bh,
+                             bx + g->seg[k][2] * bw, by + g->seg[k][3] * bh};
+        const int x0 = (int)fmax(0, floor(fmin(s[0], s[2]) - r - 1));
+        const int x1 = (int)fmin(w - 1, ceil(fmax(s[0], s[2]) + r + 1));
+        const int y0 = (int)fmax(0, floor(fmin(s[1], s[3]) - r - 1));
+        const int y1 = (int)fmin(h - 1, ceil(fmax(s[1], s[3]) + r + 1));
+        for (int y = y0; y <= y1; y++)
+            for (int x = x0; x <= x1; x++) {
+                double cov = r - segment_distance(x + 0.5, y + 0.5, s);
+                cov = cov < 0 ? 0 : cov > 1 ? 1 : cov;
+                uint8_t *p = &canvas[(size_t)y * w + x];
+                const int v = light_on_dark ? (int)lround(255 * cov) : (int)lround(255 * (1 - cov));
+                if (light_on_dark ? v > *p : v < *p) *p = (uint8_t)v;
+            }
+    }
+}
+
+/* A blank canvas (h, w): white, or black with light_on_dark. */
+static uint8_t *blank_canvas(int w, int h, int light_on_dark) {
+    uint8_t *c = malloc((size_t)w * h);
+    RENDER_CHECK(c);
+    memset(c, light_on_dark ? 0 : 255, (size_t)w * h);
+    return c;
 }
 
 #pragma GCC diagnostic pop

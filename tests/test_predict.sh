@@ -2,7 +2,8 @@
 # `mnist predict` end to end on user-like images (for "my own digit is predicted wrong").
 #  1. A model trained briefly (fast preset, 30,000 images, 2 epochs, affine augmentation)
 #     classifies 500 MNIST test digits rendered as photos, scans and drawings
-#     (bench/predict_accuracy) within one point of its accuracy on the same digits as IDX.
+#     (bench/predict_accuracy) within one point of its accuracy on the same digits as IDX,
+#     and 100 of them stored sideways with EXIF orientation 6, as a phone stores a portrait.
 #  2. Raw 28x28 MNIST digits written as PGM get the same prediction as `mnist eval`.
 #  3. One bad file among good ones: the others are still classified, exit status 1 at the end.
 #  4. A blank page is "no digit found", never a digit.
@@ -25,6 +26,12 @@ res=$(BUILD="$build" bench/predict_accuracy "$tmp/m.model" 500 0)
 echo "  $res"
 python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if r["difference_points"] <= 1.0 and r["predict_accuracy"] >= 0.95 else 1)' "$res"
 check "user-like renderings within 1 point of IDX accuracy (and >= 95%)" $?
+
+# the same kind of photos stored as a phone held upright stores them (EXIF Orientation 6)
+res=$(BUILD="$build" bench/predict_accuracy "$tmp/m.model" 100 0 6)
+echo "  $res"
+python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if r["orientation"] == 6 and r["difference_points"] <= 1.0 and r["predict_accuracy"] >= 0.95 else 1)' "$res"
+check "portrait phone photos (EXIF orientation 6): within 1 point of IDX accuracy" $?
 
 # raw digits 0..99 as PGM, straight from the IDX file
 python3 - "$tmp/raw" <<'PY'

@@ -2,12 +2,14 @@
  * render_digits.c - render MNIST test digits as a person would photograph them, for
  * measuring `mnist predict` on user-like images (bench/predict_accuracy, tests/test_predict.sh).
  *
- * Usage: build/tools/render_digits MNIST_DIR OUT_DIR N [FIRST]
- * Writes OUT_DIR/t10k-IIIII.{jpg,png} for t10k digits FIRST .. FIRST+N-1 and
+ * Usage: build/tools/render_digits MNIST_DIR OUT_DIR N [FIRST [ORIENTATION]]
+ * Writes OUT_DIR/t10k-IIIII.{jpg,ppm} for t10k digits FIRST .. FIRST+N-1 and
  * OUT_DIR/labels.txt ("file label" per line). The styles cycle through: a phone photo of ink
  * on tinted, unevenly lit paper (JPEG), the same with a hard shadow, a page on a dark desk,
  * light strokes on a dark canvas (a drawing app), and a clean flat scan (lossless PPM) - each at a
  * random size and place on a larger canvas, with noise and blur (tests/render.h).
+ * With ORIENTATION (1..8), every JPEG is stored turned as a camera with that EXIF Orientation
+ * stores it, and carries the tag (6: a phone held upright); the PPM scans stay upright.
  * Deterministic: the same arguments give the same files.
  */
 #include <stdio.h>
@@ -19,11 +21,16 @@
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: render_digits MNIST_DIR OUT_DIR N [FIRST]\n");
+        fprintf(stderr, "usage: render_digits MNIST_DIR OUT_DIR N [FIRST [ORIENTATION]]\n");
         return 2;
     }
     const char *out = argv[2];
     const int n = atoi(argv[3]), first = argc > 4 ? atoi(argv[4]) : 0;
+    const int orientation = argc > 5 ? atoi(argv[5]) : 1;
+    if (orientation < 1 || orientation > 8) {
+        fprintf(stderr, "render_digits: ORIENTATION %s is not 1..8\n", argv[5]);
+        return 2;
+    }
     struct cnn_dataset ds;
     if (cnn_dataset_load_dir(argv[1], "test", &ds) != CNN_OK) {
         fprintf(stderr, "render_digits: %s\n", cnn_errmsg());
@@ -54,7 +61,8 @@ int main(int argc, char **argv) {
         if (style == 1) ph.shadow = 0.4, ph.ramp = 0.6;
         if (style == 2) ph.desk = 0.1, ph.w = 240, ph.h = 190;
         if (style == 3) ph.light_on_dark = 1;
-        if (style == 4) ph.quality = 0, ph.noise = 2, ph.ramp = 0.1; /* a scan, written as PNG */
+        if (style == 4) ph.quality = 0, ph.noise = 2, ph.ramp = 0.1; /* a scan, written as PPM */
+        ph.orientation = orientation;
         struct mem m = render_photo(ds.images + (size_t)i * 784, &ph);
         const char *ext = ph.quality ? "jpg" : "ppm";
         snprintf(path, sizeof path, "%s/t10k-%05d.%s", out, i, ext);

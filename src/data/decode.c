@@ -29,9 +29,9 @@
  * 8-bit files with a gAMA chunk would no longer match what stb gave; (3) it writes the whole
  * image into a caller buffer of 2-4 bytes per pixel. Transforms: palette to RGB, gray below 8
  * bits to 8 (scaled: 1 -> 255, as stb), tRNS to an alpha channel, 16 bits to 8 by the high byte
- * (as stb). Every ancillary chunk but tRNS is skipped unparsed, only its CRC checked (no text
- * or ICC decompression), so the chunk cache and per-chunk allocation limits are only a second
- * line. A CRC error in any chunk, critical or ancillary, is an error (libpng's default only
+ * (as stb). Every ancillary chunk but tRNS and eXIf is skipped unparsed, only its CRC checked
+ * (no text or ICC decompression), so the chunk cache and per-chunk allocation limits are only a
+ * second line. A CRC error in any chunk, critical or ancillary, is an error (libpng's default only
  * warns for ancillary ones), and so is a zlib error in the image data, Adler-32 included.
  * libpng's warnings and "benign errors" (extra data after the image, an oversized chunk we
  * skip) are kept for the message but tolerated: they concern chunks we skip or bytes after the
@@ -55,6 +55,15 @@
  * hand-made scan scripts while a hostile file cannot make one image cost thousands of passes
  * (256 scans of a 4-megapixel gray image decode in about 0.2 s). With at most 4 components and
  * the pixel limit, a progressive file's coefficient buffers are at most 8 bytes per pixel.
+ *
+ * Orientation. A phone stores a portrait photo's pixels as the sensor read them, sideways,
+ * and says in the EXIF Orientation tag (0x0112, 1..8) how to turn them upright. Both decoders
+ * keep the EXIF block (JPEG: the APP1 segment that starts "Exif\0\0"; PNG: an eXIf chunk
+ * before the image data), libexif reads the tag, and the image handed over is upright: rows
+ * and columns swapped and/or mirrored as the tag says (exif_upright). A missing, unreadable or
+ * out-of-range tag means 1, as it does for every viewer: a broken EXIF block never fails a
+ * decode. libexif is told not to "fix" the data to the specification (that adds entries) and
+ * reads no more than the marker's 64 KB.
  */
 #include <setjmp.h>
 #include <stdio.h> /* jpeglib.h uses FILE and size_t without including them */
@@ -63,6 +72,7 @@
 
 #include <jerror.h>
 #include <jpeglib.h>
+#include <libexif/exif-data.h>
 #include <png.h>
 
 #include "internal.h"
@@ -101,9 +111,72 @@ void cnn_decode_gray(uint8_t *restrict gray, const uint8_t *restrict px, size_t 
     }
 }
 
-/* The end of a decode: on success out takes the pixels, on failure they are freed (out stays
- * zeroed). Returns rc. */
-static int hand_over(int rc, int w, int h, uint8_t *gray, struct cnn_image *out) {
+/* ---- EXIF orientation ----------------------------------------------------------------------- */
+
+/* The Orientation tag (1..8) of an EXIF block: exif (n) starts with "Exif\0\0" and a TIFF
+ * header. 1 (as stored) when there is no block, no tag, or a value outside 1..8. */
+static int exif_orientation(const uint8_t *exif, size_t n) {
+    if (!exif || n < 14 || n > 0xffff || memcmp(exif, "Exif\0\0", 6) != 0) return 1;
+    ExifData *ed = exif_data_new();
+    if (!ed) return 1;
+    exif_data_unset_option(ed, EXIF_DATA_OPTION_FOLLOW_SPECIFICATION);
+    exif_data_load_data(ed, exif, (unsigned int)n);
+    int o = 1;
+    ExifEntry *e = exif_content_get_entry(ed->ifd[EXIF_IFD_0], EXIF_TAG_ORIENTATION);
+    if (e && e->format == EXIF_FORMAT_SHORT && e->components >= 1 && e->data && e->size >= 2) {
+        const int v = exif_get_short(e->data, exif_data_get_byte_order(ed));
+        if (v >= 1 && v <= 8) o = v;
+    }
+    exif_data_unref(ed);
+    return o;
+}
+
+/* The stored image g (h,w) turned upright as EXIF orientation o says: out (oh,ow), where
+ * (ow,oh) = (h,w) for o = 5..8 (the stored rows are the picture's columns). Output pixel
+ * (X,Y) reads stored (a,b) = (X,Y), or (Y,X) when transposed, with a mirrored to w-1-a and/or b
+ * to h-1-b:
+ *   o  transposed  mirror a  mirror b   what the viewer does
+ *   1      -          -         -       nothing
+ *   2      -          x         -       mirror left-right
+ *   3      -          x         x       rotate 180
+ *   4      -          -         x       mirror top-bottom
+ *   5      x          -         -       transpose
+ *   6      x          -         x       rotate 90 clockwise (a phone held upright)
+ *   7      x          x         x       transverse
+ *   8      x          x         -       rotate 90 anticlockwise
+ * Returns the new buffer (g is then freed) or NULL when out of memory (g untouched). */
+static uint8_t *exif_upright(uint8_t *g, int *w, int *h, int o) {
+    static const uint8_t transposed[9] = {0, 0, 0, 0, 0, 1, 1, 1, 1};
+    static const uint8_t mirror_a[9] = {0, 0, 1, 1, 0, 0, 0, 1, 1};
+    static const uint8_t mirror_b[9] = {0, 0, 0, 1, 1, 0, 1, 1, 0};
+    const size_t sw = (size_t)*w, sh = (size_t)*h;
+    const int t = transposed[o];
+    const size_t ow = t ? sh : sw, oh = t ? sw : sh;
+    uint8_t *out = malloc(sw * sh);
+    if (!out) return NULL;
+    for (size_t y = 0; y < oh; y++) {
+        for (size_t x = 0; x < ow; x++) {
+            size_t a = t ? y : x, b = t ? x : y;
+            if (mirror_a[o]) a = sw - 1 - a;
+            if (mirror_b[o]) b = sh - 1 - b;
+            out[y * ow + x] = g[b * sw + a];
+        }
+    }
+    free(g);
+    *w = (int)ow;
+    *h = (int)oh;
+    return out;
+}
+
+/* The end of a decode: on success out takes the pixels, turned upright as EXIF orientation o
+ * (1..8) says; on failure they are freed (out stays zeroed). Returns rc. */
+static int hand_over(int rc, int w, int h, uint8_t *gray, int o, const char *name,
+                     struct cnn_image *out) {
+    if (rc == CNN_OK && o != 1) {
+        uint8_t *up = exif_upright(gray, &w, &h, o);
+        if (!up) rc = cnn_fail(CNN_ERR_NOMEM, "%s: cannot allocate a %dx%d image", name, w, h);
+        else gray = up;
+    }
     if (rc != CNN_OK) {
         free(gray);
         return rc;
@@ -128,6 +201,7 @@ struct png_job {
     uint8_t *gray; /* (h, w) out */
     uint8_t *rows; /* one decoded row, or all of them for an interlaced image */
     int w, h;
+    int orientation; /* EXIF, 1..8, from an eXIf chunk before the image data */
 };
 
 static void png_read_mem(png_structp png, png_bytep dst, size_t n) {
@@ -158,6 +232,21 @@ static int png_failed(const struct png_job *job, const char *name) {
     return cnn_fail(CNN_ERR_FORMAT, "%s: corrupt PNG (%s)", name, job->error);
 }
 
+/* The EXIF orientation of an eXIf chunk read with the header (its TIFF data, without the
+ * "Exif\0\0" that a JPEG's APP1 segment puts first); 1 without one. */
+static int png_orientation(png_structp png, png_infop info) {
+    png_uint_32 n = 0;
+    png_bytep tiff = NULL;
+    if (!png_get_eXIf_1(png, info, &n, &tiff) || !tiff || n < 8 || n > 0xfff0) return 1;
+    uint8_t *exif = malloc((size_t)n + 6);
+    if (!exif) return 1;
+    memcpy(exif, "Exif\0\0", 6);
+    memcpy(exif + 6, tiff, n);
+    const int o = exif_orientation(exif, (size_t)n + 6);
+    free(exif);
+    return o;
+}
+
 /* Header, transforms, then every row (every pass of an interlaced image), converted to gray
  * once complete. Calls setjmp: on a libpng error returns through png_failed. */
 static int png_run(struct png_job *job, const char *name) {
@@ -172,8 +261,10 @@ static int png_run(struct png_job *job, const char *name) {
     png_set_crc_action(png, PNG_CRC_ERROR_QUIT, PNG_CRC_ERROR_QUIT);
     /* every chunk libpng knows but IHDR, PLTE, tRNS, IDAT, IEND, and all unknown ones */
     png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, NULL, -1);
+    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_AS_DEFAULT, (png_const_bytep) "eXIf", 1);
     png_set_read_fn(png, job, png_read_mem);
     png_read_info(png, info);
+    job->orientation = png_orientation(png, info);
     const png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
     if ((uint64_t)w * h > (uint64_t)CNN_IMAGE_MAX_PIXELS)
         return cnn_fail(CNN_ERR_LIMIT, "%s: image is %ux%u, over the limit of %ld pixels", name,
@@ -234,7 +325,7 @@ int cnn_decode_png(const uint8_t *buf, size_t len, const char *name, struct cnn_
                       : cnn_fail(CNN_ERR_NOMEM, "%s: cannot allocate a PNG decoder", name);
     png_destroy_read_struct(job.png ? &job.png : NULL, job.info ? &job.info : NULL, NULL);
     free(job.rows);
-    return hand_over(rc, job.w, job.h, job.gray, out);
+    return hand_over(rc, job.w, job.h, job.gray, job.orientation ? job.orientation : 1, name, out);
 }
 
 /* ---- JPEG --------------------------------------------------------------------------------- */
@@ -251,6 +342,7 @@ struct jpeg_job {
     uint8_t *gray; /* (h, w) out */
     uint8_t *row;  /* one RGB or CMYK row, NULL for gray output */
     int w, h;
+    int orientation; /* EXIF, 1..8, from an APP1 "Exif" segment */
 };
 
 static void jpeg_on_error(j_common_ptr c) {
@@ -332,7 +424,14 @@ static int jpeg_run(struct jpeg_job *job, const uint8_t *buf, size_t len, const 
     jpeg_create_decompress(c);
     c->progress = &job->progress;
     jpeg_mem_src(c, buf, (unsigned long)len);
+    jpeg_save_markers(c, JPEG_APP0 + 1, 0xffff);
     jpeg_read_header(c, TRUE);
+    job->orientation = 1;
+    for (jpeg_saved_marker_ptr m = c->marker_list; m; m = m->next)
+        if (m->marker == JPEG_APP0 + 1 && m->data_length >= 6 && !memcmp(m->data, "Exif\0\0", 6)) {
+            job->orientation = exif_orientation(m->data, m->data_length);
+            break;
+        }
     const JDIMENSION w = c->image_width, h = c->image_height;
     if ((uint64_t)w * h > (uint64_t)CNN_IMAGE_MAX_PIXELS)
         return cnn_fail(CNN_ERR_LIMIT, "%s: image is %ux%u, over the limit of %ld pixels", name,
@@ -377,5 +476,5 @@ int cnn_decode_jpeg(const uint8_t *buf, size_t len, const char *name, struct cnn
     const int rc = jpeg_run(&job, buf, len, name);
     jpeg_destroy_decompress(&job.cinfo); /* also when creation failed: nothing to free then */
     free(job.row);
-    return hand_over(rc, job.w, job.h, job.gray, out);
+    return hand_over(rc, job.w, job.h, job.gray, job.orientation ? job.orientation : 1, name, out);
 }

@@ -29,7 +29,9 @@
  *      then a grey-scale opening (min, then max) 30% of the image wide, which removes ink
  *      (narrower) and keeps the lighting (wider): linear ramps, vignettes, a shadow's edge.
  *      The grid is padded with its own edge values first so that light falling off towards an
- *      edge is followed too. Where neighbouring cells jump (a shadow's or the page's edge) the
+ *      edge is followed too, except where a cell on the edge holds a stroke running along it
+ *      (a sharp, ink-deep drop inwards: the bar of a 7 touching the top), which would
+ *      otherwise become background and vanish. Where neighbouring cells jump (a shadow's or the page's edge) the
  *      brighter side is taken, so the edge itself never reads as ink. For dark ink the
  *      difference is divided by the paper's brightness (a photo shows lighting x reflectance),
  *      so ink in a shadow counts as much as ink in the light.
@@ -54,7 +56,8 @@
  *      (14,14), rounded to whole pixels as MNIST did; anything shifted off the edge is clipped.
  * Known limits: the page must fill most of the picture (a page covering less than about half
  * of it, on a dark desk, reads as light ink on a dark background); a ruled line through the
- * digit joins it; of two digits, the heavier one is taken.
+ * digit joins it; a stroke along 80% or more of an edge (a 7 cropped right at its bar) reads
+ * as the page's edge; of two digits, the heavier one is taken.
  *
  * Decoding (cnn_image_decode) sniffs the format from the first bytes. PNG goes to libpng and
  * JPEG to libjpeg-turbo (decode.c says why not stb, and how each is bounded); BMP, GIF (first
@@ -91,6 +94,7 @@
 #define BG_STEP 24.0f                      /* a jump between cells: an edge, not a gradient */
 #define VOTE_RATIO 2.5                     /* ink vs its cell's median, for the polarity vote */
 #define MIN_CONTRAST 20.0f                 /* strong ink must differ this much from paper */
+#define RANGE_PIXELS 64                    /* ... over at least this many pixels */
 #define NOISE_FG 3.0f                      /* sigmas: pixels counted when estimating S */
 #define NOISE_T 3.5f                       /* sigmas: ink threshold floor */
 #define NOISE_S 6.0f                       /* sigmas: S below this is noise, not ink */
@@ -342,9 +346,12 @@ static int polarity_vote(const uint8_t *v, int w, int h, int cells) {
  * Ink is the minority wherever it is, so next to the median of its own cell it is an outlier
  * on one side only (see polarity_vote). Cells must be larger than the strokes, or a bold
  * digit's paper votes the wrong way: the 2x2 grid votes first, the 4x4 grid when that is
- * unclear. When both are unclear (faint pencil, low contrast) the border ring decides: its
- * median is the paper, light when nearer the 99.5% quantile of the image than the 0.5% one.
- * *range gets the spread between those quantiles. */
+ * unclear. When both are unclear (faint pencil, low contrast, or strokes so thin that the
+ * work image's averaging left them at half contrast) the border ring decides: its median is the
+ * paper, light when nearer the image's lightest pixels than its darkest. "Lightest" and
+ * "darkest" are the 0.5% quantiles, or the RANGE_PIXELS-th pixel from either end when that is
+ * less: a 1 px stroke on a big canvas covers far less than 0.5% of it, and must still count.
+ * *range gets the spread between the two. */
 static int ink_is_dark(const uint8_t *v, int w, int h, int *range) {
     size_t all[256] = {0}, ring[256] = {0};
     const int m = (w < h ? w : h) / 32 + 1;
@@ -359,7 +366,8 @@ static int ink_is_dark(const uint8_t *v, int w, int h, int *range) {
     size_t n_ring = 0;
     for (int b = 0; b < 256; b++) n_ring += ring[b];
     const size_t n = (size_t)w * (size_t)h;
-    const int lo = hist_quantile(all, 256, n, 0.005), hi = hist_quantile(all, 256, n, 0.995);
+    const double q = fmin(0.005, (double)RANGE_PIXELS / (double)n);
+    const int lo = hist_quantile(all, 256, n, q), hi = hist_quantile(all, 256, n, 1.0 - q);
     const int b = hist_quantile(ring, 256, n_ring, 0.5);
     *range = hi - lo;
     int vote = polarity_vote(v, w, h, 2);
@@ -438,6 +446,56 @@ struct cells {
     float *pad, *tmp; /* (ph,pw) */
 };
 
+/* Whether ink (a band of value `band`, ink bright) over paper (value `paper`) is a stroke and
+ * not a shadow: by ratios, as polarity_vote, since light multiplies. Dark ink (the values are
+ * inverted) takes 65-90% of the light away, a shadow rarely more than half. */
+static int ink_step(float band, float paper, int dark) {
+    if (dark) return (263.0f - band) * (float)VOTE_RATIO < 263.0f - paper;
+    return band + 8.0f > (paper + 8.0f) * (float)VOTE_RATIO;
+}
+
+/* Step 2a. The values the grid c->g is padded with along each edge e (0 top, 1 bottom, 2 left,
+ * 3 right): min(cell, median of the 2r+1 edge cells around it), so a stroke crossing the edge
+ * is not stretched into a plateau. A stroke running along the edge (the bar of a 7 touching
+ * the top) is wider than that median and would become background, and vanish: so where the
+ * cells drop sharply (by more than BG_STEP between neighbours, to a level that makes the edge
+ * cell ink rather than shadow: ink_step) within a third of the grid inwards, the edge cell
+ * holds a band, and the padding takes the level past the drop. Unless
+ * such bands cover >= 80% of the edge: that is the page's edge on a desk, or a shadow's,
+ * which the background must follow, and a stroke that long reads as one. */
+static void edge_padding(struct cells *c, int dark) {
+    const int gw = c->gw, gh = c->gh, r = c->r;
+    for (int e = 0; e < 4; e++) {
+        const int len = e < 2 ? gw : gh, step = e < 2 ? 1 : gw;
+        const int depth_max = (e < 2 ? gh : gw) / 3;
+        const int inward = e == 0 ? gw : e == 1 ? -gw : e == 2 ? 1 : -1;
+        const float *line = e == 0   ? c->g
+                            : e == 1 ? c->g + (gh - 1) * gw
+                            : e == 2 ? c->g
+                                     : c->g + gw - 1;
+        float *past = c->tmp; /* the level past a band's drop, or -1: no band */
+        int banded = 0;
+        for (int i = 0; i < len; i++) {
+            const int lo = i - r < 0 ? 0 : i - r, hi = i + r >= len ? len - 1 : i + r;
+            const float med = median_strided(line + lo * step, hi - lo + 1, step);
+            c->edge[e][i] = fminf(line[i * step], med);
+            const float *cell = line + i * step;
+            past[i] = -1.0f;
+            for (int k = 1; k <= depth_max; k++) {
+                if (ink_step(cell[0], cell[k * inward], dark) &&
+                    cell[(k - 1) * inward] - cell[k * inward] > BG_STEP) {
+                    past[i] = cell[k * inward];
+                    banded++;
+                    break;
+                }
+            }
+        }
+        if (5 * banded >= 4 * len) continue;
+        for (int i = 0; i < len; i++)
+            if (past[i] >= 0.0f) c->edge[e][i] = fminf(c->edge[e][i], past[i]);
+    }
+}
+
 /* Step 2. Background of v (h,w) (ink bright). Cells: block medians; a cell where paper is the
  * majority holds the paper's level whatever ink it has. Ink-majority cells (inside strokes) are
  * removed by a grey-scale opening (erosion, then dilation) with a square BG_OPEN of the longer
@@ -468,19 +526,7 @@ static int subtract_background(const uint8_t *v, int w, int h, struct cells *c, 
             c->g[gy * gw + gx] = (float)hist_quantile(hist, 256, cnt, 0.5);
         }
     }
-    /* Padding values along each edge: min(cell, median of the 2r+1 edge cells around it). */
-    for (int e = 0; e < 4; e++) {
-        const int len = e < 2 ? gw : gh, step = e < 2 ? 1 : gw;
-        const float *line = e == 0   ? c->g
-                            : e == 1 ? c->g + (gh - 1) * gw
-                            : e == 2 ? c->g
-                                     : c->g + gw - 1;
-        for (int i = 0; i < len; i++) {
-            const int lo = i - r < 0 ? 0 : i - r, hi = i + r >= len ? len - 1 : i + r;
-            const float med = median_strided(line + lo * step, hi - lo + 1, step);
-            c->edge[e][i] = fminf(line[i * step], med);
-        }
-    }
+    edge_padding(c, relative);
     for (int py = 0; py < c->ph; py++) {
         const int gy = py - 2 * r;
         const int cy = gy < 0 ? 0 : gy >= gh ? gh - 1 : gy;
