@@ -21,7 +21,10 @@ static void usage(FILE *f) {
           "light paper or light on dark. A directory means every image in it; - reads stdin.\n"
           "  --model FILE              a trained model (required)\n"
           "  --top K                   probabilities listed per image (default 3)\n"
-          "  --json                    one JSON object per image: file, label, confidence, top\n"
+          "  --json                    one JSON object per image: file, label, confidence, top,\n"
+          "                            unsure, reason, digits\n"
+          "  --min-confidence P        below this probability the answer is \"unsure\" (0..1,\n"
+          "                            default 0.35); so is a picture of several digits\n"
           "  --show                    print the 28x28 image the model saw, as text\n"
           "  --save-preprocessed DIR   write those 28x28 images as PNG files, DIR/NAME.png\n"
           "                            (a NAME seen twice: NAME-2.png, NAME-3.png, ...)\n",
@@ -39,6 +42,7 @@ struct opts {
     struct cnn_model *net;
     struct cnn_ctx *ctx; /* one image at a time */
     int top, json, show;
+    float min_confidence;
     const char *save_dir;
     struct saved_names *saved;
 };
@@ -104,15 +108,57 @@ static int save_png(const struct opts *o, const char *name, const uint8_t *px) {
     return 0;
 }
 
+/* The classes of probs (k of them) by probability, most probable first, into order. */
+static void rank_classes(const float *probs, int k, int *order) {
+    for (int i = 0; i < k; i++) order[i] = i;
+    for (int i = 0; i < k; i++) /* selection sort by probability, k is 10 */
+        for (int j = i + 1; j < k; j++)
+            if (probs[order[j]] > probs[order[i]]) {
+                const int t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
+}
+
+/* One image's answer: the best class, or "unsure" with the reason and the best guess. */
+static void print_answer(const struct opts *o, const char *name, const float *probs,
+                         const int *order, int k, const struct cnn_image_found *found) {
+    const int top = o->top < k ? o->top : k;
+    char why[96];
+    const int unsure = cli_unsure(probs, k, found->objects, o->min_confidence, why, sizeof why);
+    if (o->json) {
+        printf("{\"file\":");
+        cli_json_str(stdout, name);
+        printf(",\"label\":%d,\"confidence\":%.6f,\"top\":[", order[0], (double)probs[order[0]]);
+        for (int i = 0; i < top; i++)
+            printf("%s{\"label\":%d,\"p\":%.6f}", i ? "," : "", order[i], (double)probs[order[i]]);
+        printf("],\"unsure\":%s", unsure ? "true" : "false");
+        if (unsure) printf(",\"reason\":\"%s\"", why);
+        printf(",\"digits\":%d,\"box\":[%d,%d,%d,%d]}\n", found->objects, found->x0, found->y0,
+               found->x1, found->y1);
+        return;
+    }
+    if (unsure)
+        printf("%s: unsure, %s; best guess %d (%.1f%%)  top:", name, why, order[0],
+               100.0 * probs[order[0]]);
+    else
+        printf("%s: %d (%.1f%%)  top:", name, order[0], 100.0 * probs[order[0]]);
+    for (int i = 0; i < top; i++)
+        printf("%s %d %.1f%%", i ? "," : "", order[i], 100.0 * probs[order[i]]);
+    printf("\n");
+}
+
 /* Classify one decoded image and print the result. Returns 0 or 1 (error). */
 static int classify(const struct opts *o, const char *name, const struct cnn_image *img) {
     uint8_t px[28 * 28];
-    const int rc = cnn_image_to_mnist(img, px);
+    struct cnn_image_found found = {sizeof found, 0, 0, 0, 0, 0};
+    const int rc = cnn_image_to_mnist_found(img, px, &found);
     if (rc == CNN_ERR_NODIGIT) {
         if (o->json) {
             printf("{\"file\":");
             cli_json_str(stdout, name);
-            printf(",\"label\":null,\"confidence\":0,\"top\":[],\"note\":\"no digit found\"}\n");
+            printf(",\"label\":null,\"confidence\":0,\"top\":[],\"unsure\":true,"
+                   "\"reason\":\"no digit found\",\"digits\":0,\"note\":\"no digit found\"}\n");
         } else {
             printf("%s: no digit found\n", name);
         }
@@ -130,28 +176,8 @@ static int classify(const struct opts *o, const char *name, const struct cnn_ima
     const int k = cnn_model_n_classes(o->net) < CNN_MAX_CLASSES ? cnn_model_n_classes(o->net)
                                                               : CNN_MAX_CLASSES;
     int order[CNN_MAX_CLASSES] = {0};
-    for (int i = 0; i < k; i++) order[i] = i;
-    for (int i = 0; i < k; i++) /* selection sort by probability, k is 10 */
-        for (int j = i + 1; j < k; j++)
-            if (probs[order[j]] > probs[order[i]]) {
-                const int t = order[i];
-                order[i] = order[j];
-                order[j] = t;
-            }
-    const int top = o->top < k ? o->top : k;
-    if (o->json) {
-        printf("{\"file\":");
-        cli_json_str(stdout, name);
-        printf(",\"label\":%d,\"confidence\":%.6f,\"top\":[", order[0], (double)probs[order[0]]);
-        for (int i = 0; i < top; i++)
-            printf("%s{\"label\":%d,\"p\":%.6f}", i ? "," : "", order[i], (double)probs[order[i]]);
-        printf("]}\n");
-    } else {
-        printf("%s: %d (%.1f%%)  top:", name, order[0], 100.0 * probs[order[0]]);
-        for (int i = 0; i < top; i++)
-            printf("%s %d %.1f%%", i ? "," : "", order[i], 100.0 * probs[order[i]]);
-        printf("\n");
-    }
+    rank_classes(probs, k, order);
+    print_answer(o, name, probs, order, k, &found);
     if (o->show) show(px);
     fflush(stdout);
     return o->save_dir ? save_png(o, name, px) : 0;
@@ -248,9 +274,10 @@ int cmd_predict(int argc, char **argv) {
         {"model", required_argument, 0, 'm'}, {"top", required_argument, 0, 'k'},
         {"json", no_argument, 0, 'j'},        {"show", no_argument, 0, 's'},
         {"save-preprocessed", required_argument, 0, 'p'},
+        {"min-confidence", required_argument, 0, 'c'},
         {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
     struct saved_names saved = {0};
-    struct opts o = {NULL, NULL, 3, 0, 0, NULL, &saved};
+    struct opts o = {NULL, NULL, 3, 0, 0, (float)CLI_MIN_CONFIDENCE, NULL, &saved};
     const char *model = NULL;
     int ch;
     optind = 1;
@@ -272,6 +299,9 @@ int cmd_predict(int argc, char **argv) {
         case 'j': o.json = 1; break;
         case 's': o.show = 1; break;
         case 'p': o.save_dir = optarg; break;
+        case 'c':
+            if (cli_float("--min-confidence", optarg, 0.0, 1.0, &o.min_confidence)) return 2;
+            break;
         case 'h': usage(stdout); return 0;
         default: cli_bad_option(argc, argv, ch); cli_usage_hint("predict"); return 2;
         }

@@ -60,7 +60,9 @@ static void usage(FILE *f) {
           "  --max-pending N         predictions received and not answered; more get 503\n"
           "                          (default 128)\n"
           "  --timeout SECONDS       idle connections are closed, slow bodies cut (default 10)\n"
-          "  --max-body BYTES        largest request body; more gets 413 (default 1048576)\n",
+          "  --max-body BYTES        largest request body; more gets 413 (default 1048576)\n"
+          "  --min-confidence P      below this probability a reply says \"unsure\" (0..1,\n"
+          "                          default 0.35); so does a picture of several digits\n",
           f);
 }
 
@@ -70,6 +72,7 @@ struct serve_cfg {
     const char *host;
     int port, workers, max_connections, max_pending, timeout;
     int max_body;
+    float min_confidence;
 };
 
 struct server;
@@ -186,9 +189,11 @@ static enum MHD_Result reply_page(struct MHD_Connection *c, struct request *r) {
 
 /* ---- prediction ----------------------------------------------------------------------------- */
 
-/* The 28x28 input of a request: the JSON pixels as they are, or an image prepared like MNIST.
- * Returns 0, or -1 with the error reply set. */
-static int request_pixels(struct request *r, uint8_t px[SERVE_PIXELS]) {
+/* The 28x28 input of a request: the JSON pixels as they are, or an image prepared like MNIST
+ * (*objects: the digits found in it; 1 for JSON pixels). Returns 0, or -1 with the error reply
+ * set. */
+static int request_pixels(struct request *r, uint8_t px[SERVE_PIXELS], int *objects) {
+    *objects = 1;
     if (r->kind == BODY_JSON) {
         char err[256];
         if (serve_parse_pixels(r->body ? r->body : "", r->len, px, err, sizeof err) == 0) return 0;
@@ -198,7 +203,9 @@ static int request_pixels(struct request *r, uint8_t px[SERVE_PIXELS]) {
     struct cnn_image img;
     int rc = cnn_image_decode(r->body, r->len, "image", &img);
     if (rc == CNN_OK) {
-        rc = cnn_image_to_mnist(&img, px);
+        struct cnn_image_found found = {sizeof found, 1, 0, 0, 0, 0};
+        rc = cnn_image_to_mnist_found(&img, px, &found);
+        *objects = found.objects;
         cnn_image_free(&img);
         if (rc == CNN_ERR_NODIGIT) {
             set_error(r, 400, "image: no digit found");
@@ -218,7 +225,8 @@ static void predict(struct worker *w, struct request *r) {
         return;
     }
     uint8_t px[SERVE_PIXELS];
-    if (request_pixels(r, px) != 0) return;
+    int objects = 1;
+    if (request_pixels(r, px, &objects) != 0) return;
     const int k = m->n_classes;
     float sum[10] = {0}, probs[10];
     for (int i = 0; i < m->n; i++) {
@@ -231,7 +239,9 @@ static void predict(struct worker *w, struct request *r) {
     for (int j = 0; j < k; j++) sum[j] /= (float)m->n;
     serve_metrics_predicted();
     r->out_status = 200;
-    r->out_body = serve_predict_json(m, sum, px, &r->out_len);
+    char why[96];
+    const int unsure = cli_unsure(sum, k, objects, w->s->cfg.min_confidence, why, sizeof why);
+    r->out_body = serve_predict_json(m, sum, px, unsure ? why : NULL, objects, &r->out_len);
 }
 
 static void *worker_main(void *arg) {
@@ -429,17 +439,18 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 /* ---- start, run, stop ----------------------------------------------------------------------- */
 
 static int parse_args(int argc, char **argv, struct serve_cfg *cfg) {
-    enum { O_HOST = 256, O_PORT, O_WORKERS, O_MAXCONN, O_PENDING, O_TIMEOUT, O_BODY };
+    enum { O_HOST = 256, O_PORT, O_WORKERS, O_MAXCONN, O_PENDING, O_TIMEOUT, O_BODY, O_CONF };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'},         {"host", required_argument, 0, O_HOST},
         {"port", required_argument, 0, O_PORT},       {"workers", required_argument, 0, O_WORKERS},
         {"max-connections", required_argument, 0, O_MAXCONN},
         {"max-pending", required_argument, 0, O_PENDING},
         {"timeout", required_argument, 0, O_TIMEOUT}, {"max-body", required_argument, 0, O_BODY},
+        {"min-confidence", required_argument, 0, O_CONF},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     *cfg = (struct serve_cfg){.host = "127.0.0.1", .port = 8080, .workers = cnn_default_threads(),
                               .max_connections = 256, .max_pending = 128, .timeout = 10,
-                              .max_body = 1 << 20};
+                              .max_body = 1 << 20, .min_confidence = (float)CLI_MIN_CONFIDENCE};
     int ch, rc = 0;
     opterr = 0;
     optind = 1;
@@ -461,6 +472,9 @@ static int parse_args(int argc, char **argv, struct serve_cfg *cfg) {
         case O_PENDING: rc = cli_int("--max-pending", optarg, 1, 65536, &cfg->max_pending); break;
         case O_TIMEOUT: rc = cli_int("--timeout", optarg, 1, 3600, &cfg->timeout); break;
         case O_BODY: rc = cli_int("--max-body", optarg, 1, 256 << 20, &cfg->max_body); break;
+        case O_CONF:
+            rc = cli_float("--min-confidence", optarg, 0.0, 1.0, &cfg->min_confidence);
+            break;
         case 'h': usage(stdout); return -1;
         default: cli_bad_option(argc, argv, ch); cli_usage_hint("serve"); return 2;
         }

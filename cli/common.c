@@ -281,3 +281,19 @@ int cli_write_atomic(const char *path, const void *buf, size_t len) {
 void cli_usage_hint(const char *cmd) {
     fprintf(stderr, "mnist: see `mnist %s --help` for its options\n", cmd);
 }
+
+int cli_unsure(const float *probs, int n, int objects, double min_confidence, char *why,
+               size_t len) {
+    const int best = cnn_argmax(probs, n);
+    if (objects > 1) {
+        snprintf(why, len, "more than one digit found (%d)", objects);
+        return 1;
+    }
+    if (n > 0 && (double)probs[best] < min_confidence) {
+        snprintf(why, len, "confidence %.1f%% is below %.1f%%", 100.0 * probs[best],
+                 100.0 * min_confidence);
+        return 1;
+    }
+    if (len) why[0] = '\0';
+    return 0;
+}

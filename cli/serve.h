@@ -43,10 +43,12 @@ void serve_models_free(struct serve_models *s);
 int serve_parse_pixels(const char *body, size_t len, uint8_t px[SERVE_PIXELS], char *err,
                        size_t errlen);
 
-/* The reply to a prediction: label, class, confidence, top (3), probs, input (px), model.
+/* The reply to a prediction: label, class, confidence, top (3), probs, input (px), model,
+ * unsure (with its reason when unsure is not NULL) and digits (objects found).
  * Returns a malloc'd string and its length in *len, or NULL when out of memory. */
 char *serve_predict_json(const struct serve_models *s, const float *probs,
-                         const uint8_t px[SERVE_PIXELS], size_t *len);
+                         const uint8_t px[SERVE_PIXELS], const char *unsure, int objects,
+                         size_t *len);
 /* {"error": msg}, msg escaped. malloc'd; NULL when out of memory. */
 char *serve_error_json(const char *msg, size_t *len);
 

@@ -243,7 +243,8 @@ static int top_classes(const float *probs, int n, int k, int *out) {
 }
 
 char *serve_predict_json(const struct serve_models *s, const float *probs,
-                         const uint8_t px[SERVE_PIXELS], size_t *len) {
+                         const uint8_t px[SERVE_PIXELS], const char *unsure, int objects,
+                         size_t *len) {
     int top[3];
     const int nt = top_classes(probs, s->n_classes, 3, top);
     struct buf b = {0};
@@ -263,7 +264,9 @@ char *serve_predict_json(const struct serve_models *s, const float *probs,
         if (i) buf_put(&b, ",", 1);
         buf_u8(&b, px[i]);
     }
-    buf_printf(&b, "],\"model\":\"%s\"}\n", s->fingerprint);
+    buf_printf(&b, "],\"unsure\":%s", unsure ? "true" : "false");
+    if (unsure) buf_printf(&b, ",\"reason\":\"%s\"", unsure); /* cli_unsure: plain ASCII */
+    buf_printf(&b, ",\"digits\":%d,\"model\":\"%s\"}\n", objects, s->fingerprint);
     return buf_finish(&b, len);
 }
 

@@ -454,6 +454,16 @@ CNN_API int cnn_image_decode(const void *buf, size_t len, const char *name,
 CNN_API void cnn_image_free(struct cnn_image *img);
 /* Returns CNN_ERR_NODIGIT when no ink is found. out is 28*28 bytes. */
 CNN_API int cnn_image_to_mnist(const struct cnn_image *img, uint8_t out[28 * 28]);
+/* What cnn_image_to_mnist found in the picture (filled on CNN_OK; may grow at the end). */
+struct cnn_image_found {
+    size_t size;        /* sizeof(struct cnn_image_found), set by the caller */
+    int objects;        /* digit-sized ink objects: 1, or more when the picture holds several
+                           digits (the heaviest one is prepared; see image.c) */
+    int x0, y0, x1, y1; /* the prepared digit's box in the picture's pixels, inclusive */
+};
+/* cnn_image_to_mnist, and what it found. found may be NULL. */
+CNN_API int cnn_image_to_mnist_found(const struct cnn_image *img, uint8_t out[28 * 28],
+                                     struct cnn_image_found *found);
 /* Write 8-bit gray (h, w) as PNG, atomically (a temporary, then rename). */
 CNN_API int cnn_image_write_png(const char *path, const uint8_t *gray, int w, int h);
 

@@ -192,8 +192,27 @@ def same_as_predict_cli(s, digits, labels):
     r2 = json.loads(body2)
     check("an image gets the same label, confidence and input as `mnist predict`",
           st == 200 and st2 == 200 and r["label"] == cli["label"]
-          and abs(r["confidence"] - cli["confidence"]) < 1e-5 and r2["input"] == r["input"],
+          and abs(r["confidence"] - cli["confidence"]) < 1e-5 and r2["input"] == r["input"]
+          and r["unsure"] == cli["unsure"] and r["digits"] == cli["digits"] == 1,
           (cli, body[:120]))
+    # two digits side by side on one canvas: "unsure", as `mnist predict` says it
+    a, b = digits[0], digits[1]
+    pair = [v for y in range(28)  # 84x28: margin, a, gap, b, margin
+            for v in [0] * 8 + a[y * 28:(y + 1) * 28] + [0] * 12 + b[y * 28:(y + 1) * 28] + [0] * 8]
+    big = [pair[(y // 6) * 84 + x // 6] for y in range(28 * 6) for x in range(84 * 6)]
+    path = os.path.join(TMP, "two.png")
+    with open(path, "wb") as f:
+        f.write(png_gray(big, 84 * 6, 28 * 6))
+    out = subprocess.run([MNIST, "predict", "--model", MODEL_A, "--json", path],
+                         capture_output=True, text=True)
+    cli = json.loads(out.stdout)
+    st, _, body = s.request("POST", "/api/predict", open(path, "rb").read(),
+                            {"Content-Type": "image/png"})
+    r = json.loads(body) if st == 200 else {}
+    check("two digits in one picture: 200, unsure, \"more than one digit found\", digits 2, "
+          "as `mnist predict` says",
+          st == 200 and r.get("unsure") is True and "more than one digit" in r.get("reason", "")
+          and r.get("digits") == 2 and cli["unsure"] and cli["digits"] == 2, (cli, body[:160]))
 
 
 def test_errors(s, digits):

@@ -7,6 +7,8 @@
 #  2. Raw 28x28 MNIST digits written as PGM get the same prediction as `mnist eval`.
 #  3. One bad file among good ones: the others are still classified, exit status 1 at the end.
 #  4. A blank page is "no digit found", never a digit.
+#  5. "unsure": at most 2% of the renderings and 0.5% of the MNIST test digits; always for two
+#     digits in one picture ("more than one digit found"); --min-confidence sets the threshold.
 set -u
 cd "$(dirname "$0")/.."
 build=${BUILD:-build}
@@ -26,6 +28,8 @@ res=$(BUILD="$build" bench/predict_accuracy "$tmp/m.model" 500 0)
 echo "  $res"
 python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if r["difference_points"] <= 1.0 and r["predict_accuracy"] >= 0.95 else 1)' "$res"
 check "user-like renderings within 1 point of IDX accuracy (and >= 95%)" $?
+python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if r["unsure"] <= 0.02 * r["digits"] else 1)' "$res"
+check "at most 2% of the user-like renderings are called unsure" $?
 
 # the same kind of photos stored as a phone held upright stores them (EXIF Orientation 6)
 res=$(BUILD="$build" bench/predict_accuracy "$tmp/m.model" 100 0 6)
@@ -79,6 +83,45 @@ cp "$tmp/raw/00000.pgm" "$tmp/$(printf 'caf\351')-$(printf '\200').pgm"
 "$mnist" predict --model "$tmp/m.model" --json "$tmp"/caf*.pgm > "$tmp/latin1.json"
 /usr/bin/python3 -c 'import json, sys; r = json.loads(open(sys.argv[1], "rb").read().decode("utf-8")); sys.exit(0 if "caf\ufffd-\ufffd.pgm" in r["file"] and r["label"] == 7 else 1)' "$tmp/latin1.json"
 check "predict --json on a file name that is not UTF-8: valid JSON, U+FFFD for the bad bytes" $?
+
+# "unsure": at most 0.5% of the 10,000 MNIST test digits are below the default threshold
+# (predict passes a 28x28 MNIST digit through as it is, so eval's probabilities are predict's)
+"$mnist" eval --model "$tmp/m.model" --probs "$tmp/probs.txt" > /dev/null
+python3 - "$tmp/probs.txt" <<'PY'
+import sys
+rows = [list(map(float, l.split())) for l in open(sys.argv[1])]
+low = sum(1 for r in rows if max(r) < 0.35)
+print(f"  MNIST test digits below the 0.35 threshold: {low} of {len(rows)}")
+sys.exit(0 if len(rows) == 10000 and low <= 50 else 1)
+PY
+check "at most 0.5% of the MNIST test digits are unsure" $?
+# two digits side by side, and the threshold itself
+python3 - "$tmp/raw" "$tmp/two.pgm" <<'PY'
+import sys
+a = open(f"{sys.argv[1]}/00000.pgm", "rb").read()[-784:]
+b = open(f"{sys.argv[1]}/00001.pgm", "rb").read()[-784:]
+rows = [bytes(8) + a[y * 28:(y + 1) * 28] + bytes(12) + b[y * 28:(y + 1) * 28] + bytes(8)
+        for y in range(28)]
+big = b"".join(bytes(v for v in row for _ in range(5)) * 5 for row in rows)  # 420x140
+open(sys.argv[2], "wb").write(b"P5\n420 140\n255\n" + big)
+PY
+"$mnist" predict --model "$tmp/m.model" "$tmp/two.pgm" > "$tmp/two.out"
+"$mnist" predict --model "$tmp/m.model" --json "$tmp/two.pgm" > "$tmp/two.json"
+grep -q "two.pgm: unsure, more than one digit found (2); best guess" "$tmp/two.out" &&
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if r["unsure"] and r["digits"] == 2 and "more than one digit" in r["reason"] else 1)' "$tmp/two.json"
+check "two digits in one picture: unsure, more than one digit found (text and JSON)" $?
+"$mnist" predict --model "$tmp/m.model" --min-confidence 1 "$tmp/raw/00000.pgm" > "$tmp/t1.out" &&
+    "$mnist" predict --model "$tmp/m.model" --min-confidence 0 --json "$tmp/raw/00000.pgm" > "$tmp/t0.json"
+grep -q "00000.pgm: unsure, confidence .* is below 100.0%; best guess 7" "$tmp/t1.out" &&
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if not r["unsure"] and r["label"] == 7 and r["digits"] == 1 else 1)' "$tmp/t0.json"
+check "--min-confidence 1 makes a clear 7 unsure, 0 never" $?
+refused=0
+for bad in -0.1 1.5 x; do
+    "$mnist" predict --model "$tmp/m.model" --min-confidence "$bad" "$tmp/raw/00000.pgm" > /dev/null 2>&1
+    if [ $? -eq 2 ]; then refused=$((refused + 1)); else echo "  --min-confidence $bad: not exit 2"; fi
+done
+[ "$refused" -eq 3 ]
+check "--min-confidence outside 0..1: exit 2" $?
 
 # two inputs with one base name: --save-preprocessed keeps both
 mkdir -p "$tmp/a" "$tmp/b" "$tmp/seen"

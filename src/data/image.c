@@ -17,6 +17,7 @@
  * of dust widens the crop, or a thin pen stroke shrinks to a faint 0.3 px line at 20 px.
  *
  * The pipeline of cnn_image_to_mnist (LeCun et al. 1998, section "MNIST", plus robustness):
+ *   Before all: the decoders have turned the picture upright by its EXIF orientation.
  *   0. Work image: area-average down so the longer side is <= WORK_MAX px. Bounds time and
  *      memory for 50-megapixel photos; the digit ends at 20 px, so nothing useful is lost.
  *   1. Polarity. Ink is a minority wherever it is: next to the median of its cell it is an
@@ -57,7 +58,8 @@
  * Known limits: the page must fill most of the picture (a page covering less than about half
  * of it, on a dark desk, reads as light ink on a dark background); a ruled line through the
  * digit joins it; a stroke along 80% or more of an edge (a 7 cropped right at its bar) reads
- * as the page's edge; of two digits, the heavier one is taken.
+ * as the page's edge; of two digits, the heavier one is prepared (and
+ * cnn_image_to_mnist_found says there were two: count_objects).
  *
  * Decoding (cnn_image_decode) sniffs the format from the first bytes. PNG goes to libpng and
  * JPEG to libjpeg-turbo (decode.c says why not stb, and how each is bounded); BMP, GIF (first
@@ -104,6 +106,9 @@
 #define KEEP_BIG 0.15                      /* a component this heavy (x heaviest) may be ... */
 #define KEEP_BIG_GAP 0.6                   /* ... this far away (the detached bar of a 5 or 7) */
 #define MAX_CAND 64                        /* components considered as parts of the digit */
+#define MANY_MASS 0.3                      /* another object this heavy (x the digit's) ... */
+#define MANY_SIDE 0.5                      /* ... and this big is another digit, ... */
+#define MANY_GAP 0.1                       /* ... unless this near (x its side) */
 #define BOX 20                             /* MNIST: longer side of the digit */
 #define FIELD 28                           /* MNIST: image side */
 #define THIN_T20 1.5                       /* stroke width (px at BOX scale) that is too thin */
@@ -460,9 +465,10 @@ static int ink_step(float band, float paper, int dark) {
  * the top) is wider than that median and would become background, and vanish: so where the
  * cells drop sharply (by more than BG_STEP between neighbours, to a level that makes the edge
  * cell ink rather than shadow: ink_step) within a third of the grid inwards, the edge cell
- * holds a band, and the padding takes the level past the drop. Unless
- * such bands cover >= 80% of the edge: that is the page's edge on a desk, or a shadow's,
- * which the background must follow, and a stroke that long reads as one. */
+ * holds a band, and the padding takes the level past the drop. Unless the edge cells at the
+ * bands' level (a band's, or a desk's corner, where no drop is seen along the edge) cover >=
+ * 80% of the edge: that is the page's edge on a desk, which the background must follow, and a
+ * stroke that long reads as one. */
 static void edge_padding(struct cells *c, int dark) {
     const int gw = c->gw, gh = c->gh, r = c->r;
     for (int e = 0; e < 4; e++) {
@@ -474,7 +480,7 @@ static void edge_padding(struct cells *c, int dark) {
                             : e == 2 ? c->g
                                      : c->g + gw - 1;
         float *past = c->tmp; /* the level past a band's drop, or -1: no band */
-        int banded = 0;
+        float band_min = 256.0f; /* the faintest edge cell holding a band */
         for (int i = 0; i < len; i++) {
             const int lo = i - r < 0 ? 0 : i - r, hi = i + r >= len ? len - 1 : i + r;
             const float med = median_strided(line + lo * step, hi - lo + 1, step);
@@ -485,12 +491,14 @@ static void edge_padding(struct cells *c, int dark) {
                 if (ink_step(cell[0], cell[k * inward], dark) &&
                     cell[(k - 1) * inward] - cell[k * inward] > BG_STEP) {
                     past[i] = cell[k * inward];
-                    banded++;
+                    band_min = fminf(band_min, cell[0]);
                     break;
                 }
             }
         }
-        if (5 * banded >= 4 * len) continue;
+        int along = 0; /* edge cells at the bands' level: with a desk, its corners too */
+        for (int i = 0; i < len; i++) along += line[i * step] >= band_min - BG_STEP;
+        if (5 * along >= 4 * len) continue;
         for (int i = 0; i < len; i++)
             if (past[i] >= 0.0f) c->edge[e][i] = fminf(c->edge[e][i], past[i]);
     }
@@ -753,6 +761,21 @@ static void mark_frames(struct comp *c, int nc, int w, int h, int *list) {
     }
 }
 
+/* The longer side of q's box. */
+static int comp_side(const struct comp *q) {
+    return q->x1 - q->x0 > q->y1 - q->y0 ? q->x1 - q->x0 + 1 : q->y1 - q->y0 + 1;
+}
+
+/* Chebyshev gap between q's box and box (x0, y0, x1, y1); 0 when they overlap. */
+static int box_gap(const struct comp *q, const int box[4]) {
+    int gap = 0;
+    if (q->x0 - box[2] > gap) gap = q->x0 - box[2];
+    if (box[0] - q->x1 > gap) gap = box[0] - q->x1;
+    if (q->y0 - box[3] > gap) gap = q->y0 - box[3];
+    if (box[1] - q->y1 > gap) gap = box[1] - q->y1;
+    return gap;
+}
+
 /* Step 4b. Choose the components that make up the digit (sets keep). c[1..nc]. cand: MAX_CAND
  * ints.
  * The seed is the heaviest component that is not a frame (the heaviest of all if every one
@@ -777,12 +800,7 @@ static size_t choose_components(struct comp *c, int nc, int *cand, int box[4]) {
         for (int j = 0; j < n_cand; j++) {
             struct comp *q = &c[cand[j]];
             if (q->keep || q->frame) continue;
-            /* Chebyshev gap between the boxes; 0 when they overlap. */
-            int gap = 0;
-            if (q->x0 - box[2] > gap) gap = q->x0 - box[2];
-            if (box[0] - q->x1 > gap) gap = box[0] - q->x1;
-            if (q->y0 - box[3] > gap) gap = q->y0 - box[3];
-            if (box[1] - q->y1 > gap) gap = box[1] - q->y1;
+            const int gap = box_gap(q, box);
             if (gap > near && (gap > far || q->mass < KEEP_BIG * c[seed].mass)) continue;
             q->keep = 1;
             kept += q->count;
@@ -800,8 +818,47 @@ static size_t choose_components(struct comp *c, int nc, int *cand, int box[4]) {
 struct digit {
     float *crop; /* (bh,bw) kept ink, everything else 0; owned */
     int bw, bh;
-    double t20; /* estimated stroke width in px once the longer side is BOX */
+    double t20;  /* estimated stroke width in px once the longer side is BOX */
+    int box[4];  /* x0, y0, x1, y1 in the work image */
+    int objects; /* digit-sized objects in the picture, this one included (count_objects) */
 };
+
+/* Step 4c. Digit-sized objects in the picture (c[1..nc]): the components that are not frames,
+ * do not touch the picture's edge, and have at least MANY_MASS of the heaviest one's mass
+ * and MANY_SIDE of its longer side, grouped when their columns overlap or their boxes are
+ * within MANY_GAP of that side (two strokes of one digit: the parts of a 4, a broken 0).
+ * Returns the number of groups (at least 1): more than one means several digits side by side,
+ * whether or not choose_components took them together. list: MAX_CAND ints of scratch. */
+static int count_objects(const struct comp *c, int nc, int w, int h, int *list) {
+    int top = 0;
+    for (int k = 1; k <= nc; k++)
+        if (!c[k].frame && (!top || c[k].mass > c[top].mass)) top = k;
+    if (!top) return 1;
+    const int side = comp_side(&c[top]);
+    int n = heaviest(c, nc, MANY_MASS * c[top].mass, 0, list, MAX_CAND), m = 0;
+    for (int a = 0; a < n; a++) { /* keep the digit-sized ones inside the picture */
+        const struct comp *q = &c[list[a]];
+        if (!q->frame && comp_side(q) >= MANY_SIDE * side && q->x0 > 0 && q->y0 > 0 &&
+            q->x1 < w - 1 && q->y1 < h - 1)
+            list[m++] = list[a];
+    }
+    int group[MAX_CAND], groups = m;
+    for (int a = 0; a < m; a++) group[a] = a;
+    for (int a = 0; a < m; a++) { /* union by relabelling: m <= MAX_CAND */
+        for (int b = a + 1; b < m; b++) {
+            const struct comp *p = &c[list[a]], *q = &c[list[b]];
+            const int pbox[4] = {p->x0, p->y0, p->x1, p->y1};
+            const int columns = p->x0 <= q->x1 && q->x0 <= p->x1;
+            if (group[a] == group[b] || (!columns && box_gap(q, pbox) >= MANY_GAP * side))
+                continue;
+            const int from = group[b], to = group[a];
+            for (int k = 0; k < m; k++)
+                if (group[k] == from) group[k] = to;
+            groups--;
+        }
+    }
+    return groups > 1 ? groups : 1;
+}
 
 /* Step 4. Find the digit in ink (h,w). Returns CNN_OK (dg filled), CNN_ERR_NODIGIT (no ink,
  * or fewer than max(10, 0.05% of the pixels) kept) or CNN_ERR_NOMEM. */
@@ -868,6 +925,8 @@ static int find_digit(const uint8_t *ink, int w, int h, struct digit *dg) {
     dg->crop = crop;
     dg->bw = bw;
     dg->bh = bh;
+    memcpy(dg->box, box, sizeof dg->box);
+    dg->objects = count_objects(c, nc, w, h, cand);
     dg->t20 = 2.0 * (double)area / (double)(edge ? edge : 1) * BOX / (bw > bh ? bw : bh);
     rc = CNN_OK;
 fail:
@@ -1004,12 +1063,29 @@ static int already_mnist(const struct cnn_image *img) {
 }
 
 int cnn_image_to_mnist(const struct cnn_image *img, uint8_t out[28 * 28]) {
+    return cnn_image_to_mnist_found(img, out, NULL);
+}
+
+/* The digit's box in the picture (h,w): the work image's box scaled by f, clipped. */
+static void report_found(const struct digit *dg, int f, int w, int h, int already,
+                         struct cnn_image_found *found) {
+    if (!found || found->size < sizeof *found) return;
+    found->objects = already ? 1 : dg->objects;
+    found->x0 = already ? 0 : dg->box[0] * f;
+    found->y0 = already ? 0 : dg->box[1] * f;
+    found->x1 = already ? w - 1 : (dg->box[2] + 1) * f - 1 < w ? (dg->box[2] + 1) * f - 1 : w - 1;
+    found->y1 = already ? h - 1 : (dg->box[3] + 1) * f - 1 < h ? (dg->box[3] + 1) * f - 1 : h - 1;
+}
+
+int cnn_image_to_mnist_found(const struct cnn_image *img, uint8_t out[28 * 28],
+                             struct cnn_image_found *found) {
     memset(out, 0, FIELD * FIELD);
     if (!img || !img->gray || img->w < 1 || img->h < 1)
         return cnn_fail(CNN_ERR_ARG, "image: no pixels (w=%d h=%d)", img ? img->w : 0,
                         img ? img->h : 0);
     if (already_mnist(img)) {
         memcpy(out, img->gray, FIELD * FIELD);
+        report_found(NULL, 1, img->w, img->h, 1, found);
         return CNN_OK;
     }
     uint8_t *v = NULL, *ink = NULL;
@@ -1043,6 +1119,7 @@ int cnn_image_to_mnist(const struct cnn_image *img, uint8_t out[28 * 28]) {
     if (rc == CNN_OK) rc = find_digit(ink, w, h, &dg);
     if (rc == CNN_OK) rc = scale_to_box(&dg, box, &tw, &th);
     if (rc == CNN_OK) rc = place_by_mass(box, tw, th, out);
+    if (rc == CNN_OK) report_found(&dg, f, img->w, img->h, 0, found);
 fail:
     free(v);
     free(ink);
