@@ -75,6 +75,11 @@ int cnn_write_file_atomic(const char *path, const void *buf, size_t len);
  * status is CNN_ERR_FORMAT (corrupt, truncated, unsupported), CNN_ERR_LIMIT (over
  * CNN_IMAGE_MAX_PIXELS, refused from the header before decoding; a JPEG with too many scans)
  * or CNN_ERR_NOMEM, with a message naming `name`. Thread-safe: no global state. */
+/* cnn_image_to_mnist_found (image.c). modelled = 1 always models the background (lighting,
+ * shadows) instead of taking a flat one as it is: the reference the flat shortcut is tested
+ * against. */
+int cnn_image_prepare(const struct cnn_image *img, uint8_t out[28 * 28],
+                      struct cnn_image_found *found, int modelled);
 int cnn_decode_png(const uint8_t *buf, size_t len, const char *name, struct cnn_image *out);
 int cnn_decode_jpeg(const uint8_t *buf, size_t len, const char *name, struct cnn_image *out);
 /* n pixels of `channels` 8-bit samples (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA) to gray (n):
