@@ -19,6 +19,16 @@ int cmd_predict(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+
+/* The HTML report of a finished training run (`mnist train --report FILE`), as `mnist report
+ * --split val` writes it: the model saved at model_path, evaluated on the validation images
+ * the run held out of train (the training set it read from data_dir, which names it on the
+ * page), with curves from log_path (NULL: none). Written atomically to out. Returns 0, or 1
+ * after printing the error. */
+int cli_report_train(const char *model_path, const struct cnn_dataset *train,
+                     const char *data_dir, const char *log_path, const char *out, int threads);
 
 /* "mnist: " + message on stderr. */
 void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -16,6 +16,8 @@ static void usage(FILE *f) {
           "  bench     training and inference speed of a network on this machine\n"
           "  serve     a page to draw digits on and a JSON API, over HTTP\n"
           "  export    a model as ONNX or as C source, for other runtimes\n"
+          "  report    one HTML page on a model: curves, confusion, mistakes, filters\n"
+          "  compare   train and rank several architectures; leaderboard and cost plot\n"
           "\n"
           "`mnist COMMAND --help` shows a command's options.\n",
           f);
@@ -34,6 +36,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "export")) return cmd_export(argc - 1, argv + 1);
+    if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
+    if (!strcmp(cmd, "compare")) return cmd_compare(argc - 1, argv + 1);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         usage(stdout);
         return 0;

@@ -1,0 +1,279 @@
+/*
+ * report_eval.c - what the report shows of a model on a set of images: the metrics, the most
+ * confident mistakes, correct examples and mean images per class, the first layer's weights
+ * as images; and the validation images a training run held out, found again.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zlib.h>
+
+#include "cli.h"
+#include "report.h"
+
+static int by_confidence(const void *a, const void *b) {
+    const float x = ((const struct report_mistake *)a)->confidence;
+    const float y = ((const struct report_mistake *)b)->confidence;
+    return (x < y) - (x > y);
+}
+
+/* Probabilities of every image of ds, timed. Returns 0, or 1 after printing the error. */
+static int classify(const struct cnn_model *m, const struct cnn_dataset *ds, int threads,
+                    float *probs, double *images_per_s) {
+    struct cnn_ctx *ctx;
+    if (cnn_ctx_new(m, 256, threads, &ctx) != CNN_OK) {
+        cli_err("%s", cnn_errmsg());
+        return 1;
+    }
+    const double t0 = cli_now();
+    const int rc = cnn_predict_u8(m, ctx, ds->images, ds->n, probs);
+    const double secs = cli_now() - t0;
+    cnn_ctx_free(ctx);
+    if (rc != CNN_OK) {
+        cli_err("%s", cnn_errmsg());
+        return 1;
+    }
+    *images_per_s = secs > 0 ? ds->n / secs : 0;
+    return 0;
+}
+
+/* Metrics, mean loss, mistakes (all of them, most confident first), examples, mean images. */
+static void tally(const struct cnn_dataset *ds, const int *index, const float *probs,
+                  struct report_eval *ev, struct report_mistake *mk) {
+    const int k = ds->n_classes;
+    double loss = 0, sum[CNN_MAX_CLASSES][28 * 28] = {{0}};
+    cnn_metrics_init(&ev->m, k);
+    ev->n_mistakes = 0;
+    for (int i = 0; i < ds->n; i++) {
+        const float *p = probs + (size_t)i * k;
+        const int y = ds->labels[i], best = cnn_argmax(p, k);
+        const int at = index ? index[i] : i;
+        cnn_metrics_add(&ev->m, y, best);
+        loss -= log(p[y] > 1e-12f ? (double)p[y] : 1e-12);
+        if (best != y)
+            mk[ev->n_mistakes++] = (struct report_mistake){at, y, best, p[best]};
+        else if (ev->n_examples[y] < REPORT_EXAMPLES)
+            ev->examples[y][ev->n_examples[y]++] = i; /* a row of ds; made a file index below */
+        const uint8_t *img = ds->images + (size_t)i * 28 * 28;
+        for (int q = 0; q < 28 * 28; q++) sum[y][q] += img[q];
+    }
+    cnn_metrics_finish(&ev->m);
+    ev->mean_loss = ds->n ? loss / ds->n : 0;
+    for (int c = 0; c < k; c++)
+        for (int q = 0; q < 28 * 28; q++)
+            ev->mean[c][q] = (uint8_t)lround(ev->m.support[c] ? sum[c][q] / ev->m.support[c] : 0);
+    qsort(mk, (size_t)ev->n_mistakes, sizeof *mk, by_confidence);
+}
+
+/* Copies of the images the page shows: the kept mistakes', then each class's examples. */
+static int keep_images(const struct cnn_dataset *ds, const int *index, struct report_eval *ev) {
+    int total = ev->n_mistakes;
+    for (int c = 0; c < CNN_MAX_CLASSES; c++) total += ev->n_examples[c];
+    ev->images = malloc(sizeof *ev->images * (size_t)(total + 1));
+    if (!ev->images) return -1;
+    int at = 0;
+    for (int i = 0; i < ev->n_mistakes; i++) {
+        int row = ev->mistakes[i].index; /* back from a file index to a row of ds */
+        if (index)
+            for (row = 0; index[row] != ev->mistakes[i].index; row++) continue;
+        memcpy(ev->images[at++], ds->images + (size_t)row * 28 * 28, 28 * 28);
+    }
+    for (int c = 0; c < CNN_MAX_CLASSES; c++)
+        for (int j = 0; j < ev->n_examples[c]; j++) {
+            const int row = ev->examples[c][j];
+            memcpy(ev->images[at++], ds->images + (size_t)row * 28 * 28, 28 * 28);
+            ev->examples[c][j] = index ? index[row] : row;
+        }
+    return 0;
+}
+
+int report_eval_run(const struct cnn_model *m, const struct cnn_dataset *ds, const int *index,
+                    int threads, int max_mistakes, struct report_eval *out) {
+    int c, h, w;
+    cnn_model_input_shape(m, &c, &h, &w);
+    if (c != 1 || h != 28 || w != 28 || ds->h != 28 || ds->w != 28 ||
+        cnn_model_n_classes(m) != ds->n_classes) {
+        cli_err("the model expects %dx%dx%d inputs and %d classes; the data is 1x%dx%d with %d "
+                "(the report shows 28x28 images)",
+                c, h, w, cnn_model_n_classes(m), ds->h, ds->w, ds->n_classes);
+        return 1;
+    }
+    out->n = ds->n;
+    float *probs = malloc(sizeof(float) * ((size_t)ds->n * ds->n_classes + 1));
+    out->mistakes = malloc(sizeof *out->mistakes * ((size_t)ds->n + 1));
+    if (!probs || !out->mistakes) {
+        cli_err("out of memory classifying %d images", ds->n);
+        goto fail;
+    }
+    if (classify(m, ds, threads, probs, &out->images_per_s)) goto fail;
+    tally(ds, index, probs, out, out->mistakes);
+    if (out->n_mistakes > max_mistakes) out->n_mistakes = max_mistakes;
+    if (keep_images(ds, index, out)) {
+        cli_err("out of memory");
+        goto fail;
+    }
+    free(probs);
+    return 0;
+fail:
+    free(probs);
+    report_eval_free(out);
+    return 1;
+}
+
+void report_eval_free(struct report_eval *ev) {
+    free(ev->mistakes);
+    free(ev->images);
+    ev->mistakes = NULL;
+    ev->images = NULL;
+}
+
+/* ---- the validation split ----------------------------------------------------------------- */
+
+/* The trainer's split (src/train/trainer.c): 0..n-1 shuffled by Fisher-Yates with splitmix64
+ * seeded by this constant; the last n_val of the permutation are the validation images, taken
+ * in ascending order. The fingerprints checked afterwards prove it is the same split. */
+#define TRAINER_VAL_SPLIT_SEED 0x76616c5f73706c74ULL
+
+static void val_indices(int n, int n_val, int *perm, char *is_val, int *val) {
+    struct cnn_rng r;
+    cnn_rng_seed(&r, TRAINER_VAL_SPLIT_SEED);
+    for (int i = 0; i < n; i++) perm[i] = i;
+    for (int i = n - 1; i > 0; i--) {
+        const int j = (int)(cnn_rng_u64(&r) % (uint64_t)(i + 1));
+        const int tmp = perm[i];
+        perm[i] = perm[j], perm[j] = tmp;
+    }
+    for (int i = n - n_val; i < n; i++) is_val[perm[i]] = 1;
+    for (int i = 0, b = 0; i < n; i++)
+        if (is_val[i]) val[b++] = i;
+}
+
+/* As the trainer prints them: crc32 of the first n images and their labels; crc32 of the
+ * validation indices (little-endian u32) and of their labels. */
+static void fingerprints(const struct cnn_dataset *d, int n, const int *val, int n_val,
+                         char data_fp[24], char val_fp[24]) {
+    uLong ci = crc32(0L, Z_NULL, 0), cl = ci, cv = ci, cvl = ci;
+    for (size_t off = 0, total = (size_t)n * d->h * d->w; off < total;) {
+        const size_t piece = total - off < (1u << 30) ? total - off : (1u << 30);
+        ci = crc32(ci, d->images + off, (uInt)piece);
+        off += piece;
+    }
+    cl = crc32(cl, d->labels, (uInt)n);
+    for (int i = 0; i < n_val; i++) {
+        const uint32_t v = (uint32_t)val[i];
+        const uint8_t le[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16),
+                               (uint8_t)(v >> 24)};
+        cv = crc32(cv, le, 4);
+        cvl = crc32(cvl, d->labels + val[i], 1);
+    }
+    snprintf(data_fp, 24, "%08lx%08lx", ci & 0xffffffffUL, cl & 0xffffffffUL);
+    snprintf(val_fp, 24, "%08lx%08lx", cv & 0xffffffffUL, cvl & 0xffffffffUL);
+}
+
+/* n (the images the run used) and n_val from the metadata; 0, 1 (error printed) or 2. */
+static int split_sizes(const struct cnn_model *m, const char *path, int have, int *n, int *n_val) {
+    const char *ti = cnn_model_meta(m, "train_images"), *rv = cnn_model_meta(m, "recipe.val");
+    const char *dfp = cnn_model_meta(m, "data_fingerprint");
+    const char *vfp = cnn_model_meta(m, "val_fingerprint");
+    const long t = ti ? strtol(ti, NULL, 10) : -1, v = rv ? strtol(rv, NULL, 10) : -1;
+    if (t < 1 || v < 0 || !dfp || !vfp) {
+        cli_err("%s: the model does not record which images its training held out "
+                "(metadata train_images, recipe.val and the fingerprints)",
+                path);
+        return 1;
+    }
+    if (v == 0) return 2;
+    if (t + v > have) {
+        cli_err("%s: its training read %ld images; the data has only %d", path, t + v, have);
+        return 1;
+    }
+    *n = (int)(t + v), *n_val = (int)v;
+    return 0;
+}
+
+int report_val_split(const struct cnn_model *m, const char *model_path,
+                     const struct cnn_dataset *train, struct cnn_dataset *out, int **index) {
+    int n = 0, n_val = 0, rc = split_sizes(m, model_path, train->n, &n, &n_val);
+    if (rc) return rc;
+    memset(out, 0, sizeof *out);
+    int *perm = malloc(sizeof(int) * (size_t)n);
+    char *is_val = calloc((size_t)n, 1);
+    *index = malloc(sizeof(int) * (size_t)n_val);
+    out->images = malloc((size_t)n_val * train->h * train->w);
+    out->labels = malloc((size_t)n_val);
+    rc = 1;
+    if (!perm || !is_val || !*index || !out->images || !out->labels) {
+        cli_err("out of memory splitting %d images", n);
+        goto done;
+    }
+    val_indices(n, n_val, perm, is_val, *index);
+    char dfp[24], vfp[24];
+    fingerprints(train, n, *index, n_val, dfp, vfp);
+    if (strcmp(dfp, cnn_model_meta(m, "data_fingerprint")) ||
+        strcmp(vfp, cnn_model_meta(m, "val_fingerprint"))) {
+        cli_err("%s: these are not the images its training held out (fingerprints %s %s, "
+                "the model records %s %s): give the --data it was trained on",
+                model_path, dfp, vfp, cnn_model_meta(m, "data_fingerprint"),
+                cnn_model_meta(m, "val_fingerprint"));
+        goto done;
+    }
+    const size_t hw = (size_t)train->h * train->w;
+    for (int i = 0; i < n_val; i++) {
+        memcpy(out->images + i * hw, train->images + (size_t)(*index)[i] * hw, hw);
+        out->labels[i] = train->labels[(*index)[i]];
+    }
+    out->n = n_val, out->h = train->h, out->w = train->w, out->n_classes = train->n_classes;
+    rc = 0;
+done:
+    free(perm);
+    free(is_val);
+    if (rc) {
+        cnn_dataset_free(out);
+        free(*index);
+        *index = NULL;
+    }
+    return rc;
+}
+
+/* ---- first-layer weights ------------------------------------------------------------------ */
+
+/* Each of the n images of size len in w, scaled to 0..255 by its own range (gray 128 where
+ * a filter is constant). */
+static void to_gray(const float *w, int n, size_t stride, size_t len, uint8_t *out) {
+    for (int i = 0; i < n; i++) {
+        const float *p = w + (size_t)i * stride;
+        float lo = p[0], hi = p[0];
+        for (size_t q = 1; q < len; q++) lo = p[q] < lo ? p[q] : lo, hi = p[q] > hi ? p[q] : hi;
+        for (size_t q = 0; q < len; q++)
+            out[(size_t)i * len + q] =
+                (uint8_t)(hi > lo ? lround(255.0 * (p[q] - lo) / (hi - lo)) : 128);
+    }
+}
+
+uint8_t *report_first_filters(const struct cnn_model *m, int *n, int *w, int *h,
+                              const char **kind) {
+    size_t off = 0; /* parameters are laid out layer after layer, weights before biases */
+    for (int i = 0; i < cnn_model_n_layers(m); i++) {
+        struct cnn_layer_info li;
+        cnn_model_layer_info(m, i, &li);
+        const int conv = !strcmp(li.kind, "conv"), dense = !strcmp(li.kind, "dense");
+        if (!conv && !dense) {
+            if (li.n_params) return NULL; /* a layer with weights before any conv or dense */
+            continue;
+        }
+        int c, ih, iw;
+        cnn_model_input_shape(m, &c, &ih, &iw);
+        const int units = li.c;
+        const size_t per = (li.n_params - (size_t)units) / (size_t)units;
+        const int k = (int)lround(sqrt((double)per));
+        if (c != 1 || units > 256) return NULL;
+        if (conv && (size_t)k * k != per) return NULL;
+        if (dense && (i > 0 || per != (size_t)ih * iw)) return NULL; /* only on the raw image */
+        *n = units, *w = *h = conv ? k : iw, *kind = li.kind;
+        uint8_t *out = malloc(per * (size_t)units);
+        if (out) to_gray(cnn_model_params(m) + off, units, per, per, out);
+        return out;
+    }
+    return NULL;
+}
