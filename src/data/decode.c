@@ -232,6 +232,23 @@ static int png_failed(const struct png_job *job, const char *name) {
     return cnn_fail(CNN_ERR_FORMAT, "%s: corrupt PNG (%s)", name, job->error);
 }
 
+/* Whether buf (a PNG) has an eXIf chunk before its image data that libpng may read: at most
+ * 64 KB, and all there. libpng allocates an eXIf chunk's whole declared length before reading
+ * it, past the chunk limits set in png_run: a forged length of 1.1 GB was allocated so. Any
+ * other eXIf chunk is skipped unread, as every other ancillary chunk is. */
+static int png_has_exif(const uint8_t *buf, size_t len) {
+    for (size_t at = 8; at + 8 <= len;) {
+        const uint32_t n = (uint32_t)buf[at] << 24 | (uint32_t)buf[at + 1] << 16 |
+                           (uint32_t)buf[at + 2] << 8 | buf[at + 3];
+        const uint8_t *type = buf + at + 4;
+        if (!memcmp(type, "IDAT", 4) || !memcmp(type, "IEND", 4)) return 0;
+        if (!memcmp(type, "eXIf", 4)) return n <= 0xffff && at + 12 + n <= len;
+        if (n > len - at - 8) return 0; /* past the end: libpng reports it */
+        at += 12 + (size_t)n;
+    }
+    return 0;
+}
+
 /* The EXIF orientation of an eXIf chunk read with the header (its TIFF data, without the
  * "Exif\0\0" that a JPEG's APP1 segment puts first); 1 without one. */
 static int png_orientation(png_structp png, png_infop info) {
@@ -261,7 +278,8 @@ static int png_run(struct png_job *job, const char *name) {
     png_set_crc_action(png, PNG_CRC_ERROR_QUIT, PNG_CRC_ERROR_QUIT);
     /* every chunk libpng knows but IHDR, PLTE, tRNS, IDAT, IEND, and all unknown ones */
     png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, NULL, -1);
-    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_AS_DEFAULT, (png_const_bytep) "eXIf", 1);
+    if (png_has_exif(job->buf, job->len))
+        png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_AS_DEFAULT, (png_const_bytep) "eXIf", 1);
     png_set_read_fn(png, job, png_read_mem);
     png_read_info(png, info);
     job->orientation = png_orientation(png, info);
