@@ -7,7 +7,8 @@
 #                   mnist.1 under $(DESTDIR)$(PREFIX); make uninstall removes them
 #   make clean
 # Options: NATIVE=1 adds -march=native. BUILD=dir puts objects elsewhere. OMP=0 builds without
-# OpenMP (one thread; the pragmas are ignored). PREFIX (default /usr/local), DESTDIR, and the
+# OpenMP (one thread; the pragmas are ignored). MPI=1 adds `mnist train --distributed` (Open
+# MPI's mpicc must be installed). PREFIX (default /usr/local), DESTDIR, and the
 # GNU directory variables bindir, libdir, includedir, mandir, pkgconfigdir.
 
 CC ?= gcc
@@ -54,11 +55,23 @@ LDLIBS := $(PRIVATE_LIBS) $(OMPFLAG)
 # `mnist serve` only: libmicrohttpd for HTTP, jansson for JSON.
 SERVE_LIBS := -lmicrohttpd -ljansson
 
+# MPI=1: `mnist train --distributed` over Open MPI (cli/dist_mpi.c, with mpicc's flags);
+# without it cli/dist_none.c says how to get it. The library never needs MPI. BUILD/mnist-mpi
+# is the same program with MPI whatever MPI says (the suite's test_mpi.sh runs it). mpicc is
+# asked for its flags only when something is built with them.
+MPI ?= 0
+MPICC ?= mpicc
+MPI_CFLAGS = $(patsubst -I%,-isystem %,$(shell $(MPICC) -showme:compile))
+MPI_LIBS = $(shell $(MPICC) -showme:link)
+DIST_SRC := $(if $(filter 1,$(MPI)),cli/dist_mpi.c,cli/dist_none.c)
+# Which of the two BUILD/mnist is linked there: switching MPI relinks it.
+MPI_STAMP = $(BUILD)/mpi-$(MPI).stamp
+
 VERSION := $(shell sed -n 's/^\#define CNN_VERSION_STRING "\(.*\)"/\1/p' include/cnn.h)
 MAJOR := $(firstword $(subst ., ,$(VERSION)))
 SONAME := libcnn.so.$(MAJOR)
 LIB_SRC := $(sort $(wildcard src/*/*.c))
-CLI_SRC := $(sort $(wildcard cli/*.c))
+CLI_SRC := $(filter-out cli/dist_%.c,$(sort $(wildcard cli/*.c))) $(DIST_SRC)
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
@@ -89,8 +102,18 @@ $(BUILD)/libcnn.so.$(VERSION): $(LIB_OBJ)
 	@ln -sf libcnn.so.$(VERSION) $(BUILD)/$(SONAME)
 	@ln -sf $(SONAME) $(BUILD)/libcnn.so
 
-$(BUILD)/mnist: $(CLI_OBJ) $(BUILD)/libcnn.a
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libcnn.a $(LDLIBS) $(SERVE_LIBS)
+$(BUILD)/mnist: $(CLI_OBJ) $(BUILD)/libcnn.a $(MPI_STAMP)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libcnn.a $(LDLIBS) $(SERVE_LIBS) \
+	    $(if $(filter 1,$(MPI)),$(MPI_LIBS))
+$(MPI_STAMP):
+	@mkdir -p $(dir $@)
+	@rm -f $(BUILD)/mpi-*.stamp
+	@touch $@
+
+MPI_CLI_OBJ := $(filter-out $(BUILD)/cli/dist_%.o,$(CLI_OBJ)) $(BUILD)/cli/dist_mpi.o
+$(BUILD)/mnist-mpi: $(MPI_CLI_OBJ) $(BUILD)/libcnn.a
+	$(CC) $(LDFLAGS) -o $@ $(MPI_CLI_OBJ) $(BUILD)/libcnn.a $(LDLIBS) $(SERVE_LIBS) $(MPI_LIBS)
+$(BUILD)/cli/dist_mpi.o: CFLAGS += $(MPI_CFLAGS)
 
 # The page of `mnist serve` is web/index.html, assembled into the binary (.incbin).
 $(BUILD)/cli/serve_page.o: web/index.html
@@ -108,7 +131,7 @@ data:
 	scripts/fetch-data --dataset mnist
 
 # The suite needs the real MNIST: fetch it first (idempotent, verified by SHA-256).
-test: all $(TEST_BIN) $(FUZZ_REPLAY) $(TOOL_BIN) data
+test: all $(TEST_BIN) $(FUZZ_REPLAY) $(TOOL_BIN) $(BUILD)/mnist-mpi data
 	scripts/run-tests $(BUILD)
 
 asan:
@@ -162,7 +185,7 @@ uninstall:
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(MPI_CLI_OBJ:.o=.d) $(TEST_BIN:=.d)
 
 # ---- fuzzing -------------------------------------------------------------------------------
 #   make fuzz       build/fuzz/fuzz_{idx,model,image,spec}: libFuzzer + ASan + UBSan (clang)

@@ -1,6 +1,7 @@
 /*
  * cmd_train.c - `mnist train`: options -> struct cnn_train_cfg, progress display, JSON log,
- * Ctrl-C handling. The loop itself is the library's (src/train.c).
+ * Ctrl-C handling. The loop itself is the library's (src/train.c). With --distributed, every
+ * rank of an MPI job runs this (dist.h): all train, rank 0 alone prints, logs and saves.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -12,8 +13,11 @@
 #include <zlib.h>
 
 #include "cli.h"
+#include "dist.h"
 
 static volatile sig_atomic_t stop_flag = 0; /* the signal that asked to stop, or 0 */
+/* --distributed: the largest stop_flag of any rank at the last sum, the same on all ranks */
+static volatile sig_atomic_t agreed_stop = 0;
 
 /* Ctrl-C, and SIGTERM (what kill, systemd and Slurm send): stop after the current batch and
  * save a checkpoint. A second one ends the program at once. */
@@ -66,6 +70,12 @@ static void usage(FILE *f) {
           "  --log FILE             one JSON object per epoch (default: none)\n"
           "  --threads N            (default: all cores)\n"
           "  --quiet                no progress bar\n"
+          "distributed (mpirun -np P mnist train --distributed ...; needs make MPI=1):\n"
+          "  --distributed          data parallel over the job's P ranks: each batch of --batch\n"
+          "                         images is shared out and the gradients summed; rank 0\n"
+          "                         writes the model, checkpoints and log. --threads is per rank\n"
+          "  --dist-timeout S       end the job when ranks wait for each other more than S\n"
+          "                         seconds: one died or hangs (default 120)\n"
           "\npresets:\n",
           f);
     cli_preset_list(f);
@@ -127,7 +137,7 @@ static void on_epoch(const struct cnn_epoch_stats *s, void *user) {
 enum {
     O_PRESET = 256, O_ARCH, O_EPOCHS, O_BATCH, O_OPT, O_LR, O_MOM, O_NEST, O_SCHED, O_STEPE,
     O_GAMMA, O_WARM, O_MINLR, O_WD, O_DECAYALL, O_LS, O_AUG, O_SEED, O_THREADS, O_VAL, O_DATA,
-    O_OUT, O_CKPT, O_RESUME, O_LOG, O_LIMIT, O_QUIET, O_HELP
+    O_OUT, O_CKPT, O_RESUME, O_LOG, O_LIMIT, O_QUIET, O_HELP, O_DIST, O_DIST_TIMEOUT
 };
 
 static const struct option opts[] = {
@@ -145,6 +155,8 @@ static const struct option opts[] = {
     {"checkpoint", required_argument, 0, O_CKPT}, {"resume", required_argument, 0, O_RESUME},
     {"log", required_argument, 0, O_LOG},       {"limit", required_argument, 0, O_LIMIT},
     {"quiet", no_argument, 0, O_QUIET},         {"help", no_argument, 0, O_HELP},
+    {"distributed", no_argument, 0, O_DIST},    {"dist-timeout", required_argument, 0,
+                                                 O_DIST_TIMEOUT},
     {0, 0, 0, 0}};
 
 static int pick(const char *flag, const char *v, const char *const *names, int n, int *out) {
@@ -173,6 +185,8 @@ struct train_args {
     char out[512], ckpt[512];
     int quiet, out_given, ckpt_given;
     float momentum; /* < 0: the optimizer's default */
+    int distributed, rank, ranks; /* --distributed: this rank of how many (else 0 of 1) */
+    float dist_timeout; /* 0 until given */
 };
 
 static void apply_preset(struct train_args *a, const struct cli_preset *p) {
@@ -255,6 +269,8 @@ static int take_option(struct train_args *a, int ch, const char *v) {
     case O_CKPT: a->ckpt_given = 1; return set_path(a->ckpt, sizeof a->ckpt, "--checkpoint", v);
     case O_LOG: a->log_path = v; return 0;
     case O_QUIET: a->quiet = 1; return 0;
+    case O_DIST: a->distributed = 1; return 0;
+    case O_DIST_TIMEOUT: return cli_float("--dist-timeout", v, 1, 1e6, &a->dist_timeout);
     default: return -1;
     }
 }
@@ -265,7 +281,7 @@ static int take_option(struct train_args *a, int ch, const char *v) {
 static int changes_recipe(int ch) {
     switch (ch) {
     case O_THREADS: case O_DATA: case O_OUT: case O_CKPT: case O_RESUME: case O_LOG:
-    case O_QUIET: case O_HELP: case 'h':
+    case O_QUIET: case O_HELP: case 'h': case O_DIST: case O_DIST_TIMEOUT:
         return 0;
     default: return 1;
     }
@@ -289,7 +305,7 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
         if (a->resume && changes_recipe(ch)) {
             cli_err("train --resume: --%s cannot change on resume: the checkpoint holds the "
                     "run's recipe (a resume takes --out, --checkpoint, --data, --threads, --log, "
-                    "--quiet)",
+                    "--quiet, --distributed, --dist-timeout)",
                     at >= 0 ? opts[at].name : "?");
             return 2;
         }
@@ -314,6 +330,11 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
         return 2;
     }
     if (a->momentum >= 0) a->cfg.optim.momentum = a->momentum;
+    if (a->dist_timeout > 0 && !a->distributed) {
+        cli_err("train: --dist-timeout is for --distributed runs");
+        return 2;
+    }
+    if (a->dist_timeout == 0) a->dist_timeout = 120.0f;
     return -1;
 }
 
@@ -385,24 +406,52 @@ static int setup_resume(struct train_args *a, struct cnn_model **m, struct cnn_t
     const int threads = a->cfg.threads;
     cnn_trainer_cfg(*tr, &a->cfg);
     a->cfg.threads = threads;
-    fprintf(stderr, "mnist: resuming %s after epoch %d of %d; model to %s\n", a->resume,
-            cnn_trainer_epochs_done(*tr), a->cfg.epochs, a->out);
+    if (a->rank == 0)
+        fprintf(stderr, "mnist: resuming %s after epoch %d of %d; model to %s\n", a->resume,
+                cnn_trainer_epochs_done(*tr), a->cfg.epochs, a->out);
     return -1;
 }
 
-/* Where the hooks save. */
+/* --distributed: the trainer becomes this rank's share of the job. */
+static int setup_dist(struct train_args *a, struct cnn_trainer *tr) {
+    if (cli_dist_attach(tr, a->dist_timeout, &stop_flag, &agreed_stop) != CNN_OK) {
+        cli_err("train --distributed: %s", cnn_errmsg());
+        return 2;
+    }
+    return -1;
+}
+
+/* Where the hooks save: rank 0 alone, in a distributed run. */
 struct saver {
     const char *out, *ckpt;
+    int rank, distributed;
+    const struct cnn_model *m;
 };
 
 static int save_best(const struct cnn_model *m, void *user) {
     const struct saver *s = ((struct progress *)user)->saver;
-    return cnn_model_save(m, s->out);
+    return s->rank == 0 ? cnn_model_save(m, s->out) : CNN_OK;
 }
 
+/* After every epoch, and when stopped: in a distributed run first a check that every rank
+ * trained on the same data and still holds the same weights (else they would go on silently:
+ * other data on a node still gives every rank the same summed gradients). */
 static int save_checkpoint(const struct cnn_trainer *t, void *user) {
     const struct saver *s = ((struct progress *)user)->saver;
-    return s->ckpt[0] ? cnn_trainer_save(t, s->ckpt) : CNN_OK;
+    if (s->distributed) {
+        const char *fp = cnn_model_meta(s->m, "data_fingerprint");
+        const unsigned long data = crc32(0L, (const Bytef *)(fp ? fp : ""), fp ? strlen(fp) : 0);
+        int same = cli_dist_same(data);
+        if (same == 0 && s->rank == 0)
+            cli_err("train --distributed: the ranks' training data differ (fingerprint %s on "
+                    "rank 0); give every rank the same --data", fp ? fp : "none");
+        else if (same == 1 && !(same = cli_dist_same(cli_model_fingerprint(s->m))) &&
+                 s->rank == 0)
+            cli_err("train --distributed: the ranks' weights differ after step %ld; stopping",
+                    cnn_trainer_steps_done(t));
+        if (same != 1) return cli_dist_end(1); /* ends every rank */
+    }
+    return s->ckpt[0] && s->rank == 0 ? cnn_trainer_save(t, s->ckpt) : CNN_OK;
 }
 
 /* Whether path names (through any link or other spelling) one of the IDX files in dir, which
@@ -420,14 +469,18 @@ static int data_file_at(const char *dir, const char *path) {
     return 0;
 }
 
-/* The run's end as the user sees it; returns the exit status. */
-static int report(int rc, const struct train_args *a, const struct cnn_trainer *tr) {
+/* The run's end as the user sees it; returns the exit status. sig: the signal that stopped
+ * it (as every rank agreed, in a distributed run). */
+static int report(int rc, const struct train_args *a, const struct cnn_trainer *tr, int sig) {
+    const int status = 128 + (sig == SIGTERM ? SIGTERM : SIGINT); /* as the shell reports it */
+    if (rc == CNN_ERR_INTERRUPTED && a->rank != 0) return status;
     if (rc == CNN_ERR_INTERRUPTED) {
         cli_err("%s by %s; checkpoint saved to %s", cnn_errmsg(),
-                stop_flag == SIGTERM ? "SIGTERM" : "SIGINT", a->ckpt);
-        fprintf(stderr, "mnist: resume with: mnist train --resume %s%s%s\n", a->ckpt,
-                a->log_path ? " --log " : "", a->log_path ? a->log_path : "");
-        return 128 + (stop_flag == SIGTERM ? SIGTERM : SIGINT); /* as the shell reports it */
+                sig == SIGTERM ? "SIGTERM" : "SIGINT", a->ckpt);
+        fprintf(stderr, "mnist: resume with: %smnist train %s--resume %s%s%s\n",
+                a->distributed ? "mpirun -np P " : "", a->distributed ? "--distributed " : "",
+                a->ckpt, a->log_path ? " --log " : "", a->log_path ? a->log_path : "");
+        return status;
     }
     if (rc == CNN_ERR_NAN) {
         cli_err("%s (--lr)", cnn_errmsg());
@@ -441,6 +494,7 @@ static int report(int rc, const struct train_args *a, const struct cnn_trainer *
         return 1;
     }
     const double best = cnn_trainer_best_val(tr);
+    if (a->rank != 0) return 0;
     if (best >= 0)
         printf("best validation accuracy %.2f%%; model saved to %s\n", 100.0 * best, a->out);
     else
@@ -484,21 +538,27 @@ static int run(struct train_args *a, struct cnn_model *m, struct cnn_trainer *tr
             cnn_model_set_meta(m, key, fashion_names[i]);
         }
     }
-    const struct saver sv = {a->out, a->ckpt};
-    struct progress prog = {isatty(STDERR_FILENO), a->quiet, 0, NULL, a->log_path, 0, &sv};
-    if (a->log_path && !(prog.log = cli_open_log(a->log_path, a->resume != NULL))) {
+    const struct saver sv = {a->out, a->ckpt, a->rank, a->distributed, m};
+    struct progress prog = {isatty(STDERR_FILENO), a->quiet || a->rank != 0, 0, NULL,
+                            a->log_path, 0, &sv};
+    if (a->log_path && a->rank == 0 &&
+        !(prog.log = cli_open_log(a->log_path, a->resume != NULL))) {
         cli_err("%s: cannot open log file: %s", a->log_path,
                 errno == ENXIO ? "a FIFO with no reader" : strerror(errno));
         cnn_dataset_free(&ds);
         return 1;
     }
-    fprintf(stderr, "mnist: %s, %d threads, %d epochs, batch %d, %zu parameters\n",
-            cnn_model_spec(m), a->cfg.threads ? a->cfg.threads : cnn_default_threads(),
-            a->cfg.epochs, a->cfg.batch, cnn_model_n_params(m));
+    char ranks[32] = "";
+    if (a->distributed) snprintf(ranks, sizeof ranks, "%d ranks x ", a->ranks);
+    if (a->rank == 0)
+        fprintf(stderr, "mnist: %s, %s%d threads, %d epochs, batch %d, %zu parameters\n",
+                cnn_model_spec(m), ranks, a->cfg.threads ? a->cfg.threads : cnn_default_threads(),
+                a->cfg.epochs, a->cfg.batch, cnn_model_n_params(m));
     signal(SIGINT, on_stop_signal);
     signal(SIGTERM, on_stop_signal);
+    volatile sig_atomic_t *stop = a->distributed ? &agreed_stop : &stop_flag;
     const struct cnn_train_hooks hooks = {sizeof hooks, on_batch,  on_epoch, save_best,
-                                          save_checkpoint, &prog, &stop_flag};
+                                          save_checkpoint, &prog, stop};
     const int rc = cnn_trainer_run(tr, &ds, &hooks);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
@@ -508,20 +568,67 @@ static int run(struct train_args *a, struct cnn_model *m, struct cnn_trainer *tr
         cli_err("--log: %s: write failed: %s", a->log_path, strerror(errno));
     }
     cnn_dataset_free(&ds);
-    const int status = report(rc, a, tr);
+    const int status = report(rc, a, tr, *stop);
     return status == 0 && prog.log_failed ? 1 : status;
+}
+
+/* Messages of a rank other than 0 while it starts: kept aside, since rank 0 says the same. */
+struct kept_err {
+    int saved; /* the real stderr, or -1 */
+    FILE *kept;
+};
+
+/* --distributed (looked for before parsing, since parsing is each rank's): join the job. The
+ * ranks other than 0 print no results, and keep their messages aside until all have started
+ * (start_together). */
+static int join_job(int argc, char **argv, struct train_args *a, struct kept_err *k) {
+    a->ranks = 1;
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+        a->distributed |= !strcmp(argv[i], "--distributed");
+    if (!a->distributed) return -1;
+    if (cli_dist_init(&argc, &argv, &a->rank, &a->ranks)) {
+        a->distributed = 0; /* not in a job: nothing to agree or leave */
+        return 2;
+    }
+    if (a->rank != 0) {
+        fflush(NULL);
+        if (!freopen("/dev/null", "w", stdout) || !(k->kept = tmpfile())) return 1;
+        k->saved = dup(STDERR_FILENO);
+        dup2(fileno(k->kept), STDERR_FILENO);
+    }
+    return -1;
+}
+
+/* --distributed: every rank goes on only if all could start. A rank other than 0 shows the
+ * messages it kept only when rank 0 started (else rank 0 has said the same). */
+static int start_together(const struct train_args *a, int status, struct kept_err *k) {
+    int rank0 = status;
+    if (a->distributed) status = cli_dist_agree(status, &rank0);
+    if (k->saved < 0) return status;
+    fflush(stderr);
+    dup2(k->saved, STDERR_FILENO);
+    close(k->saved);
+    char buf[4096];
+    size_t n;
+    rewind(k->kept);
+    while (rank0 < 0 && (n = fread(buf, 1, sizeof buf, k->kept)) > 0) fwrite(buf, 1, n, stderr);
+    fclose(k->kept);
+    return status;
 }
 
 int cmd_train(int argc, char **argv) {
     struct train_args a;
     memset(&a, 0, sizeof a);
-    int status = parse_args(argc, argv, &a);
-    if (status >= 0) return status;
+    struct kept_err kept = {-1, NULL};
+    int status = join_job(argc, argv, &a, &kept);
+    if (status < 0) status = parse_args(argc, argv, &a);
     struct cnn_model *m = NULL;
     struct cnn_trainer *tr = NULL;
-    status = a.resume ? setup_resume(&a, &m, &tr) : setup_fresh(&a, &m, &tr);
+    if (status < 0) status = a.resume ? setup_resume(&a, &m, &tr) : setup_fresh(&a, &m, &tr);
+    if (status < 0 && a.distributed) status = setup_dist(&a, tr);
+    status = start_together(&a, status, &kept);
     if (status < 0) status = run(&a, m, tr);
     cnn_trainer_free(tr);
     cnn_model_free(m);
-    return status;
+    return a.distributed ? cli_dist_end(status) : status;
 }

@@ -389,6 +389,19 @@ CNN_API int cnn_trainer_resume(const char *path, int threads, struct cnn_model *
 CNN_API void cnn_trainer_free(struct cnn_trainer *t); /* [once] */
 /* The caller's reducer (copied; NULL: none, the default). [ctx] */
 CNN_API void cnn_trainer_set_reducer(struct cnn_trainer *t, const struct cnn_reducer *r);
+/* Data-parallel training over `ranks` processes, this one being `rank` (0-based; 0 of 1 is
+ * the default). Every process runs the same trainer (same configuration, seed and data, or the
+ * same checkpoint) with a reducer that sums across all of them. Each batch of cfg.batch images
+ * (and each batch given to cnn_trainer_step, which every process passes whole) is split:
+ * process r computes images [n*r/ranks, n*(r+1)/ranks), as thread r of a team of `ranks`
+ * threads would. The reducer then sums batch-norm statistics, gradients, the step's loss and
+ * accuracy, and validation (also split), so every process takes the same step and holds the
+ * same weights. A last batch smaller than `ranks` is merged into the one before. With two
+ * ranks of one thread each the weights equal, bit for bit, one process on two threads; with
+ * more, the gradient sums may be added in another order. Nothing about ranks is saved in a
+ * checkpoint: a run may resume on another number of them. CNN_ERR_ARG when rank is not in
+ * [0, ranks), ranks not in [1, 65536], or cfg.batch < ranks. [ctx] */
+CNN_API int cnn_trainer_set_ranks(struct cnn_trainer *t, int rank, int ranks);
 
 /* One step: forward, loss, backward, the reducer, then the optimizer at the scheduled rate.
  * x (n, c, h, w) normalised (cnn_model_get_norm), labels (n), n >= 1; a batch larger than any

@@ -199,10 +199,15 @@ struct cnn_team {
     size_t stride; /* the largest team_red of any layer */
 };
 
-/* The caller's reducer during one training forward/backward, and the first failure it gave. */
+/* The caller's reducer during one training forward/backward, and the first failure it gave.
+ * Data-parallel training (cnn_trainer_set_ranks): this process holds images [i0, i0 + n) of
+ * a batch of n_total spread over several; n_total 0 means the batch is all here. Batch norm
+ * then counts n_total images, dropout numbers its mask from i0, and the loss's gradient is
+ * the mean over n_total. */
 struct cnn_reduce {
     struct cnn_reducer r;
     int rc;
+    int i0, n_total;
 };
 
 /* The sum of v[0..len) over the team (added in thread order, so it is the same on every thread

@@ -63,6 +63,12 @@ static float devdot8(const float *restrict a, float ma, const float *restrict x,
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
+/* Images the statistics are over: the whole batch, which a team of threads (team->n_total)
+ * or several processes (red->n_total, cnn_trainer_set_ranks) may share out. */
+static double bn_count(int n, const struct cnn_team *team, const struct cnn_reduce *red) {
+    return red && red->n_total ? red->n_total : team ? team->n_total : n;
+}
+
 /* Scratch: two doubles per channel (partial sums of this call's images). */
 static size_t bn_ws_size(const struct cnn_layer *l, int n) {
     (void)n;
@@ -82,7 +88,7 @@ static void bn_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     if (f->train) {
         /* Two passes over the whole batch (the team's images too): the mean, then the mean
          * squared deviation from it. Thread 0 (or the only caller) keeps them. */
-        const double count = (double)(f->team ? f->team->n_total : n) * (double)hw;
+        const double count = bn_count(n, f->team, f->red) * (double)hw;
 #pragma omp parallel for schedule(static) if (par)
         for (int ch = 0; ch < c; ch++) {
             double sum = 0.0;
@@ -138,7 +144,7 @@ static void bn_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
     const float *gamma = b->p;
     float *dgamma = b->dp, *dbeta = b->dp + c;
     const float *mu = b->cache, *rstd = b->cache + c;
-    const double count = (double)(b->team ? b->team->n_total : n) * (double)hw;
+    const double count = bn_count(n, b->team, b->red) * (double)hw;
     const int par = (size_t)n * c * hw >= CNN_OMP_MIN_WORK;
     (void)par; /* only read by the OpenMP pragmas */
     double *acc = (double *)b->ws; /* (2c): sum dy, sum dy * xhat over this call's images */

@@ -444,6 +444,11 @@ int cnn_ctx_train_batch(struct cnn_ctx *ctx, struct cnn_model *m, const float *x
     const float *logits = cnn_ctx_forward(ctx, m, x, n, m->state, seed, red);
     const float loss = cnn_softmax_xent(logits, labels, n, k, label_smoothing, ctx->probs,
                                         ctx->dact[m->n_layers]);
+    if (red && red->n_total > n) { /* part of a larger batch: the mean is over all of it */
+        const float share = (float)((double)n / red->n_total); /* 0.5 of an even split: exact */
+        float *dl = ctx->dact[m->n_layers];
+        for (size_t j = 0; j < (size_t)n * k; j++) dl[j] *= share;
+    }
     cnn_ctx_zero_grad(ctx);
     cnn_ctx_backward(ctx, m, x, n, red);
     int correct = 0;

@@ -41,8 +41,10 @@ static void dropout_forward(const struct cnn_layer *l, const struct cnn_fwd *f) 
     }
     const uint64_t seed = f->seed;
     const uint32_t cut = (uint32_t)(p * 65536.0f + 0.5f); /* keep when 16 bits >= cut */
-    /* numbered by place in the whole batch, so a team draws the same mask as one thread */
-    const size_t base = f->team ? (size_t)f->team->i0 * cnn_shape_size(l->in) : 0;
+    /* numbered by place in the whole batch, so a team draws the same mask as one thread, and
+     * a process holding part of a batch (f->red->i0) the same as one holding all of it */
+    const size_t first = (size_t)(f->team ? f->team->i0 : 0) + (size_t)(f->red ? f->red->i0 : 0);
+    const size_t base = first * cnn_shape_size(l->in);
     const size_t g0 = base / 4, g1 = (base + total + 3) / 4; /* groups of four elements */
 #pragma omp parallel for schedule(static) if (total >= CNN_OMP_MIN_WORK)
     for (size_t g = g0; g < g1; g++) {

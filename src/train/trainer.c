@@ -16,6 +16,13 @@
  * sized from it (ensure_ctx), so no batch, validation chunk or final check can be larger than
  * the buffers it is written into. A last batch of one image is merged into the one before it
  * (batch norm cannot learn from one image), so the largest batch can be B + 1.
+ *
+ * Data parallel (cnn_trainer_set_ranks): every process runs this same code on the same data
+ * and seed, so all draw the same split, shuffle and augmentation. Process r of R computes
+ * only its share of each batch, images [n*r/R, n*(r+1)/R) (the share a thread of a team of R
+ * gets in ctx.c), and the reducer sums what the whole batch needs: batch-norm statistics,
+ * gradients, the step's loss and accuracy, and validation. A last batch smaller than R is
+ * merged into the one before it, so every process has an image of every batch.
  * The library never prints and never names a file: progress and checkpoints leave through
  * the caller's hooks.
  */
@@ -98,6 +105,7 @@ int cnn_trainer_new(struct cnn_model *m, const struct cnn_train_cfg *cfg,
         return rc;
     }
     t->model = m;
+    t->ranks = 1;
     t->best_val = -1.0;
     t->per_epoch = 1;
     *out = t;
@@ -117,6 +125,40 @@ void cnn_trainer_free(struct cnn_trainer *t) {
 void cnn_trainer_set_reducer(struct cnn_trainer *t, const struct cnn_reducer *r) {
     memset(&t->red, 0, sizeof t->red);
     if (r) t->red.r = *r;
+}
+
+int cnn_trainer_set_ranks(struct cnn_trainer *t, int rank, int ranks) {
+    if (ranks < 1 || ranks > 65536 || rank < 0 || rank >= ranks)
+        return cnn_fail(CNN_ERR_ARG, "rank %d of %d: ranks must be in [1, 65536] and the rank "
+                        "in [0, ranks)", rank, ranks);
+    if (t->cfg.batch < ranks)
+        return cnn_fail(CNN_ERR_ARG, "batch size %d is smaller than the %d ranks sharing it",
+                        t->cfg.batch, ranks);
+    t->rank = rank, t->ranks = ranks;
+    return CNN_OK;
+}
+
+/* Several ranks need a reducer to add up their shares. */
+static int check_ranks(const struct cnn_trainer *t) {
+    if (t->ranks > 1 && !t->red.r.sum)
+        return cnn_fail(CNN_ERR_ARG, "%d ranks but no reducer (cnn_trainer_set_reducer)",
+                        t->ranks);
+    return CNN_OK;
+}
+
+/* This process's share of a batch of n: images [*i0, *i0 + the count returned). */
+static int share_of(const struct cnn_trainer *t, int n, int *i0) {
+    *i0 = (int)((long)n * t->rank / t->ranks);
+    return (int)((long)n * (t->rank + 1) / t->ranks) - *i0;
+}
+
+/* v[0..n) summed over the ranks (nothing to do for one). */
+static int reduce_f64(struct cnn_trainer *t, double *v, size_t n) {
+    const int rc = t->ranks > 1 ? t->red.r.sum(v, n, CNN_F64, t->red.r.user) : 0;
+    if (rc)
+        return cnn_fail(CNN_ERR_REDUCE, "the reducer failed (status %d) after step %ld", rc,
+                        t->step);
+    return CNN_OK;
 }
 
 int cnn_trainer_epochs_done(const struct cnn_trainer *t) { return t->epoch; }
@@ -146,22 +188,35 @@ static int ensure_ctx(struct cnn_trainer *t, int n) {
 /* ---- one step ----------------------------------------------------------------------------- */
 
 /* Forward, loss, backward, reduce, update; x and y are the context's batch buffers or the
- * caller's, seed is the forward's random seed (dropout). *lr_out (may be NULL) is the rate the
- * step was scheduled at. Runs inside cnn_threads_enter. */
-static int step_batch(struct cnn_trainer *t, const float *x, const uint8_t *y, int n,
-                      uint64_t seed, float *loss_out, int *correct_out, double *lr_out) {
+ * caller's, holding this rank's share (n images from i0) of a batch of n_total. seed is the
+ * forward's random seed (dropout). *loss_out and *correct_out (may be NULL) are the whole
+ * batch's, *lr_out (may be NULL) the rate the step was scheduled at. Runs inside
+ * cnn_threads_enter. */
+static int step_batch(struct cnn_trainer *t, const float *x, const uint8_t *y, int n, int i0,
+                      int n_total, uint64_t seed, float *loss_out, int *correct_out,
+                      double *lr_out) {
     struct cnn_model *m = t->model;
     struct cnn_ctx *ctx = t->ctx;
     float loss;
+    int correct;
     t->red.rc = 0;
+    t->red.i0 = t->ranks > 1 ? i0 : 0;
+    t->red.n_total = t->ranks > 1 ? n_total : 0;
     cnn_ctx_train_batch(ctx, m, x, y, n, t->cfg.label_smoothing, seed, &t->red, &loss,
-                        correct_out);
+                        &correct);
     if (!t->red.rc && t->red.r.sum)
         t->red.rc = t->red.r.sum(ctx->grads, m->n_params, CNN_F32, t->red.r.user);
+    if (!t->red.rc && t->ranks > 1) { /* the whole batch's loss and accuracy */
+        double s[2] = {(double)loss * n, correct};
+        t->red.rc = t->red.r.sum(s, 2, CNN_F64, t->red.r.user);
+        loss = (float)(s[0] / n_total);
+        correct = (int)s[1];
+    }
     if (t->red.rc)
         return cnn_fail(CNN_ERR_REDUCE, "the reducer failed (status %d) at step %ld", t->red.rc,
                         t->step + 1);
     if (loss_out) *loss_out = loss;
+    if (correct_out) *correct_out = correct;
     const long total = t->per_epoch * t->cfg.epochs;
     const float lr = cnn_sched_lr(&t->cfg.sched, t->step, total, t->per_epoch);
     if (lr_out) *lr_out = lr;
@@ -176,16 +231,20 @@ static int step_batch(struct cnn_trainer *t, const float *x, const uint8_t *y, i
 
 int cnn_trainer_step(struct cnn_trainer *t, const float *x, const uint8_t *labels, int n,
                      float *loss, int *correct) {
-    if (n < 1 || n > 65536) return cnn_fail(CNN_ERR_ARG, "batch of %d images", n);
+    if (n < t->ranks || n > 65536)
+        return cnn_fail(CNN_ERR_ARG, "batch of %d images%s", n,
+                        n > 0 && n < t->ranks ? ": fewer than the ranks sharing it" : "");
     for (int i = 0; i < n; i++)
         if (labels[i] >= t->model->n_classes)
             return cnn_fail(CNN_ERR_ARG, "label %d of image %d is not below %d", labels[i], i,
                             t->model->n_classes);
-    int rc = ensure_ctx(t, n);
+    int i0, rc = check_ranks(t);
+    const int mine = share_of(t, n, &i0);
+    if (!rc) rc = ensure_ctx(t, mine);
     if (rc) return rc;
     const int saved = cnn_threads_enter(t->ctx->threads);
-    rc = step_batch(t, x, labels, n, mix(t->cfg.seed ^ 0x73746570ULL, (uint64_t)t->step), loss,
-                    correct, NULL);
+    rc = step_batch(t, x + (size_t)i0 * cnn_shape_size(t->model->in), labels + i0, mine, i0, n,
+                    mix(t->cfg.seed ^ 0x73746570ULL, (uint64_t)t->step), loss, correct, NULL);
     cnn_threads_leave(saved);
     return rc;
 }
@@ -193,15 +252,17 @@ int cnn_trainer_step(struct cnn_trainer *t, const float *x, const uint8_t *label
 /* ---- the data of an epoch ----------------------------------------------------------------- */
 
 /* Batches of one epoch over n_train images with batch size B; batch b holds images
- * [b * B, b * B + batch_size(b)). */
+ * [b * B, b * B + batch_size(b)). A last batch smaller than min_last is merged into the one
+ * before it. */
 struct epoch_plan {
     int n_train, B, batches, max_batch;
 };
 
-static struct epoch_plan epoch_plan(int n_train, int B) {
+static struct epoch_plan epoch_plan(int n_train, int B, int min_last) {
     struct epoch_plan p = {n_train, B, (n_train + B - 1) / B, 0};
-    if (p.batches > 1 && n_train % B == 1) p.batches--; /* never a batch of one (batch norm) */
-    const int last = n_train - (p.batches - 1) * B; /* B + 1 after a merge */
+    const int rest = n_train % B;
+    if (p.batches > 1 && rest > 0 && rest < min_last) p.batches--;
+    const int last = n_train - (p.batches - 1) * B; /* up to B + min_last - 1 after a merge */
     p.max_batch = p.batches == 1 ? n_train : last > B ? last : B;
     return p;
 }
@@ -300,7 +361,11 @@ static int prepare(struct cnn_trainer *t, const struct cnn_dataset *data, struct
                         t->cfg.val, n);
     if (t->epoch >= t->cfg.epochs)
         return cnn_fail(CNN_ERR_ARG, "all %d epochs are done", t->cfg.epochs);
-    int rc;
+    if (n - t->cfg.val < t->ranks || t->cfg.batch < t->ranks)
+        return cnn_fail(CNN_ERR_ARG, "%d training images in batches of %d cannot be shared by "
+                        "%d ranks", n - t->cfg.val, t->cfg.batch, t->ranks);
+    int rc = check_ranks(t);
+    if (rc) return rc;
     if (t->split_of != data || t->split_n != n) {
         if ((rc = split(t, n))) return rc;
         char dfp[24], vfp[24];
@@ -315,14 +380,16 @@ static int prepare(struct cnn_trainer *t, const struct cnn_dataset *data, struct
         t->split_of = data, t->split_n = n;
         if (t->epoch == 0 && t->batch == 0 && t->step == 0) set_norm_from(t, data);
     }
-    *p = epoch_plan(t->n_train, t->cfg.batch);
+    /* never a last batch of one (batch norm), nor one some rank has no image of */
+    *p = epoch_plan(t->n_train, t->cfg.batch, t->ranks > 2 ? t->ranks : 2);
     t->per_epoch = p->batches;
-    return ensure_ctx(t, p->max_batch);
+    return ensure_ctx(t, (p->max_batch + t->ranks - 1) / t->ranks); /* the largest share */
 }
 
-/* Gather and normalise (or augment) images idx[0..m) into the context's xbuf and labels. */
+/* Gather and normalise (or augment) images idx[0..m) into the context's xbuf and labels; they
+ * are images j0.. of their batch (the augmentation is drawn by that number). */
 static void make_batch(const struct cnn_trainer *t, const struct cnn_dataset *d, const int *idx,
-                       int m, int augment, uint64_t seed) {
+                       int m, int j0, int augment, uint64_t seed) {
     const int hw = d->h * d->w;
     float mean, std;
     cnn_model_get_norm(t->model, &mean, &std);
@@ -337,7 +404,7 @@ static void make_batch(const struct cnn_trainer *t, const struct cnn_dataset *d,
         float *dst = x + (size_t)j * hw;
         if (augment) {
             struct cnn_rng r;
-            cnn_rng_seed(&r, mix(seed, (uint64_t)j));
+            cnn_rng_seed(&r, mix(seed, (uint64_t)j0 + (uint64_t)j));
             /* sizes, std and sigma were checked before: it cannot fail */
             (void)cnn_augment_image(&aug, src, dst, d->h, d->w, mean, std, &r);
         } else {
@@ -347,23 +414,23 @@ static void make_batch(const struct cnn_trainer *t, const struct cnn_dataset *d,
     for (int j = 0; j < m; j++) t->ctx->labels[j] = d->labels[idx[j]];
 }
 
-/* Mean loss and accuracy on idx[0..n) in inference mode, in chunks of the context. */
+/* Summed loss and correct answers on idx[0..n) in inference mode, in chunks of the context. */
 static void evaluate(struct cnn_trainer *t, const struct cnn_dataset *d, const int *idx, int n,
-                     double *loss, double *acc) {
+                     double *loss, double *correct_out) {
     struct cnn_ctx *ctx = t->ctx;
     const int k = t->model->n_classes;
     double ls = 0.0;
     long correct = 0;
     for (int i0 = 0; i0 < n; i0 += ctx->max_batch) {
         const int m = n - i0 < ctx->max_batch ? n - i0 : ctx->max_batch;
-        make_batch(t, d, idx + i0, m, 0, 0);
+        make_batch(t, d, idx + i0, m, 0, 0, 0);
         const float *logits = cnn_ctx_forward(ctx, t->model, ctx->xbuf, m, NULL, 0, NULL);
         ls += (double)cnn_softmax_xent(logits, ctx->labels, m, k, 0.0f, ctx->probs, NULL) * m;
         for (int j = 0; j < m; j++)
             correct += cnn_argmax(ctx->probs + (size_t)j * k, k) == ctx->labels[j];
     }
-    *loss = ls / n;
-    *acc = (double)correct / n;
+    *loss = ls;
+    *correct_out = (double)correct;
 }
 
 /* ---- one epoch ---------------------------------------------------------------------------- */
@@ -379,13 +446,15 @@ static int run_batches(struct cnn_trainer *t, const struct cnn_dataset *d,
     while (t->batch < p->batches) {
         const int b = t->batch, m = batch_size(p, b);
         const uint64_t bseed = mix(mix(c->seed, (uint64_t)e), (uint64_t)b + 1);
-        make_batch(t, d, t->order + (size_t)b * p->B, m, c->augment, bseed);
+        int i0;
+        const int mine = share_of(t, m, &i0);
+        make_batch(t, d, t->order + (size_t)b * p->B + i0, mine, i0, c->augment, bseed);
         struct cnn_rng r;
         cnn_rng_seed(&r, bseed);
         float loss;
         int correct;
-        int rc = step_batch(t, t->ctx->xbuf, t->ctx->labels, m, cnn_rng_u64(&r), &loss,
-                            &correct, lr_out);
+        int rc = step_batch(t, t->ctx->xbuf, t->ctx->labels, mine, i0, m, cnn_rng_u64(&r),
+                            &loss, &correct, lr_out);
         if (rc == CNN_ERR_NAN)
             return cnn_fail(rc, "loss became %s at epoch %d, batch %d (learning rate %g); "
                             "lower the learning rate", isnan(loss) ? "NaN" : "Inf", e + 1, b + 1,
@@ -422,13 +491,19 @@ static int run_batches(struct cnn_trainer *t, const struct cnn_dataset *d,
  * it produced on that batch (inference mode, no state changes) and on the validation set. */
 static int end_of_epoch(struct cnn_trainer *t, const struct cnn_dataset *d,
                         const struct epoch_plan *p, struct cnn_epoch_stats *es) {
-    const int last = p->batches - 1, m = batch_size(p, last);
-    make_batch(t, d, t->order + (size_t)last * p->B, m, 0, 0);
+    const int last = p->batches - 1;
+    int i0, v0;
+    const int m = share_of(t, batch_size(p, last), &i0), nv = share_of(t, t->n_val, &v0);
+    make_batch(t, d, t->order + (size_t)last * p->B + i0, m, 0, 0, 0);
     const float *logits = cnn_ctx_forward(t->ctx, t->model, t->ctx->xbuf, m, NULL, 0, NULL);
-    const float l = cnn_softmax_xent(logits, t->ctx->labels, m, t->model->n_classes, 0.0f,
-                                     t->ctx->probs, NULL);
-    if (t->n_val > 0) evaluate(t, d, t->val_idx, t->n_val, &es->val_loss, &es->val_acc);
-    if (!isfinite(l) || (t->n_val > 0 && !isfinite(es->val_loss)))
+    /* the last batch's loss, the validation loss and correct answers, summed over the ranks */
+    double s[3] = {cnn_softmax_xent(logits, t->ctx->labels, m, t->model->n_classes, 0.0f,
+                                    t->ctx->probs, NULL), 0.0, 0.0};
+    evaluate(t, d, t->val_idx + v0, nv, &s[1], &s[2]);
+    const int rc = reduce_f64(t, s, 3);
+    if (rc) return rc;
+    if (t->n_val > 0) es->val_loss = s[1] / t->n_val, es->val_acc = s[2] / t->n_val;
+    if (!isfinite(s[0]) || (t->n_val > 0 && !isfinite(es->val_loss)))
         return cnn_fail(CNN_ERR_NAN,
                         "loss became non-finite after the last step of epoch %d (learning rate "
                         "%g); lower the learning rate",

@@ -13,6 +13,7 @@ struct cnn_trainer {
     struct cnn_optim *opt;
     struct cnn_ctx *ctx;     /* training context, sized by ensure_ctx alone */
     struct cnn_reduce red;   /* the caller's reducer (red.r.sum NULL: none) */
+    int rank, ranks;         /* data parallel: this process's share of each batch (0 of 1) */
     int epoch;               /* epochs completed */
     int batch;               /* batches completed in the current epoch */
     long step;               /* optimizer steps in all */
