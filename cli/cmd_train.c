@@ -29,7 +29,7 @@ static void on_stop_signal(int sig) {
 static void usage(FILE *f) {
     fputs("usage: mnist train [--preset NAME | --arch SPEC] [OPTIONS]\n"
           "       mnist train --resume CHECKPOINT [--out FILE] [--checkpoint FILE] [--data DIR]\n"
-          "                   [--threads N] [--log FILE] [--quiet]\n"
+          "                   [--threads N] [--log FILE] [--report FILE] [--quiet]\n"
           "Without --preset, the network is the default preset's but the recipe is the plain\n"
           "defaults below (10 epochs of Adam at a constant 0.001, no augmentation), not that\n"
           "preset's; --preset default trains as its line below says.\n"
@@ -68,6 +68,8 @@ static void usage(FILE *f) {
           "                         '.ckpt' (or FILE.model when it has no such ending). The\n"
           "                         recipe comes from FILE: its flags are refused here\n"
           "  --log FILE             one JSON object per epoch (default: none)\n"
+          "  --report FILE          at the end, the HTML page of `mnist report` on the best\n"
+          "                         model and the validation images (curves from --log)\n"
           "  --threads N            (default: all cores)\n"
           "  --quiet                no progress bar\n"
           "distributed (mpirun -np P mnist train --distributed ...; needs make MPI=1):\n"
@@ -137,7 +139,7 @@ static void on_epoch(const struct cnn_epoch_stats *s, void *user) {
 enum {
     O_PRESET = 256, O_ARCH, O_EPOCHS, O_BATCH, O_OPT, O_LR, O_MOM, O_NEST, O_SCHED, O_STEPE,
     O_GAMMA, O_WARM, O_MINLR, O_WD, O_DECAYALL, O_LS, O_AUG, O_SEED, O_THREADS, O_VAL, O_DATA,
-    O_OUT, O_CKPT, O_RESUME, O_LOG, O_LIMIT, O_QUIET, O_HELP, O_DIST, O_DIST_TIMEOUT
+    O_OUT, O_CKPT, O_RESUME, O_LOG, O_LIMIT, O_QUIET, O_HELP, O_DIST, O_DIST_TIMEOUT, O_REPORT
 };
 
 static const struct option opts[] = {
@@ -157,7 +159,7 @@ static const struct option opts[] = {
     {"quiet", no_argument, 0, O_QUIET},         {"help", no_argument, 0, O_HELP},
     {"distributed", no_argument, 0, O_DIST},    {"dist-timeout", required_argument, 0,
                                                  O_DIST_TIMEOUT},
-    {0, 0, 0, 0}};
+    {"report", required_argument, 0, O_REPORT}, {0, 0, 0, 0}};
 
 static int pick(const char *flag, const char *v, const char *const *names, int n, int *out) {
     for (int i = 0; i < n; i++)
@@ -181,7 +183,7 @@ static int set_path(char *dst, size_t n, const char *flag, const char *v) {
 /* Everything the command line says. */
 struct train_args {
     struct cnn_train_cfg cfg;
-    const char *arch, *data_dir, *resume, *log_path;
+    const char *arch, *data_dir, *resume, *log_path, *report_path;
     char out[512], ckpt[512];
     int quiet, out_given, ckpt_given;
     float momentum; /* < 0: the optimizer's default */
@@ -268,6 +270,7 @@ static int take_option(struct train_args *a, int ch, const char *v) {
     case O_OUT: a->out_given = 1; return set_path(a->out, sizeof a->out, "--out", v);
     case O_CKPT: a->ckpt_given = 1; return set_path(a->ckpt, sizeof a->ckpt, "--checkpoint", v);
     case O_LOG: a->log_path = v; return 0;
+    case O_REPORT: a->report_path = v; return 0;
     case O_QUIET: a->quiet = 1; return 0;
     case O_DIST: a->distributed = 1; return 0;
     case O_DIST_TIMEOUT: return cli_float("--dist-timeout", v, 1, 1e6, &a->dist_timeout);
@@ -281,7 +284,7 @@ static int take_option(struct train_args *a, int ch, const char *v) {
 static int changes_recipe(int ch) {
     switch (ch) {
     case O_THREADS: case O_DATA: case O_OUT: case O_CKPT: case O_RESUME: case O_LOG:
-    case O_QUIET: case O_HELP: case 'h': case O_DIST: case O_DIST_TIMEOUT:
+    case O_QUIET: case O_HELP: case 'h': case O_DIST: case O_DIST_TIMEOUT: case O_REPORT:
         return 0;
     default: return 1;
     }
@@ -495,6 +498,11 @@ static int report(int rc, const struct train_args *a, const struct cnn_trainer *
     }
     const double best = cnn_trainer_best_val(tr);
     if (a->rank != 0) return 0;
+    if (a->resume && access(a->out, F_OK) != 0) { /* resumed a finished run: nothing saved */
+        printf("nothing to train: %s had finished all its epochs (%d); no model written to %s\n",
+               a->resume, cnn_trainer_epochs_done(tr), a->out);
+        return 0;
+    }
     if (best >= 0)
         printf("best validation accuracy %.2f%%; model saved to %s\n", 100.0 * best, a->out);
     else
@@ -507,14 +515,15 @@ static int run(struct train_args *a, struct cnn_model *m, struct cnn_trainer *tr
     struct cnn_dataset ds = {0};
     if (cli_check_replaced_output("--out", a->out) ||
         (a->ckpt[0] && cli_check_replaced_output("--checkpoint", a->ckpt)) ||
-        (a->log_path && cli_check_output("--log", a->log_path)))
+        (a->log_path && cli_check_output("--log", a->log_path)) ||
+        (a->report_path && cli_check_replaced_output("--report", a->report_path)))
         return 1;
     if (cnn_dataset_load_dir(a->data_dir, "train", &ds) != CNN_OK) {
         cli_err("%s", cnn_errmsg());
         return 1;
     }
-    const char *outs[3] = {a->out, a->ckpt, a->log_path};
-    for (int i = 0; i < 3; i++) {
+    const char *outs[4] = {a->out, a->ckpt, a->log_path, a->report_path};
+    for (int i = 0; i < 4; i++) {
         if (outs[i] && outs[i][0] && data_file_at(a->data_dir, outs[i])) {
             cli_err("%s: is one of the data files in %s; not overwriting it", outs[i],
                     a->data_dir);
@@ -567,8 +576,12 @@ static int run(struct train_args *a, struct cnn_model *m, struct cnn_trainer *tr
         prog.log_failed = 1;
         cli_err("--log: %s: write failed: %s", a->log_path, strerror(errno));
     }
+    int status = report(rc, a, tr, *stop);
+    /* --report: the page of `mnist report --split val`, on the images this run held out */
+    if (status == 0 && a->report_path && a->rank == 0 &&
+        cli_report_train(a->out, &ds, a->data_dir, a->log_path, a->report_path, a->cfg.threads))
+        status = 1;
     cnn_dataset_free(&ds);
-    const int status = report(rc, a, tr, *stop);
     return status == 0 && prog.log_failed ? 1 : status;
 }
 

@@ -16,6 +16,8 @@
 #   val       --split val: the validation images the training held out (the page says so); a
 #             model trained with --val 0 still renders and says why there is no evaluation; a
 #             data set whose labels differ is refused naming the fingerprints
+#   train     train --report writes the --split val page at the end (also on --resume); a
+#             report path that is a device is refused before training
 #   usage     missing --model, bad --split, output into a missing directory: exit 2; a missing
 #             model file: exit 1, one line
 # The data is a small IDX copy of MNIST (3,000 training and 1,000 test images) made here.
@@ -176,6 +178,25 @@ check "--split val of a model trained with --val 0: renders, says why" $?
 page_ok "no evaluation" noval.html
 grep -q 'units of the first dense layer' noval.html && [ "$(grep -o 'title="unit ' noval.html | wc -l)" -eq 10 ]
 check "a dense first layer: its 10 units' weights as 28x28 images" $?
+
+echo "train  [at ${SECONDS}s]"
+# train --report: the same page as report --split val, written when the run ends
+"$mnist" train --arch "conv 4 5, relu, maxpool 2, dense 10" --data small --val 500 --epochs 2 \
+    --threads 2 --out t.model --log t.jsonl --report t.html --quiet > out 2> err &&
+    grep -q 'report written to t.html' out && grep -q '500 validation images, held out of the training set in small' t.html &&
+    grep -q '<h2 id="curves">' t.html && [ "$(grep -c '<circle' t.html)" -ge 4 ]
+check "train --report: the page on the held-out images, with the run's curves" $?
+page_ok "train --report" t.html
+cp t.model.ckpt again.ckpt
+"$mnist" train --resume again.ckpt --out t.model --data small --threads 2 --report again.html \
+    --quiet > out 2> err && [ -s again.html ]
+check "train --resume --report: allowed (not a recipe flag), the page written" $?
+ln -s /dev/null devnull.html
+"$mnist" train --arch "dense 10" --data small --val 500 --epochs 1 --threads 2 --out d.model \
+    --report devnull.html --quiet > out 2> err
+rc=$?
+check "train --report onto a device: exit 1 before training, one line naming it" \
+    "$([ "$rc" -eq 1 ] && [ "$(wc -l < err)" -eq 1 ] && grep -q 'devnull.html' err && [ ! -e d.model ]; echo $?)" "exit $rc"
 
 echo "usage  [at ${SECONDS}s]"
 expect() { # expect CODE DESCRIPTION -- CMD...
