@@ -17,7 +17,10 @@
  * whose spec, recipe and data are unchanged are skipped, and a run that was cut short goes on
  * from its checkpoint (written after every epoch, and where a signal stopped it) to the same
  * weights as if it had never stopped.
- * compare_train_one trains one run and returns its row, whatever drives the loop.
+ * compare_train_one trains one run and returns its row, whatever drives the loop: one process
+ * going through the runs in order, or, with --distributed (mpirun -np P mnist compare
+ * SPECFILE --distributed ...), rank 0 dealing them out in the same order to whichever rank is
+ * free, itself included (see "the sweep" below).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -31,6 +34,7 @@
 #include <zlib.h>
 
 #include "cli.h"
+#include "dist.h"
 #include "report.h"
 
 #define MAX_ENTRIES 64
@@ -68,10 +72,17 @@ static void usage(FILE *f) {
           "  --x NAME          the plot's cost axis: flops (default) or seconds\n"
           "  --threads N       (default: all cores)\n"
           "  --quiet           no line per epoch\n"
+          "  --distributed     mpirun -np P mnist compare SPECFILE --distributed ...: rank 0\n"
+          "                    deals the runs out to whichever rank is free, itself included,\n"
+          "                    and alone writes the state file and the page (needs make MPI=1)\n"
+          "  --dist-timeout S  end the job when a rank says nothing for S seconds while it\n"
+          "                    trains, or rank 0 does not answer (default 120)\n"
           "The state file (OUT less .html, .state) records finished runs: run the same command\n"
           "again after a stop and they are skipped.\n",
           f);
 }
+
+struct sweep;
 
 struct compare {
     struct compare_entry e[MAX_ENTRIES];
@@ -87,6 +98,9 @@ struct compare {
     const char *data, *out, *json, *models_arg;
     char state[1100], models[1100];
     struct cnn_dataset train, test;
+    int distributed, rank, ranks; /* --distributed: this rank of how many (else 0 of 1) */
+    float dist_timeout;           /* 0 until given */
+    struct sweep *sweep;          /* while the runs are trained: who trains which */
 };
 
 /* ---- recipes ------------------------------------------------------------------------------ */
@@ -290,7 +304,13 @@ static int add_run(struct compare *c, const struct compare_run *r) {
         if (!p) return -1;
         c->runs = p, c->cap_runs = cap;
     }
-    c->runs[c->n_runs++] = *r;
+    int at = c->n_runs; /* in the order of entries and seeds, whichever finished first */
+    while (at > 0 && (c->runs[at - 1].entry > r->entry ||
+                      (c->runs[at - 1].entry == r->entry && c->runs[at - 1].seed > r->seed)))
+        at--;
+    memmove(c->runs + at + 1, c->runs + at, sizeof *c->runs * (size_t)(c->n_runs - at));
+    c->runs[at] = *r;
+    c->n_runs++;
     return 0;
 }
 
@@ -354,6 +374,14 @@ struct run_ctx {
     unsigned long long seed;
     double t0, seconds_before; /* when this process began training it; seconds before that */
 };
+
+static void between_steps(struct sweep *w);
+
+static void run_on_batch(const struct cnn_batch_stats *s, void *user) {
+    const struct run_ctx *r = user;
+    (void)s;
+    if (r->c->sweep) between_steps(r->c->sweep);
+}
 
 static void run_on_epoch(const struct cnn_epoch_stats *s, void *user) {
     const struct run_ctx *r = user;
@@ -425,6 +453,12 @@ static int measure(const struct compare *c, const struct cnn_model *m, struct co
     return 0;
 }
 
+/* What a run of entry e is, in a number: the crc32 of its key. */
+static unsigned long key_crc(const struct compare_entry *e) {
+    const uLong kc = crc32(crc32(0L, Z_NULL, 0), (const Bytef *)e->key, (uInt)strlen(e->key));
+    return kc & 0xffffffffUL;
+}
+
 /* Train entry i with one seed, exactly as `mnist train` would with that recipe (the library's
  * trainer, the best epoch by validation saved, a checkpoint after every epoch), then measure
  * it on the test set. The row out is the run's line of the leaderboard. Returns CNN_OK,
@@ -439,14 +473,13 @@ static int compare_train_one(const struct compare *c, int i, unsigned long long 
     cfg.seed = seed, cfg.threads = c->threads, cfg.limit = c->limit, cfg.val = c->val;
     struct run_ctx r = {c, e, NULL, row->model, "", "", seed, 0, 0};
     snprintf(r.ckpt, sizeof r.ckpt, "%.1000s/%s-s%llu.ckpt", c->models, e->name, seed);
-    const uLong kc = crc32(crc32(0L, Z_NULL, 0), (const Bytef *)e->key, (uInt)strlen(e->key));
-    snprintf(r.key, sizeof r.key, "%08lx-%llu", kc & 0xffffffffUL, seed);
+    snprintf(r.key, sizeof r.key, "%08lx-%llu", key_crc(e), seed);
     struct cnn_model *m = NULL, *best = NULL;
     struct cnn_trainer *t = NULL;
     int rc = start_run(&r, &cfg, &m, &t);
     r.model = m, r.t0 = cli_now();
-    const struct cnn_train_hooks hooks = {sizeof hooks,      NULL, run_on_epoch, run_on_best,
-                                          run_on_checkpoint, &r,   &stop_flag};
+    const struct cnn_train_hooks hooks = {
+        sizeof hooks, run_on_batch, run_on_epoch, run_on_best, run_on_checkpoint, &r, &stop_flag};
     if (rc == CNN_OK) rc = cnn_trainer_run(t, &c->train, &hooks);
     if (rc == CNN_OK) {
         row->seconds = r.seconds_before + cli_now() - r.t0;
@@ -526,6 +559,8 @@ static const struct option opts[] = {{"out", required_argument, 0, 'o'},
                                      {"x", required_argument, 0, 'x'},
                                      {"threads", required_argument, 0, 't'},
                                      {"quiet", no_argument, 0, 'q'},
+                                     {"distributed", no_argument, 0, 'D'},
+                                     {"dist-timeout", required_argument, 0, 'T'},
                                      {"help", no_argument, 0, 'h'},
                                      {"epochs", required_argument, 0, 'O'},
                                      {"batch", required_argument, 0, 'O'},
@@ -562,6 +597,11 @@ static int take_flag(struct compare *c, int ch, int at, const char *v) {
     case 'q':
         c->quiet = 1;
         return 0;
+    case 'D':
+        c->distributed = 1;
+        return 0;
+    case 'T':
+        return cli_float("--dist-timeout", v, 1, 1e6, &c->dist_timeout);
     case 'x':
         if (strcmp(v, "flops") && strcmp(v, "seconds")) {
             cli_err("--x: '%s' is neither 'flops' nor 'seconds'", v);
@@ -624,6 +664,11 @@ static int parse_args(int argc, char **argv, struct compare *c) {
         cli_err("compare: --val %d leaves no training images of --limit %d", c->val, c->limit);
         return 2;
     }
+    if (c->dist_timeout > 0 && !c->distributed) {
+        cli_err("compare: --dist-timeout is for --distributed runs");
+        return 2;
+    }
+    if (c->dist_timeout == 0) c->dist_timeout = 120.0f;
     if ((c->out && cli_check_replaced_output("--out", c->out)) ||
         (c->json && strcmp(c->json, "-") && cli_check_replaced_output("--json", c->json)) ||
         set_paths(c))
@@ -660,39 +705,307 @@ static int write_page(const struct compare *c) {
     return c->json && report_write_file("--json", c->json, compare_json, &p);
 }
 
-/* Every run not finished yet, each followed by the state file and the page. Returns the exit
- * status. */
-static int run_all(struct compare *c) {
-    const int total = c->n_e * c->seeds;
-    int status = 0, k = 0;
-    signal(SIGINT, on_stop_signal);
-    signal(SIGTERM, on_stop_signal);
-    for (int i = 0; i < c->n_e && !status; i++)
-        for (int s = 0; s < c->seeds && !status; s++) {
-            const unsigned long long seed = c->seed0 + (unsigned)s;
-            k++;
-            if (run_done(c, i, seed)) continue;
-            if (!c->quiet) printf("==> %s seed %llu (%d of %d)\n", c->e[i].name, seed, k, total);
-            struct compare_run row;
-            const int rc = compare_train_one(c, i, seed, &row);
-            if (rc == CNN_ERR_INTERRUPTED) {
-                status = 128 + (stop_flag == SIGTERM ? SIGTERM : SIGINT);
-                cli_err("stopped by %s during %s seed %llu; %d of %d runs finished, kept in %s; "
-                        "run the same command again to go on",
-                        stop_flag == SIGTERM ? "SIGTERM" : "SIGINT", c->e[i].name, seed, c->n_runs,
-                        total, c->state);
-            } else if (rc || add_run(c, &row)) {
-                status = 1;
-            } else if (report_write_file("state", c->state, state_of, c) || write_page(c)) {
-                status = 1;
-            }
+/* A finished run into the leaderboard, then the state file and the page. 0, or 1 after
+ * printing the error. */
+static int record_run(struct compare *c, const struct compare_run *row) {
+    if (add_run(c, row)) {
+        cli_err("out of memory");
+        return 1;
+    }
+    return report_write_file("state", c->state, state_of, c) || write_page(c) ? 1 : 0;
+}
+
+/* ---- the sweep: who trains which run ------------------------------------------------------ */
+
+/* Runs are numbered entry * seeds + the seed's index. One process trains the unfinished ones in
+ * that order. In a --distributed job rank 0 deals them out in that order, one at a time, to
+ * whichever rank asks, itself included: between its own steps it answers the others. Every
+ * finished run's row comes back to rank 0, which alone writes the state file and the page; a
+ * rank writes only the model and the checkpoint of the run it trains. A stop signal on any
+ * rank stops every run after its current step (each saves its checkpoint). A rank silent for
+ * --dist-timeout seconds while it trains, or a rank 0 silent as long, ends the job; a rank
+ * that dies is mpirun's to report. Messages (tags), all from or to rank 0; those from rank 0
+ * are two long longs:
+ *   ASK      rank -> 0    int 0: give me a run
+ *   WORK     0 -> rank    {run, or -1: nothing left; the stop signal or 0}
+ *   ROW      rank -> 0    struct compare_run: a finished run
+ *   STOPPED  rank -> 0    int signal: its run was stopped, its checkpoint saved
+ *   STOP     0 -> rank    {signal, 0}: stop your run
+ *   BEAT     either way   int 0 or {0, 0}: still here (every quarter of --dist-timeout: a rank
+ *                         while it trains, rank 0 to those waiting for the end)
+ *   END      0 -> rank    {exit status, 0}: the sweep is over (each rank waits for it, then
+ *                         leaves with rank 0's status) */
+enum { MSG_ASK = 1, MSG_WORK, MSG_ROW, MSG_STOPPED, MSG_STOP, MSG_BEAT, MSG_END };
+
+struct sweep {
+    struct compare *c;
+    int rank, ranks;  /* 0 of 1 without --distributed */
+    int next;         /* the next run to look at */
+    int status;       /* 1 once something failed: no run is started after that */
+    int out;          /* ranks other than 0 not yet told that nothing is left */
+    int stopping;     /* rank 0 has told the others to stop */
+    int cut, n_cut;   /* runs stopped by a signal: the first, and how many */
+    int *busy;        /* rank 0, per rank: the run it trains, -1 none, -2 told nothing is left */
+    double *heard;    /* rank 0, per rank: when it last said something */
+    double last_beat; /* when this rank last said it is alive (BEAT) */
+};
+
+static const struct compare_entry *run_entry(const struct compare *c, int run) {
+    return &c->e[run / c->seeds];
+}
+
+static unsigned long long run_seed(const struct compare *c, int run) {
+    return c->seed0 + (unsigned)(run % c->seeds);
+}
+
+/* The next run to train, unless a signal or a failure stops the sweep. 1 and *run, or 0. */
+static int next_run(struct sweep *w, int *run) {
+    const struct compare *c = w->c;
+    for (; !stop_flag && !w->status && w->next < c->n_e * c->seeds; w->next++)
+        if (!run_done(c, w->next / c->seeds, run_seed(c, w->next))) {
+            *run = w->next++;
+            return 1;
         }
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
+    return 0;
+}
+
+static void announce(const struct sweep *w, int run, int rank) {
+    const struct compare *c = w->c;
+    if (c->quiet) return;
+    printf("==> %s seed %llu (%d of %d)", run_entry(c, run)->name, run_seed(c, run), run + 1,
+           c->n_e * c->seeds);
+    if (w->ranks > 1) printf(" on rank %d", rank);
+    putchar('\n');
+    fflush(stdout);
+}
+
+static void note_cut(struct sweep *w, int run) {
+    if (run >= 0 && !w->n_cut++) w->cut = run;
+}
+
+/* Train a run here; on rank 0 its row is recorded. 0, CNN_ERR_INTERRUPTED, or 1. */
+static int train_here(struct sweep *w, int run, struct compare_run *row) {
+    const int rc = compare_train_one(w->c, run / w->c->seeds, run_seed(w->c, run), row);
+    if (rc == CNN_ERR_INTERRUPTED) note_cut(w, run);
+    if (rc == CNN_OK && w->rank == 0) w->status |= record_run(w->c, row);
+    return rc;
+}
+
+/* Rank 0 to rank r: a message of two numbers; a failure ends the job. */
+static void tell(int r, int tag, long long a, long long b) {
+    if (cli_dist_send(r, tag, (const long long[2]){a, b}, 2 * sizeof(long long))) cli_dist_end(1);
+}
+
+/* Rank 0: the next run to rank r, or word that nothing is left (and whether to stop). */
+static void give(struct sweep *w, int r) {
+    int run;
+    if (next_run(w, &run)) {
+        w->busy[r] = run;
+        announce(w, run, r);
+        tell(r, MSG_WORK, run, stop_flag);
+    } else {
+        w->busy[r] = -2;
+        w->out--;
+        tell(r, MSG_WORK, -1, stop_flag);
+    }
+}
+
+/* Rank 0: the end of the job when a rank has been silent too long (one that trains, or one
+ * that has not asked again); now and then a word to those waiting for the end. */
+static void watch_ranks(struct sweep *w) {
+    for (int r = 1; r < w->ranks; r++)
+        if (w->busy[r] != -2 && cli_now() - w->heard[r] > w->c->dist_timeout) {
+            char what[160] = "";
+            if (w->busy[r] >= 0)
+                snprintf(what, sizeof what, " while it trains %s seed %llu",
+                         run_entry(w->c, w->busy[r])->name, run_seed(w->c, w->busy[r]));
+            cli_err("compare --distributed: no word from rank %d for %.0f s%s: it died or hangs "
+                    "(--dist-timeout); ending the job",
+                    r, (double)w->c->dist_timeout, what);
+            cli_dist_end(1);
+        }
+    if (cli_now() - w->last_beat < w->c->dist_timeout / 4) return;
+    for (int r = 1; r < w->ranks; r++)
+        if (w->busy[r] == -2) tell(r, MSG_BEAT, 0, 0);
+    w->last_beat = cli_now();
+}
+
+/* Rank 0: what the other ranks said (waiting up to wait_s for the first word), answered. */
+static void serve(struct sweep *w, double wait_s) {
+    union {
+        struct compare_run row;
+        int sig;
+    } msg;
+    for (;;) {
+        int from = -1, tag = -1;
+        size_t n = sizeof msg;
+        const int got = cli_dist_recv(&from, &tag, &msg, &n, wait_s);
+        if (got < 0) cli_dist_end(1);
+        if (got == 0) break;
+        wait_s = 0;
+        w->heard[from] = cli_now();
+        if (tag == MSG_ASK) {
+            give(w, from);
+        } else if (tag == MSG_ROW && n == sizeof msg.row) {
+            w->busy[from] = -1;
+            w->status |= record_run(w->c, &msg.row);
+        } else if (tag == MSG_STOPPED && n == sizeof msg.sig) {
+            note_cut(w, w->busy[from]);
+            w->busy[from] = -1;
+            if (!stop_flag) stop_flag = msg.sig;
+        }
+    }
+    for (int r = 1; r < w->ranks && stop_flag && !w->stopping; r++)
+        if (w->busy[r] >= 0) tell(r, MSG_STOP, stop_flag, 0);
+    w->stopping |= stop_flag != 0;
+    watch_ranks(w);
+}
+
+/* A rank other than 0: the next message under tag `want` from rank 0 into msg. A word to stop
+ * on the way sets the stop flag. 0, or 1 after a message when rank 0 says nothing for
+ * --dist-timeout seconds. */
+static int hear(const struct sweep *w, int want, long long msg[2]) {
+    int from, tag;
+    do {
+        size_t n = 2 * sizeof *msg;
+        from = 0, tag = -1;
+        if (cli_dist_recv(&from, &tag, msg, &n, w->c->dist_timeout) <= 0) {
+            cli_err("compare --distributed: rank %d: no word from rank 0 for %.0f s: it died or "
+                    "hangs (--dist-timeout); ending the job",
+                    w->rank, (double)w->c->dist_timeout);
+            return 1;
+        }
+        if (tag == MSG_STOP && !stop_flag) stop_flag = (sig_atomic_t)msg[0];
+    } while (tag != want);
+    return 0;
+}
+
+/* Between two steps of a run: rank 0 answers the others; another rank says it is alive now
+ * and then, and looks for rank 0's word to stop. */
+static void between_steps(struct sweep *w) {
+    if (w->ranks < 2) return;
+    if (w->rank == 0) {
+        serve(w, 0);
+        return;
+    }
+    if (cli_now() - w->last_beat >= w->c->dist_timeout / 4) {
+        if (cli_dist_send(0, MSG_BEAT, (const int[]){0}, sizeof(int))) cli_dist_end(1);
+        w->last_beat = cli_now();
+    }
+    int from = 0, tag = MSG_STOP;
+    long long msg[2];
+    size_t n = sizeof msg;
+    if (cli_dist_recv(&from, &tag, msg, &n, 0) > 0 && !stop_flag) stop_flag = (sig_atomic_t)msg[0];
+}
+
+/* The sweep was stopped by a signal with runs unfinished: say how to go on. The exit
+ * status. */
+static int say_stopped(const struct sweep *w) {
+    const struct compare *c = w->c;
+    const int sig = stop_flag == SIGTERM ? SIGTERM : SIGINT;
+    char during[160] = "";
+    if (w->n_cut)
+        snprintf(during, sizeof during, " during %s seed %llu", run_entry(c, w->cut)->name,
+                 run_seed(c, w->cut));
+    if (w->n_cut > 1)
+        snprintf(during + strlen(during), sizeof during - strlen(during), " and %d more",
+                 w->n_cut - 1);
+    cli_err("stopped by %s%s; %d of %d runs finished, kept in %s; run the same command again to "
+            "go on",
+            sig == SIGTERM ? "SIGTERM" : "SIGINT", during, c->n_runs, c->n_e * c->seeds, c->state);
+    return 128 + sig;
+}
+
+/* Rank 0 (or the one process): every unfinished run trained here or dealt out, until each
+ * rank has been told that nothing is left; then the end of the sweep to each. The exit
+ * status. */
+static int run_all(struct sweep *w) {
+    struct compare_run row;
+    int run;
+    for (;;) {
+        if (w->ranks > 1) serve(w, 0);
+        if (next_run(w, &run)) {
+            announce(w, run, 0);
+            if (train_here(w, run, &row) > 0) w->status = 1;
+        } else if (w->out > 0) {
+            serve(w, 0.2);
+        } else {
+            break;
+        }
+    }
+    const int status = w->status || !stop_flag || w->c->n_runs == w->c->n_e * w->c->seeds
+                           ? w->status
+                           : say_stopped(w);
+    for (int r = 1; r < w->ranks; r++) tell(r, MSG_END, status, 0);
     return status;
 }
 
-/* A spec file: load it and the training data, pick up finished runs, train the rest. */
+/* A rank other than 0: ask rank 0 for a run, train it, send its row back, until nothing is
+ * left; then wait for the end of the sweep (rank 0 may still train). The exit status. */
+static int work(struct sweep *w) {
+    const struct compare *c = w->c;
+    long long msg[2];
+    for (;;) {
+        if (cli_dist_send(0, MSG_ASK, (const int[]){0}, sizeof(int)) || hear(w, MSG_WORK, msg))
+            return 1;
+        if (msg[0] < 0) break;
+        const int run = (int)msg[0];
+        if (run >= c->n_e * c->seeds) return 1; /* cannot be: the_same_runs agreed */
+        struct compare_run row;
+        w->last_beat = cli_now();
+        int rc = train_here(w, run, &row);
+        if (rc == CNN_ERR_INTERRUPTED)
+            rc = cli_dist_send(0, MSG_STOPPED, (const int[]){stop_flag}, sizeof(int));
+        else if (rc == CNN_OK)
+            rc = cli_dist_send(0, MSG_ROW, &row, sizeof row);
+        if (rc) return 1;
+    }
+    return hear(w, MSG_END, msg) ? 1 : (int)msg[0];
+}
+
+/* Whether every rank has the same runs: the same entries, recipes, data and seeds. 0, or 1
+ * after a message. */
+static int the_same_runs(const struct compare *c) {
+    unsigned long v = (unsigned long)c->seeds * 1000003UL ^ (unsigned long)c->seed0;
+    for (int i = 0; i < c->n_e; i++) v = v * 1000003UL ^ key_crc(&c->e[i]);
+    const int same = cli_dist_same(v);
+    if (same == 0 && c->rank == 0)
+        cli_err("compare --distributed: the ranks' spec files, flags or data differ; give every "
+                "rank the same");
+    return same != 1;
+}
+
+/* Train what is not finished: here, or over the job's ranks. Then rank 0 writes the page. */
+static int sweep(struct compare *c) {
+    struct sweep w = {.c = c, .rank = c->rank, .ranks = c->ranks, .out = c->ranks - 1};
+    if (c->ranks > 1) {
+        if (the_same_runs(c)) return 1;
+        w.busy = malloc(sizeof *w.busy * (size_t)c->ranks);
+        w.heard = malloc(sizeof *w.heard * (size_t)c->ranks);
+        if (!w.busy || !w.heard) {
+            free(w.busy), free(w.heard);
+            cli_err("out of memory");
+            return 1;
+        }
+        for (int r = 0; r < c->ranks; r++) w.busy[r] = -1, w.heard[r] = cli_now();
+        cli_dist_watch(c->dist_timeout);
+    }
+    c->sweep = &w;
+    signal(SIGINT, on_stop_signal);
+    signal(SIGTERM, on_stop_signal);
+    int status = w.rank == 0 ? run_all(&w) : work(&w);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    c->sweep = NULL;
+    free(w.busy), free(w.heard);
+    if (w.rank != 0 || status != 0) return status;
+    status = write_page(c); /* also when every run was finished before */
+    if (status == 0 && c->out) printf("compare: %d runs; page written to %s\n", c->n_runs, c->out);
+    return status;
+}
+
+/* A spec file: load it and the training data, and (rank 0) pick up the finished runs. -1 when
+ * ready to train, else the exit status. */
 static int compare_specs(struct compare *c, const char *path) {
     if (load_specfile(c, path)) return 1;
     if (mkdir(c->models, 0777) != 0 && errno != EEXIST) {
@@ -720,13 +1033,10 @@ static int compare_specs(struct compare *c, const char *path) {
     }
     c->data_crc = crc & 0xffffffffUL;
     for (int i = 0; i < c->n_e; i++) entry_key(c, &c->e[i]);
-    if (load_state(c)) return 1;
-    int status = run_all(c);
-    if (status == 0) status = write_page(c); /* also when every run was finished before */
-    if (status == 0 && c->out) printf("compare: %d runs; page written to %s\n", c->n_runs, c->out);
-    return status;
+    return c->rank == 0 && load_state(c) ? 1 : -1;
 }
 
+/* -1 when a spec file is ready to train, else the exit status. */
 static int compare_main(struct compare *c, int n, char **inputs) {
     if (cnn_dataset_load_dir(c->data, "test", &c->test) != CNN_OK) {
         cli_err("%s", cnn_errmsg());
@@ -738,6 +1048,11 @@ static int compare_main(struct compare *c, int n, char **inputs) {
             return 2;
         }
         return compare_specs(c, inputs[0]);
+    }
+    if (c->distributed) {
+        cli_err("compare --distributed: for a SPECFILE; trained models are measured by one "
+                "process");
+        return 2;
     }
     c->from_models = 1;
     for (int i = 0; i < n; i++) {
@@ -758,11 +1073,18 @@ int cmd_compare(int argc, char **argv) {
         cli_err("out of memory");
         return 1;
     }
-    int status = parse_args(argc, argv, c);
+    /* --distributed is looked for before parsing, since parsing is each rank's */
+    c->ranks = 1;
+    const int joined = cli_dist_join(argc, argv, &c->rank, &c->ranks);
+    c->distributed = joined > 0;
+    int status = joined < 0 ? 2 : parse_args(argc, argv, c);
     if (status < 0) status = compare_main(c, argc - optind, argv + optind);
+    const int distributed = c->distributed;
+    if (distributed) status = cli_dist_start(status); /* every rank ready, or none goes on */
+    if (status < 0) status = sweep(c);
     free(c->runs);
     cnn_dataset_free(&c->train);
     cnn_dataset_free(&c->test);
     free(c);
-    return status;
+    return distributed ? cli_dist_end(status) : status;
 }

@@ -1,8 +1,11 @@
 /*
- * dist.h - `mnist train --distributed`: data-parallel training across processes started by
- * mpirun or srun. With make MPI=1 this is MPI (dist_mpi.c); otherwise dist_none.c, which
- * says how to get it. The trainer does the splitting and summing (cnn_trainer_set_ranks);
- * this is the transport: start-up, the reducer, the agreement to stop, and ending the job.
+ * dist.h - `--distributed`: processes started by mpirun or srun working as one job. With
+ * make MPI=1 this is MPI (dist_mpi.c); otherwise dist_none.c, which says how to get it.
+ *   - `mnist train --distributed`: data-parallel training. The trainer does the splitting and
+ *     summing (cnn_trainer_set_ranks); this is the transport: start-up, the reducer, the
+ *     agreement to stop, and ending the job.
+ *   - `mnist compare --distributed`: a sweep, one run to each rank that asks. Its messages
+ *     (cli_dist_send, cli_dist_recv) are small, from one rank to another.
  */
 #ifndef MNIST_DIST_H
 #define MNIST_DIST_H
@@ -31,5 +34,29 @@ int cli_dist_same(unsigned long v);
  * normally (MPI_Finalize) and return status; anything else exits at once, without waiting for
  * ranks that may be waiting for this one, and mpirun ends them all. */
 int cli_dist_end(int status);
+
+/* ---- start-up ----------------------------------------------------------------------------- */
+/* Join the job if argv (before any "--") holds --distributed, as cli_dist_init, a rank other
+ * than 0 then keeping its messages aside (cli_dist_hold_messages). 1 when joined, 0 when not
+ * asked, -1 after a message (a build without MPI, or MPI_Init failed). */
+int cli_dist_join(int argc, char **argv, int *rank, int *size);
+/* On a rank other than 0: keep this process's messages (stderr) aside from now on, since rank
+ * 0 will say the same, until cli_dist_start. On rank 0 (and without MPI): nothing. */
+void cli_dist_hold_messages(void);
+/* Whether every rank could start, as cli_dist_agree. A rank other than 0 then shows the
+ * messages it kept only if rank 0 was ready (else rank 0 has said the same). */
+int cli_dist_start(int status);
+
+/* ---- messages between two ranks ----------------------------------------------------------- */
+/* From now on, a send that waits more than timeout_s seconds (its receiver died or hangs) ends
+ * the job with a message. */
+void cli_dist_watch(double timeout_s);
+/* Send n bytes (a few KB at most) to rank `to` under tag (1 to 99). 0, or 1 after a message. */
+int cli_dist_send(int to, int tag, const void *buf, size_t n);
+/* The next message from rank *from (-1: any) under *tag (-1: any), waiting up to wait_s
+ * seconds, asleep rather than spinning: 1 when one came (its rank and tag in *from and *tag,
+ * its bytes in buf, their number in *n, which held buf's size), 0 when none came in time, -1
+ * after a message. */
+int cli_dist_recv(int *from, int *tag, void *buf, size_t *n, double wait_s);
 
 #endif

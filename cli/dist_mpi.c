@@ -1,7 +1,8 @@
 /*
- * dist_mpi.c - `mnist train --distributed` over MPI (Open MPI; built with make MPI=1).
+ * dist_mpi.c - `--distributed` over MPI (Open MPI; built with make MPI=1).
  *
- * What it is: the transport under the trainer's data parallelism (cnn_trainer_set_ranks).
+ * What it is: the transport under the trainer's data parallelism (cnn_trainer_set_ranks),
+ * and the messages of a sweep (`mnist compare --distributed`).
  *   - Gradients (floats, one per parameter) are summed with MPI_Allreduce.
  *   - The small sums in doubles (batch-norm statistics, the step's loss and accuracy,
  *     validation) are gathered with MPI_Allgather and added on every rank in rank order,
@@ -43,7 +44,9 @@ static struct {
     _Atomic(const char *) what; /* the collective now running, for the watchdog's message */
     pthread_t watchdog;
     int watching;
-} dist;
+    int saved_err; /* the real stderr while messages are kept aside (-1: none) */
+    FILE *kept;
+} dist = {.saved_err = -1};
 
 static long now_ms(void) {
     struct timespec ts;
@@ -88,7 +91,7 @@ static int wait_end(int rc) {
 int cli_dist_init(int *argc, char ***argv, int *rank, int *size) {
     int provided;
     if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
-        cli_err("train --distributed: MPI_Init_thread failed");
+        cli_err("--distributed: MPI_Init_thread failed");
         return -1;
     }
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
@@ -148,9 +151,14 @@ int cli_dist_attach(struct cnn_trainer *t, double timeout_s, volatile sig_atomic
     if (rc) return rc;
     const struct cnn_reducer red = {dist_sum, NULL};
     cnn_trainer_set_reducer(t, &red);
-    dist.timeout_s = timeout_s, dist.local = local, dist.agreed = agreed;
-    if (!dist.watching && pthread_create(&dist.watchdog, NULL, watch, NULL) == 0) dist.watching = 1;
+    dist.local = local, dist.agreed = agreed;
+    cli_dist_watch(timeout_s);
     return CNN_OK;
+}
+
+void cli_dist_watch(double timeout_s) {
+    dist.timeout_s = timeout_s;
+    if (!dist.watching && pthread_create(&dist.watchdog, NULL, watch, NULL) == 0) dist.watching = 1;
 }
 
 int cli_dist_agree(int status, int *rank0) {
@@ -189,4 +197,77 @@ int cli_dist_end(int status) {
     free(dist.gather);
     dist.gather = NULL, dist.gather_n = 0;
     return rc && !status ? 1 : status;
+}
+
+int cli_dist_join(int argc, char **argv, int *rank, int *size) {
+    int asked = 0;
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+        asked |= !strcmp(argv[i], "--distributed");
+    if (!asked) return 0;
+    if (cli_dist_init(&argc, &argv, rank, size)) return -1;
+    cli_dist_hold_messages();
+    return 1;
+}
+
+void cli_dist_hold_messages(void) {
+    if (dist.rank == 0 || dist.saved_err >= 0 || !(dist.kept = tmpfile())) return;
+    fflush(stderr);
+    dist.saved_err = dup(STDERR_FILENO);
+    dup2(fileno(dist.kept), STDERR_FILENO);
+}
+
+int cli_dist_start(int status) {
+    int rank0;
+    status = cli_dist_agree(status, &rank0);
+    if (dist.saved_err < 0) return status;
+    fflush(stderr);
+    dup2(dist.saved_err, STDERR_FILENO);
+    close(dist.saved_err);
+    dist.saved_err = -1;
+    char buf[4096];
+    size_t n;
+    rewind(dist.kept);
+    while (rank0 < 0 && (n = fread(buf, 1, sizeof buf, dist.kept)) > 0) fwrite(buf, 1, n, stderr);
+    fclose(dist.kept);
+    dist.kept = NULL;
+    return status;
+}
+
+int cli_dist_send(int to, int tag, const void *buf, size_t n) {
+    wait_begin("MPI_Send");
+    return wait_end(MPI_Send(buf, (int)n, MPI_BYTE, to, tag, MPI_COMM_WORLD));
+}
+
+/* A message there now? 1 (its envelope in *st), 0, or -1 after a message. */
+static int probe(int from, int tag, MPI_Status *st) {
+    int there = 0;
+    wait_begin("MPI_Iprobe");
+    const int rc = MPI_Iprobe(from < 0 ? MPI_ANY_SOURCE : from, tag < 0 ? MPI_ANY_TAG : tag,
+                              MPI_COMM_WORLD, &there, st);
+    return wait_end(rc) ? -1 : there != 0;
+}
+
+int cli_dist_recv(int *from, int *tag, void *buf, size_t *n, double wait_s) {
+    const long until = now_ms() + (long)(wait_s * 1000.0);
+    long nap_ms = 1; /* asleep between looks, up to 20 ms: a waiting rank leaves its core */
+    MPI_Status st;
+    int there;
+    while ((there = probe(*from, *tag, &st)) == 0 && now_ms() < until) {
+        const struct timespec nap = {0, nap_ms * 1000 * 1000};
+        nanosleep(&nap, NULL);
+        nap_ms = nap_ms < 20 ? 2 * nap_ms : 20;
+    }
+    if (there <= 0) return there;
+    int count = 0;
+    MPI_Get_count(&st, MPI_BYTE, &count);
+    if (count < 0 || (size_t)count > *n) {
+        fprintf(stderr,
+                "mnist: rank %d: a message of %d bytes from rank %d, expected %zu at most\n",
+                dist.rank, count, st.MPI_SOURCE, *n);
+        return -1;
+    }
+    *from = st.MPI_SOURCE, *tag = st.MPI_TAG, *n = (size_t)count;
+    wait_begin("MPI_Recv");
+    const int rc = MPI_Recv(buf, count, MPI_BYTE, *from, *tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    return wait_end(rc) ? -1 : 1;
 }

@@ -20,8 +20,16 @@
 #   hang    SIGSTOP of one rank: the other ends the job after --dist-timeout, saying why.
 #   usage   --distributed without MPI, a batch smaller than the ranks, ranks given different
 #           data, a bad --dist-timeout.
+#   sweep   `mnist compare SPECFILE --distributed`: 4 small entries on 2 ranks give the
+#           leaderboard of one process (rows, accuracies, order), both ranks training; a
+#           rank with nothing left waits for a last run longer than --dist-timeout; a
+#           worker rank killed mid-sweep ends the job with mpirun's message naming it, and the
+#           same command again skips the finished runs and ends with the same leaderboard;
+#           SIGTERM to the worker alone: every rank stops, rank 0 says how to go on, and so it
+#           does, to the same leaderboard; a stopped worker ends the job after --dist-timeout; ranks given
+#           different spec files; --distributed without MPI.
 # Under ASan (make asan) LeakSanitizer reads tests/lsan-mpi.supp, which covers Open MPI's
-# own allocations only. About 40 s on 2 idle cores.
+# own allocations only. About 70 s on 2 idle cores, half of it the sweep.
 set -u
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -301,6 +309,145 @@ check "ranks given different data: the job fails after the first epoch, saying s
 mpi 1 train --distributed "${common[@]}" --dist-timeout 0
 [ "$rc" -ne 0 ] && grep -q -- '--dist-timeout' "$tmp/err" || why="exit $rc"
 check "--dist-timeout 0 is refused"
+
+# ---------------------------------------------------------------------------------------------
+section "sweep: mnist compare SPECFILE --distributed on 2 ranks"
+
+# Rank 0 takes the first run, and rank 1 the second: the slowest, so that rank 1 still trains
+# it when rank 0 has recorded the first (start_sweep).
+cat >specs.txt <<'EOF'
+recipe: epochs=2 batch=64 lr=0.003
+linear | dense 10 | optimizer=sgd lr=0.05 momentum=0.9
+convbn | conv 8 5, bn, relu, maxpool 2, dense 10
+mlp    | dense 32, relu, dense 10
+conv   | conv 4 5, relu, maxpool 2, dense 10
+EOF
+sweep=(compare specs.txt --data "$data" --limit 6000 --val 1000 --threads 1)
+board() { # board JSON: its leaderboard less times and speeds, as one line
+    python3 -c 'import json, sys
+keep = ("rank", "entry", "spec", "runs", "params", "mflops", "train_flops", "val_acc",
+        "val_acc_std", "test_acc", "test_acc_std", "pareto")
+print([[e[k] for k in keep] for e in json.load(open(sys.argv[1]))["leaderboard"]])' "$1" 2>/dev/null
+}
+same_board() { # same_board JSON: sets why unless its leaderboard is the one process's
+    local b
+    b=$(board "$1")
+    [ -n "$b" ] && [ "$b" = "$(board s1/cmp.json)" ] || why="$1: another leaderboard: $b"
+}
+rank_pid() { # rank_pid R: the process of rank R of the background job
+    local p
+    for p in $(pgrep -P "$bg_pid"); do
+        tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1" &&
+            echo "$p"
+    done
+}
+# start_sweep DIR [ARGS...]: the sweep on 2 ranks in the background, until the first run is
+# recorded in DIR/cmp.state (rank 1 is then training the second).
+start_sweep() {
+    local dir=$1
+    shift
+    mpirun --oversubscribe -np 2 "$mnist_mpi" "${sweep[@]}" --distributed --out "$dir/cmp.html" \
+        --json "$dir/cmp.json" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null &
+    bg_pid=$!
+    for _ in $(seq 1 1200); do
+        grep -q '"entry"' "$dir/cmp.state" 2>/dev/null && return 0
+        kill -0 "$bg_pid" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+finished() { grep -o '"entry"' "$1/cmp.state" 2>/dev/null | wc -l; }
+go_on() { # go_on DIR N: the same command again; it skips N runs and ends with the same board
+    mpi 2 "${sweep[@]}" --distributed --out "$1/cmp.html" --json "$1/cmp.json"
+    [ "$rc" -eq 0 ] || { why="exit $rc"; return; }
+    [ "$(grep -c 'finished before, skipped' "$tmp/out")" = "$2" ] || why="did not skip $2 runs"
+    [ -z "$why" ] && same_board "$1/cmp.json"
+    [ -z "$why" ] && [ -n "$(ls "$1"/cmp.models/*.ckpt 2>/dev/null)" ] && why="a checkpoint left"
+}
+mkdir s1 s2 sk st sh
+
+run "$mnist" "${sweep[@]}" --out s1/cmp.html --json s1/cmp.json
+[ "$rc" -eq 0 ] && [ -n "$(board s1/cmp.json)" ] || why="exit $rc"
+check "the sweep in one process"
+mpi 2 "${sweep[@]}" --distributed --out s2/cmp.html --json s2/cmp.json
+[ "$rc" -eq 0 ] || why="exit $rc"
+[ -z "$why" ] && same_board s2/cmp.json
+for r in 0 1; do
+    [ -z "$why" ] && { grep -q "^==> .* on rank $r\$" "$tmp/out" || why="rank $r trained nothing"; }
+done
+[ -z "$why" ] && [ "$(grep -c '^compare: 4 runs; page written' "$tmp/out")" != 1 ] &&
+    why="rank 0 did not write the page once"
+check "2 ranks: the leaderboard of one process (rows, accuracies, order), both ranks training"
+# Rank 1 is done with the small run long before rank 0 with the big one, and waits for the end
+# longer than --dist-timeout: rank 0 keeps telling it that it is there. (Only between steps:
+# the test set is cut to 500 images, so that measuring on it is no pause under ASan either.)
+mkdir last-data
+ln -s "$data/train-images-idx3-ubyte" "$data/train-labels-idx1-ubyte" last-data/
+python3 -c 'import sys
+for name, head, size in (("images-idx3", 16, 784), ("labels-idx1", 8, 1)):
+    b = open(sys.argv[1] + "/t10k-" + name + "-ubyte", "rb").read()
+    open("last-data/t10k-" + name + "-ubyte", "wb").write(
+        b[:4] + (500).to_bytes(4, "big") + b[8:head] + b[head:head + 500 * size])' "$data"
+printf '%s\n' 'big | conv 16 5, relu, maxpool 2, dense 10' 'small | dense 10' >specs-last.txt
+mpi 2 compare specs-last.txt --data last-data --limit 20000 --val 500 --epochs 3 --threads 1 \
+    --distributed --dist-timeout 2 --out last.html
+[ "$rc" -eq 0 ] || why="exit $rc"
+check "a last run longer than --dist-timeout: the rank that is done waits for it"
+
+t0=$SECONDS
+if start_sweep sk; then
+    victim=$(rank_pid 1)
+    [ -n "$victim" ] && kill -9 "$victim"
+fi
+finish_bg
+n=$(finished sk)
+[ "$rc" -ne 0 ] || why="mpirun exited 0"
+[ -z "$why" ] && [ "$n" -ge 1 ] && [ "$n" -lt 4 ] || why="${why:-killed after $n of 4 runs}"
+[ -z "$why" ] && { grep -Eq 'rank 1 .*(signal 9|Killed)' "$tmp/err" ||
+    why="no line naming the killed rank"; }
+[ -z "$why" ] && [ $((SECONDS - t0)) -gt 60 ] && why="took $((SECONDS - t0)) s"
+check "a worker killed after $n of 4 runs: the job ends, mpirun names the rank"
+[ -z "$why" ] && go_on sk "$n"
+check "the same command again: the finished runs skipped, the same leaderboard"
+
+# (Not to mpirun, which passes a signal on only a second later, when these runs are over.)
+if start_sweep st; then
+    victim=$(rank_pid 1)
+    [ -n "$victim" ] && kill -TERM "$victim"
+fi
+finish_bg
+n=$(finished st)
+[ "$n" -ge 1 ] && [ "$n" -lt 4 ] || why="stopped after $n of 4 runs"
+[ -z "$why" ] && [ "$(grep -c 'stopped by SIGTERM.*run the same command again' "$tmp/err")" != 1 ] &&
+    why="rank 0 did not say once how to go on"
+check "SIGTERM to rank 1 alone after $n of 4 runs: every rank stops, rank 0 says how to go on"
+[ -z "$why" ] && go_on st "$n"
+check "the same command again: the finished runs skipped, the same leaderboard"
+
+t0=$SECONDS
+if start_sweep sh --dist-timeout 2; then
+    victim=$(rank_pid 1)
+    [ -n "$victim" ] && kill -STOP "$victim"
+fi
+finish_bg
+[ "$rc" -ne 0 ] || why="mpirun exited 0"
+[ -z "$why" ] && { grep -q 'no word from rank 1 for 2 s while it trains convbn' "$tmp/err" ||
+    why="no 'no word from rank 1' line"; }
+[ -z "$why" ] && [ $((SECONDS - t0)) -gt 60 ] && why="took $((SECONDS - t0)) s"
+for _ in $(seq 1 50); do kill -0 "$victim" 2>/dev/null || break; sleep 0.1; done
+kill -9 "$victim" 2>/dev/null && why="${why:-the stopped rank outlived the job}"
+check "a stopped worker: the job ends after --dist-timeout with a message"
+
+sed 's/conv 4 5/conv 5 5/' specs.txt >specs2.txt
+run mpirun --oversubscribe -np 1 "$mnist_mpi" "${sweep[@]}" --distributed --out sd.html : \
+    -np 1 "$mnist_mpi" compare specs2.txt "${sweep[@]:2}" --distributed --out sd.html
+[ "$rc" -ne 0 ] && grep -q "the ranks' spec files, flags or data differ" "$tmp/err" ||
+    why="exit $rc"
+check "ranks given different spec files: the job fails before training, saying so"
+run "$mnist" "${sweep[@]}" --distributed --out s0.html
+[ "$rc" -eq 2 ] && grep -q 'built without MPI; rebuild with make MPI=1' "$tmp/err" ||
+    why="exit $rc"
+check "compare --distributed without MPI: exit 2, says how to get it"
 
 echo "mpi: $passed passed, $failed failed (${SECONDS}s)"
 [ "$failed" -eq 0 ]
