@@ -54,6 +54,8 @@ int cli_is_model_file(const char *path);
 /* Write buf to path through a temporary beside it and a rename: path is the old file or the
  * new one, never half of it. 0, or -1 with errno. */
 int cli_write_atomic(const char *path, const void *buf, size_t len);
+/* Whether argv[1..argc) holds flag before any "--". */
+int cli_has_flag(int argc, char **argv, const char *flag);
 /* Seconds on the monotonic clock. */
 double cli_now(void);
 /* Write s as a JSON string literal. */

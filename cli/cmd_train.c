@@ -585,61 +585,31 @@ static int run(struct train_args *a, struct cnn_model *m, struct cnn_trainer *tr
     return status == 0 && prog.log_failed ? 1 : status;
 }
 
-/* Messages of a rank other than 0 while it starts: kept aside, since rank 0 says the same. */
-struct kept_err {
-    int saved; /* the real stderr, or -1 */
-    FILE *kept;
-};
-
 /* --distributed (looked for before parsing, since parsing is each rank's): join the job. The
  * ranks other than 0 print no results, and keep their messages aside until all have started
- * (start_together). */
-static int join_job(int argc, char **argv, struct train_args *a, struct kept_err *k) {
+ * (cli_dist_start). Returns -1 to go on, else the exit status. */
+static int join_job(int argc, char **argv, struct train_args *a) {
     a->ranks = 1;
-    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
-        a->distributed |= !strcmp(argv[i], "--distributed");
-    if (!a->distributed) return -1;
-    if (cli_dist_init(&argc, &argv, &a->rank, &a->ranks)) {
-        a->distributed = 0; /* not in a job: nothing to agree or leave */
-        return 2;
-    }
-    if (a->rank != 0) {
+    const int joined = cli_dist_join(argc, argv, &a->rank, &a->ranks);
+    if (joined < 0) return 2; /* not in a job: nothing to agree or leave */
+    a->distributed = joined;
+    if (joined && a->rank != 0) {
         fflush(NULL);
-        if (!freopen("/dev/null", "w", stdout) || !(k->kept = tmpfile())) return 1;
-        k->saved = dup(STDERR_FILENO);
-        dup2(fileno(k->kept), STDERR_FILENO);
+        if (!freopen("/dev/null", "w", stdout)) return 1;
     }
     return -1;
-}
-
-/* --distributed: every rank goes on only if all could start. A rank other than 0 shows the
- * messages it kept only when rank 0 started (else rank 0 has said the same). */
-static int start_together(const struct train_args *a, int status, struct kept_err *k) {
-    int rank0 = status;
-    if (a->distributed) status = cli_dist_agree(status, &rank0);
-    if (k->saved < 0) return status;
-    fflush(stderr);
-    dup2(k->saved, STDERR_FILENO);
-    close(k->saved);
-    char buf[4096];
-    size_t n;
-    rewind(k->kept);
-    while (rank0 < 0 && (n = fread(buf, 1, sizeof buf, k->kept)) > 0) fwrite(buf, 1, n, stderr);
-    fclose(k->kept);
-    return status;
 }
 
 int cmd_train(int argc, char **argv) {
     struct train_args a;
     memset(&a, 0, sizeof a);
-    struct kept_err kept = {-1, NULL};
-    int status = join_job(argc, argv, &a, &kept);
+    int status = join_job(argc, argv, &a);
     if (status < 0) status = parse_args(argc, argv, &a);
     struct cnn_model *m = NULL;
     struct cnn_trainer *tr = NULL;
     if (status < 0) status = a.resume ? setup_resume(&a, &m, &tr) : setup_fresh(&a, &m, &tr);
     if (status < 0 && a.distributed) status = setup_dist(&a, tr);
-    status = start_together(&a, status, &kept);
+    if (a.distributed) status = cli_dist_start(status);
     if (status < 0) status = run(&a, m, tr);
     cnn_trainer_free(tr);
     cnn_model_free(m);

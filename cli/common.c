@@ -297,3 +297,9 @@ int cli_unsure(const float *probs, int n, int objects, double min_confidence, ch
     if (len) why[0] = '\0';
     return 0;
 }
+
+int cli_has_flag(int argc, char **argv, const char *flag) {
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+        if (!strcmp(argv[i], flag)) return 1;
+    return 0;
+}

@@ -200,10 +200,7 @@ int cli_dist_end(int status) {
 }
 
 int cli_dist_join(int argc, char **argv, int *rank, int *size) {
-    int asked = 0;
-    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
-        asked |= !strcmp(argv[i], "--distributed");
-    if (!asked) return 0;
+    if (!cli_has_flag(argc, argv, "--distributed")) return 0;
     if (cli_dist_init(&argc, &argv, rank, size)) return -1;
     cli_dist_hold_messages();
     return 1;

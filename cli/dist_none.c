@@ -36,10 +36,7 @@ int cli_dist_end(int status) {
 }
 
 int cli_dist_join(int argc, char **argv, int *rank, int *size) {
-    int asked = 0;
-    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
-        asked |= !strcmp(argv[i], "--distributed");
-    return asked ? cli_dist_init(&argc, &argv, rank, size) : 0;
+    return cli_has_flag(argc, argv, "--distributed") ? cli_dist_init(&argc, &argv, rank, size) : 0;
 }
 
 void cli_dist_hold_messages(void) {}
