@@ -96,6 +96,7 @@ struct compare {
     unsigned long data_crc; /* of the training and test sets: a run counts on the same data */
     unsigned long long seed0;
     const char *data, *out, *json, *models_arg;
+    FILE *say; /* progress and the last line: stdout, or stderr when --json - takes stdout */
     char state[1100], models[1100];
     struct cnn_dataset train, test;
     int distributed, rank, ranks; /* --distributed: this rank of how many (else 0 of 1) */
@@ -338,8 +339,8 @@ static void state_run(struct compare *c, const json_t *o) {
                            &r.images_per_s, &r.val_acc,     &r.test_acc};
     for (int k = 0; k < 6; k++) *dst[k] = json_number_value(json_object_get(o, keys[k]));
     if (add_run(c, &r) == 0 && !c->quiet)
-        printf("%s seed %llu: finished before, skipped (validation %.2f%%)\n", c->e[r.entry].name,
-               r.seed, 100.0 * r.val_acc);
+        fprintf(c->say, "%s seed %llu: finished before, skipped (validation %.2f%%)\n",
+                c->e[r.entry].name, r.seed, 100.0 * r.val_acc);
 }
 
 /* The finished runs recorded in the state file, if there is one. 0, or -1 after the error. */
@@ -386,10 +387,11 @@ static void run_on_batch(const struct cnn_batch_stats *s, void *user) {
 static void run_on_epoch(const struct cnn_epoch_stats *s, void *user) {
     const struct run_ctx *r = user;
     if (r->c->quiet) return;
-    printf("%s seed %llu: epoch %d/%d  train loss %.4f acc %.2f%%  val acc %.2f%%  %.1f s%s\n",
-           r->e->name, r->seed, s->epoch, s->epochs, s->train_loss, 100.0 * s->train_acc,
-           100.0 * s->val_acc, s->seconds, s->improved ? "  (best)" : "");
-    fflush(stdout);
+    fprintf(r->c->say,
+            "%s seed %llu: epoch %d/%d  train loss %.4f acc %.2f%%  val acc %.2f%%  %.1f s%s\n",
+            r->e->name, r->seed, s->epoch, s->epochs, s->train_loss, 100.0 * s->train_acc,
+            100.0 * s->val_acc, s->seconds, s->improved ? "  (best)" : "");
+    fflush(r->c->say);
 }
 
 static int run_on_best(const struct cnn_model *m, void *user) {
@@ -417,8 +419,8 @@ static int start_run(struct run_ctx *r, const struct cnn_train_cfg *cfg, struct 
         if (key && secs && !strcmp(key, r->key)) {
             r->seconds_before = strtod(secs, NULL);
             if (!r->c->quiet)
-                printf("%s seed %llu: going on from %s after epoch %d\n", r->e->name, r->seed,
-                       r->ckpt, cnn_trainer_epochs_done(*t));
+                fprintf(r->c->say, "%s seed %llu: going on from %s after epoch %d\n", r->e->name,
+                        r->seed, r->ckpt, cnn_trainer_epochs_done(*t));
             return CNN_OK;
         }
         cnn_trainer_free(*t), cnn_model_free(*m); /* another run's: start afresh */
@@ -660,6 +662,7 @@ static int parse_args(int argc, char **argv, struct compare *c) {
         return 2;
     }
     if (!c->out && !c->json) c->out = "compare.html";
+    c->say = c->json && !strcmp(c->json, "-") ? stderr : stdout;
     if (c->limit && c->val >= c->limit) {
         cli_err("compare: --val %d leaves no training images of --limit %d", c->val, c->limit);
         return 2;
@@ -682,8 +685,9 @@ static int run_done(const struct compare *c, int entry, unsigned long long seed)
     return 0;
 }
 
-/* The page and the JSON of the runs so far. 0, or 1 after printing the error. */
-static int write_page(const struct compare *c) {
+/* The page and the JSON of the runs so far (JSON on stdout only when last). 0, or 1 after
+ * printing the error. */
+static int write_page(const struct compare *c, int last) {
     struct compare_page p = {c->e, c->n_e, c->runs, c->n_runs, c->x_seconds, "", ""};
     const int usable = c->limit && c->limit < c->train.n ? c->limit : c->train.n;
     if (c->from_models) {
@@ -702,7 +706,9 @@ static int write_page(const struct compare *c) {
                           i ? ", " : "; for every entry ", c->over[i]);
     }
     if (c->out && report_write_file("--out", c->out, compare_html, &p)) return 1;
-    return c->json && report_write_file("--json", c->json, compare_json, &p);
+    /* --json - is one document on stdout: written once, at the end */
+    if (!c->json || (!last && !strcmp(c->json, "-"))) return 0;
+    return report_write_file("--json", c->json, compare_json, &p);
 }
 
 /* A finished run into the leaderboard, then the state file and the page. 0, or 1 after
@@ -712,7 +718,7 @@ static int record_run(struct compare *c, const struct compare_run *row) {
         cli_err("out of memory");
         return 1;
     }
-    return report_write_file("state", c->state, state_of, c) || write_page(c) ? 1 : 0;
+    return report_write_file("state", c->state, state_of, c) || write_page(c, 0) ? 1 : 0;
 }
 
 /* ---- the sweep: who trains which run ------------------------------------------------------ */
@@ -772,11 +778,11 @@ static int next_run(struct sweep *w, int *run) {
 static void announce(const struct sweep *w, int run, int rank) {
     const struct compare *c = w->c;
     if (c->quiet) return;
-    printf("==> %s seed %llu (%d of %d)", run_entry(c, run)->name, run_seed(c, run), run + 1,
-           c->n_e * c->seeds);
-    if (w->ranks > 1) printf(" on rank %d", rank);
-    putchar('\n');
-    fflush(stdout);
+    fprintf(c->say, "==> %s seed %llu (%d of %d)", run_entry(c, run)->name, run_seed(c, run),
+            run + 1, c->n_e * c->seeds);
+    if (w->ranks > 1) fprintf(c->say, " on rank %d", rank);
+    fputc('\n', c->say);
+    fflush(c->say);
 }
 
 static void note_cut(struct sweep *w, int run) {
@@ -999,8 +1005,9 @@ static int sweep(struct compare *c) {
     c->sweep = NULL;
     free(w.busy), free(w.heard);
     if (w.rank != 0 || status != 0) return status;
-    status = write_page(c); /* also when every run was finished before */
-    if (status == 0 && c->out) printf("compare: %d runs; page written to %s\n", c->n_runs, c->out);
+    status = write_page(c, 1); /* also when every run was finished before */
+    if (status == 0 && c->out)
+        fprintf(c->say, "compare: %d runs; page written to %s\n", c->n_runs, c->out);
     return status;
 }
 
@@ -1062,8 +1069,9 @@ static int compare_main(struct compare *c, int n, char **inputs) {
         }
         if (model_entry(c, inputs[i])) return 1;
     }
-    const int status = write_page(c);
-    if (status == 0 && c->out) printf("compare: %d models; page written to %s\n", n, c->out);
+    const int status = write_page(c, 1);
+    if (status == 0 && c->out)
+        fprintf(c->say, "compare: %d models; page written to %s\n", n, c->out);
     return status;
 }
 
@@ -1075,6 +1083,7 @@ int cmd_compare(int argc, char **argv) {
     }
     /* --distributed is looked for before parsing, since parsing is each rank's */
     c->ranks = 1;
+    c->say = stdout;
     const int joined = cli_dist_join(argc, argv, &c->rank, &c->ranks);
     c->distributed = joined > 0;
     int status = joined < 0 ? 2 : parse_args(argc, argv, c);

@@ -25,7 +25,8 @@ static void usage(FILE *f) {
           "                            unsure, reason, digits\n"
           "  --min-confidence P        below this probability the answer is \"unsure\" (0..1,\n"
           "                            default 0.35); so is a picture of several digits\n"
-          "  --show                    print the 28x28 image the model saw, as text\n"
+          "  --show                    print the 28x28 image the model saw, as text (on stderr\n"
+          "                            with --json)\n"
           "  --save-preprocessed DIR   write those 28x28 images as PNG files, DIR/NAME.png\n"
           "                            (a NAME seen twice: NAME-2.png, NAME-3.png, ...)\n",
           f);
@@ -74,15 +75,15 @@ static int is_image_name(const char *name) {
     return 0;
 }
 
-static void show(const uint8_t *px) {
+static void show(FILE *f, const uint8_t *px) {
     static const char ramp[] = " .:-=+*#%@";
     for (int y = 0; y < 28; y++) {
         for (int x = 0; x < 28; x++) {
             const char ch = ramp[px[y * 28 + x] * 9 / 255];
-            putchar(ch);
-            putchar(ch);
+            fputc(ch, f);
+            fputc(ch, f);
         }
-        putchar('\n');
+        fputc('\n', f);
     }
 }
 
@@ -178,7 +179,7 @@ static int classify(const struct opts *o, const char *name, const struct cnn_ima
     int order[CNN_MAX_CLASSES] = {0};
     rank_classes(probs, k, order);
     print_answer(o, name, probs, order, k, &found);
-    if (o->show) show(px);
+    if (o->show) show(o->json ? stderr : stdout, px); /* stdout stays JSON lines with --json */
     fflush(stdout);
     return o->save_dir ? save_png(o, name, px) : 0;
 }

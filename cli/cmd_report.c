@@ -177,7 +177,9 @@ static int report_run(const struct report_args *a, const struct cnn_dataset *tra
     if (rc == 0 && (rc = report_eval_run(m, &ds, index, a->threads, a->mistakes, &ev)) == 0)
         src.ev = &ev;
     if (rc == 0 || rc == 2) rc = report_write(&src, a->out, a->json);
-    if (rc == 0 && a->out) printf("report written to %s\n", a->out);
+    if (rc == 0 && a->out) /* stdout is the JSON's with --json - */
+        fprintf(a->json && !strcmp(a->json, "-") ? stderr : stdout, "report written to %s\n",
+                a->out);
     report_eval_free(&ev);
     report_log_free(&log);
     cnn_dataset_free(&ds);

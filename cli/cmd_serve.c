@@ -568,6 +568,13 @@ static void workers_stop(struct server *s) {
     s->n_started = 0;
 }
 
+/* SIGINT and SIGTERM are blocked in the main thread, which waits for them, but threads started
+ * before that (OpenBLAS starts its pool before main) do not block them: the kernel may hand
+ * the signal to one of those, where its default action would kill the server. There this
+ * handler notes it, and the main thread, waiting in slices, sees the note. */
+static volatile sig_atomic_t stop_signal;
+static void note_stop_signal(int sig) { stop_signal = sig; }
+
 static void server_free(struct server *s) {
     workers_stop(s);
     for (int k = 0; s->workers && k < s->cfg.workers; k++)
@@ -597,6 +604,10 @@ int cmd_serve(int argc, char **argv) {
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    struct sigaction sa = {.sa_handler = note_stop_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     if (workers_start(&s, err, sizeof err) != 0) {
         cli_err("%s", err);
@@ -613,7 +624,8 @@ int cmd_serve(int argc, char **argv) {
     }
     print_url(d, &s.cfg);
     int sig = 0;
-    sigwait(&stop, &sig);
+    const struct timespec slice = {0, 100 * 1000 * 1000};
+    while (sig <= 0 && !(sig = stop_signal)) sig = sigtimedwait(&stop, NULL, &slice);
     /* No new connections; every queued prediction answered and its connection resumed (the
      * library must not be stopped with a connection suspended); then close them all. */
     const MHD_socket listening = MHD_quiesce_daemon(d);

@@ -474,15 +474,52 @@ static int data_file_at(const char *dir, const char *path) {
 
 /* The run's end as the user sees it; returns the exit status. sig: the signal that stopped
  * it (as every rank agreed, in a distributed run). */
+/* " FLAG VALUE" as shell words: VALUE as it is when it holds only safe characters, else in
+ * single quotes (a quote inside as '\''). */
+static void put_option(FILE *f, const char *flag, const char *v) {
+    fprintf(f, " %s ", flag);
+    if (*v && strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                        "-_./:=+,@%") == strlen(v)) {
+        fputs(v, f);
+        return;
+    }
+    fputc('\'', f);
+    for (; *v; v++) {
+        if (*v == '\'') fputs("'\\''", f);
+        else fputc(*v, f);
+    }
+    fputc('\'', f);
+}
+
+/* The command that goes on with this run as it was: the checkpoint, and the model, data,
+ * thread count, log and report wherever the resume's defaults would differ (the same thread
+ * count is what gives the same weights). */
+static void print_resume_hint(const struct train_args *a) {
+    fprintf(stderr, "mnist: resume with: %smnist train%s", a->distributed ? "mpirun -np P " : "",
+            a->distributed ? " --distributed" : "");
+    put_option(stderr, "--resume", a->ckpt);
+    const size_t n = strlen(a->ckpt);
+    const int beside = n > 5 && !strcmp(a->ckpt + n - 5, ".ckpt")
+                           ? strlen(a->out) == n - 5 && !strncmp(a->out, a->ckpt, n - 5)
+                           : strlen(a->out) == n + 6 && !strncmp(a->out, a->ckpt, n) &&
+                                 !strcmp(a->out + n, ".model");
+    if (!beside) put_option(stderr, "--out", a->out);
+    if (strcmp(a->data_dir, "data/mnist")) put_option(stderr, "--data", a->data_dir);
+    char threads[16];
+    snprintf(threads, sizeof threads, "%d", a->cfg.threads ? a->cfg.threads : cnn_default_threads());
+    put_option(stderr, "--threads", threads);
+    if (a->log_path) put_option(stderr, "--log", a->log_path);
+    if (a->report_path) put_option(stderr, "--report", a->report_path);
+    fputc('\n', stderr);
+}
+
 static int report(int rc, const struct train_args *a, const struct cnn_trainer *tr, int sig) {
     const int status = 128 + (sig == SIGTERM ? SIGTERM : SIGINT); /* as the shell reports it */
     if (rc == CNN_ERR_INTERRUPTED && a->rank != 0) return status;
     if (rc == CNN_ERR_INTERRUPTED) {
         cli_err("%s by %s; checkpoint saved to %s", cnn_errmsg(),
                 sig == SIGTERM ? "SIGTERM" : "SIGINT", a->ckpt);
-        fprintf(stderr, "mnist: resume with: %smnist train %s--resume %s%s%s\n",
-                a->distributed ? "mpirun -np P " : "", a->distributed ? "--distributed " : "",
-                a->ckpt, a->log_path ? " --log " : "", a->log_path ? a->log_path : "");
+        print_resume_hint(a);
         return status;
     }
     if (rc == CNN_ERR_NAN) {

@@ -35,10 +35,10 @@
  *      The grid is padded with its own edge values first so that light falling off towards an
  *      edge is followed too, except where a cell on the edge holds a stroke running along it
  *      (a sharp, ink-deep drop inwards: the bar of a 7 touching the top), which would
- *      otherwise become background and vanish. Where neighbouring cells jump (a shadow's or the page's edge) the
- *      brighter side is taken, so the edge itself never reads as ink. For dark ink the
- *      difference is divided by the paper's brightness (a photo shows lighting x reflectance),
- *      so ink in a shadow counts as much as ink in the light.
+ *      otherwise become background and vanish. Where neighbouring cells jump (a shadow's or
+ *      the page's edge) the brighter side is taken, so the edge itself never reads as ink.
+ *      For dark ink the difference is divided by the paper's brightness (a photo shows
+ *      lighting x reflectance), so ink in a shadow counts as much as ink in the light.
  *   3. Contrast: d = pixel - background. Noise sigma = 1.4826 * median|d| (MAD). Strong ink S
  *      is the 90th percentile of d over pixels above 3 sigma. No digit when S is below
  *      max(MIN_CONTRAST, 6 sigma). Ink = d * 255 / S, clamped, and 0 where d <= T with
