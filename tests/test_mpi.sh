@@ -226,7 +226,7 @@ if start_long t; then
     kill -TERM "$bg_pid"
     finish_bg
     # mid-epoch, or after one when the signal came during its last step or validation
-    where='(at epoch [0-9], batch [0-9]+ of [0-9]+|after epoch [0-9])'
+    where='(at epoch [0-9]+, batch [0-9]+ of [0-9]+|after epoch [0-9]+)'
     grep -Eq "interrupted $where by SIGTERM; checkpoint saved" "$tmp/err" ||
         why="no 'interrupted ... by SIGTERM; checkpoint saved' line (exit $rc)"
     [ -z "$why" ] && { grep -q 'resume with: mpirun -np P mnist train --distributed' "$tmp/err" ||
