@@ -11,7 +11,8 @@
  *   string within the documented limits, and looking its key up must give its value), and so is
  *   every class name; then cnn_predict_u8 runs on one all-zero image of the stored input shape,
  *   through an inference context for one image on one thread (catches shape bugs between the
- *   stored spec, PARM/STAT and the context's arena). The probabilities are read but not judged:
+ *   stored spec, PARM/STAT and the context's arena), and cnn_predict_u8_typicality, which must
+ *   give a value in [0, 1] when the model has a TYPI section and refuse when it has none. The probabilities are read but not judged:
  *   any float, NaN included, is a legal stored parameter, so only memory safety, undefined
  *   behaviour and shapes are checked.
  *   Models whose input exceeds MAX_PIXELS, or whose forward pass exceeds MAX_MFLOPS or MAX_ACT
@@ -117,6 +118,11 @@ static void exercise(const struct cnn_model *m) {
         volatile float sum = 0.0f;
         for (int j = 0; j < k; j++) sum += probs[j];
         (void)sum;
+        float typicality = -1.0f;
+        const int typ = cnn_model_has_typicality(m);
+        if (cnn_predict_u8_typicality(m, ctx, img, 1, probs, &typicality) != (typ ? CNN_OK : CNN_ERR_ARG))
+            abort();
+        if (typ && !(typicality >= 0.0f && typicality <= 1.0f)) abort();
     }
     cnn_ctx_free(ctx);
     free(img);

@@ -118,7 +118,24 @@ static void set_meta(struct cnn_model *m, int with_meta) {
     }
 }
 
-/* with_meta: 0 none, 1 the trainer's keys, 2 those and class names. */
+/* A typicality fitted on 100 synthetic h x w images (class i % 10: a bright pixel at a place
+ * of its own, over noise), 80 to fit and 20 to calibrate. */
+static void fit_typicality(struct cnn_model *m, int h, int w) {
+    struct cnn_dataset d = {100, h, w, 10, malloc((size_t)100 * h * w), malloc(100)};
+    int idx[100];
+    if (!d.images || !d.labels) die("out of memory");
+    for (int i = 0; i < 100; i++) {
+        for (int q = 0; q < h * w; q++) d.images[(size_t)i * h * w + q] = (uint8_t)((i * 7 + q * 13) % 50);
+        d.images[(size_t)i * h * w + (i % 10) * (h * w - 1) / 9] = 255;
+        d.labels[i] = (uint8_t)(i % 10), idx[i] = i;
+    }
+    if (cnn_typicality_fit(m, &d, idx, 80, idx + 80, 20, 1)) die("typicality");
+    free(d.images);
+    free(d.labels);
+}
+
+/* with_meta: 0 none, 1 the trainer's keys, 2 those and class names; 3 the trainer's keys and a
+ * typicality (a TYPI section). */
 static void save_model(const char *name, const char *spec, int c, int h, int w, int with_meta) {
     struct cnn_model *m;
     if (cnn_model_new(spec, c, h, w, &m)) die(spec);
@@ -127,7 +144,8 @@ static void save_model(const char *name, const char *spec, int c, int h, int w, 
     cnn_model_init_params(m, &rng);
     for (size_t i = 0; i < m->n_state; i++) m->state[i] = 0.5f + (float)(i % 3);
     cnn_model_set_norm(m, 0.1307f, 0.3081f);
-    if (with_meta) set_meta(m, with_meta);
+    if (with_meta) set_meta(m, with_meta == 3 ? 1 : with_meta);
+    if (with_meta == 3) fit_typicality(m, h, w);
     char path[512];
     snprintf(path, sizeof path, "%s/model/%s", dir, name);
     if (cnn_model_save(m, path)) die(path);
@@ -154,6 +172,7 @@ static void model_seeds(void) {
     save_model("avgpool-dense-28.model", "avgpool 7, dense 10", 1, 28, 28, 1);
     save_model("dense-nometa.model", "dense 2", 2, 3, 3, 0);
     save_model("maxpool-stride.model", "maxpool 3 stride=2, conv 1 1, dense 2", 3, 5, 5, 1);
+    save_model("typicality.model", "conv 2 3, relu, maxpool 2, dense 10", 1, 8, 8, 3);
 }
 
 /* ---- images --------------------------------------------------------------------------------- */

@@ -264,6 +264,18 @@ CNN_API int cnn_predict(const struct cnn_model *m, struct cnn_ctx *ctx, const fl
 /* The same from raw u8 pixels (n, c, h, w), applying the model's normalisation. [ctx] */
 CNN_API int cnn_predict_u8(const struct cnn_model *m, struct cnn_ctx *ctx,
                            const uint8_t *pixels, int n, float *probs);
+/* Typicality: how much each image looks like the model's training images, beside its
+ * probabilities. A softmax is confident far from its data (a letter X reads as a 4 at 85%);
+ * typicality is the fraction of the model's validation images that look less typical than
+ * this one, in [0, 1]: a digit like the training digits is rarely below 0.002, a letter or a
+ * scribble usually is. Models get it when trained (cnn_trainer_fit_typicality); without it
+ * these return CNN_ERR_ARG. typicality (n) out. [ctx] */
+CNN_API int cnn_model_has_typicality(const struct cnn_model *m); /* [safe] */
+CNN_API int cnn_predict_typicality(const struct cnn_model *m, struct cnn_ctx *ctx, const float *x,
+                                   int n, float *probs, float *typicality);
+CNN_API int cnn_predict_u8_typicality(const struct cnn_model *m, struct cnn_ctx *ctx,
+                                      const uint8_t *pixels, int n, float *probs,
+                                      float *typicality);
 /* Index of the largest of v[0..n) (the first on ties); 0 when n < 1. [safe] */
 CNN_API int cnn_argmax(const float *v, int n);
 
@@ -421,6 +433,12 @@ CNN_API int cnn_trainer_epoch(struct cnn_trainer *t, const struct cnn_dataset *d
  * one stays good), or a hook's status. [ctx] [model] */
 CNN_API int cnn_trainer_run(struct cnn_trainer *t, const struct cnn_dataset *data,
                             const struct cnn_train_hooks *hooks);
+/* Fit m's typicality (m: the trained model, or the best epoch's copy of it) on the data t
+ * trained on: a Gaussian over features of up to 20,000 of its training images, calibrated on
+ * the validation split (or, with fewer than 500 validation images, on training images the fit
+ * did not use). CNN_ERR_ARG when t has not run on data. [ctx] */
+CNN_API int cnn_trainer_fit_typicality(const struct cnn_trainer *t, const struct cnn_dataset *data,
+                                       struct cnn_model *m);
 /* Write a checkpoint: the model and everything needed to continue exactly. [ctx] */
 CNN_API int cnn_trainer_save(const struct cnn_trainer *t, const char *path);
 

@@ -346,6 +346,7 @@ struct cnn_model {
     int n_meta;
     struct cnn_meta_kv meta[CNN_META_MAX];
     char class_digit[CNN_MAX_CLASSES][4]; /* "0".."9": default class names */
+    struct cnn_typicality *typicality;    /* NULL until fitted or loaded (typicality.c) */
 };
 /* cnn_model_new that refuses, before allocating, a spec needing more than max_params. */
 int cnn_model_new_bounded(const char *spec, int c, int h, int w, size_t max_params,
@@ -382,6 +383,10 @@ struct cnn_ctx {
     float *xbuf;                /* (max_batch, in) normalised input */
     uint8_t *labels;            /* (max_batch) */
     float *probs;               /* (max_batch, n_classes) */
+    int *tap_off;               /* (n_layers) where layer i's channel means go in a feature
+                                   vector, -1 for none (cnn_typicality_layout) */
+    int tap_dim;                /* floats of one feature vector */
+    float *taps;                /* (max_batch, tap_dim) features of the last call that asked */
 };
 /* A context with training buffers (gradients, caches) as well. */
 int cnn_ctx_new_train(const struct cnn_model *m, int max_batch, int threads,
@@ -411,6 +416,35 @@ int cnn_threads_enter(int threads);
 void cnn_threads_leave(int saved);
 /* The threads a parallel loop started now would get (1 without OpenMP). */
 int cnn_threads_now(void);
+
+/* Probabilities (n, n_classes) and, when features is not NULL, the typicality features
+ * (n, cnn_typicality_layout's dim): from x (n, in) normalised or pixels (n, in). [ctx] */
+int cnn_predict_features(const struct cnn_model *m, struct cnn_ctx *ctx, const float *x,
+                         const uint8_t *pixels, int n, float *probs, float *features);
+
+/* ---- typicality (typicality.c) ------------------------------------------------------------
+ * A Gaussian per class with one shared covariance over the features cnn_typicality_layout
+ * names; see typicality.c. w (dim, dim) lower triangular = L^-1 with L L^T = S, wmu (k, dim),
+ * cal (n_cal) the calibration images' scores, ascending. */
+#define CNN_TYPICALITY_DIM_MAX 2048
+#define CNN_TYPICALITY_CAL_MAX 8192
+struct cnn_typicality {
+    int dim, k, n_cal;
+    float *w, *wmu, *cal;
+};
+/* Feature layout: tap_off (n_layers) gets each tapped layer's offset or -1; returns dim. */
+int cnn_typicality_layout(const struct cnn_model *m, int *tap_off);
+struct cnn_typicality *cnn_typicality_alloc(int dim, int k, int n_cal);
+void cnn_typicality_free(struct cnn_typicality *ty);
+/* min over classes of the squared Mahalanobis distance of f (dim); wf (dim) scratch. */
+float cnn_typicality_score(const struct cnn_typicality *ty, const float *f, float *wf);
+double cnn_typicality_score_naive(const struct cnn_typicality *ty, const float *f);
+/* The fraction of calibration scores >= score, in [0, 1]. */
+float cnn_typicality_of_score(const struct cnn_typicality *ty, float score);
+/* Fit on data's images fit_idx (at most 20,000 of them, evenly spread) and calibrate on cal_idx
+ * (at most CNN_TYPICALITY_CAL_MAX); replaces m's typicality only on success. */
+int cnn_typicality_fit(struct cnn_model *m, const struct cnn_dataset *d, const int *fit_idx,
+                       int n_fit, const int *cal_idx, int n_cal, int threads);
 
 /* ---- loss (loss.c) ------------------------------------------------------------------------
  * Fused softmax + cross-entropy. logits (n,k) in; probs (n,k) out; dlogits (n,k) out =

@@ -2,8 +2,11 @@
  * model_io.c - model files: save, check, load. Little-endian, sectioned, CRC-32 protected.
  *
  *   "CNNMODEL" u32 version u32 flags
- *   { u32 tag, u64 length, bytes }*     SPEC NORM PARM STAT META [OPTM TRNS ...] "END "
+ *   { u32 tag, u64 length, bytes }*     SPEC NORM PARM STAT META [TYPI] [OPTM TRNS ...] "END "
  *   u32 crc32(everything above)
+ *
+ * TYPI (typicality.c, optional): u32 dim, u32 k, u32 n_cal, f32 w (dim, dim), f32 wmu (k, dim),
+ * f32 cal (n_cal) ascending.
  *
  * META is key=value lines (model.c checks every key and value); version 1 files, which differ
  * only in which keys their writer set, load as they are.
@@ -70,6 +73,18 @@ void cnn_model_encode(const struct cnn_model *m, struct cnn_buf *b) {
     cnn_model_section(b, "META", t.p, t.len);
     b->oom |= t.oom;
     free(t.p);
+    const struct cnn_typicality *ty = m->typicality;
+    if (ty) {
+        const size_t d = (size_t)ty->dim, k = (size_t)ty->k, nc = (size_t)ty->n_cal;
+        cnn_buf_u32(b, tag_u32("TYPI"));
+        cnn_buf_u64(b, 12 + 4 * (d * d + k * d + nc));
+        cnn_buf_u32(b, (uint32_t)d);
+        cnn_buf_u32(b, (uint32_t)k);
+        cnn_buf_u32(b, (uint32_t)nc);
+        cnn_buf_f32s(b, ty->w, d * d);
+        cnn_buf_f32s(b, ty->wmu, k * d);
+        cnn_buf_f32s(b, ty->cal, nc);
+    }
 }
 
 int cnn_model_write(struct cnn_buf *b, const char *path) {
@@ -166,6 +181,36 @@ static int read_floats(const uint8_t *buf, size_t len, const char *tag, const ch
     return CNN_OK;
 }
 
+/* TYPI: sizes that fit m's layout and the section, finite values, calibration ascending. */
+static int parse_typicality(const uint8_t *p, size_t n, const char *name, struct cnn_model *m) {
+    struct cnn_rd r = {p, n, 0};
+    uint32_t dim, k, nc;
+    int *tap = malloc((size_t)m->n_layers * sizeof(int));
+    if (!tap) return cnn_fail(CNN_ERR_NOMEM, "%s: out of memory", name);
+    const uint32_t want = (uint32_t)cnn_typicality_layout(m, tap);
+    free(tap);
+    if (cnn_rd_u32(&r, &dim) || cnn_rd_u32(&r, &k) || cnn_rd_u32(&r, &nc) || dim != want ||
+        k != (uint32_t)m->n_classes || nc < 1 || nc > CNN_TYPICALITY_CAL_MAX ||
+        n != 12 + 4 * ((uint64_t)dim * dim + (uint64_t)k * dim + nc))
+        return cnn_fail(CNN_ERR_FORMAT, "%s: TYPI section does not fit the network", name);
+    struct cnn_typicality *ty = cnn_typicality_alloc((int)dim, (int)k, (int)nc);
+    if (!ty) return cnn_fail(CNN_ERR_NOMEM, "%s: out of memory", name);
+    cnn_rd_f32s(&r, ty->w, (size_t)dim * dim);
+    cnn_rd_f32s(&r, ty->wmu, (size_t)k * dim);
+    cnn_rd_f32s(&r, ty->cal, nc);
+    int ok = 1;
+    for (size_t i = 0; i < (size_t)dim * dim; i++) ok &= isfinite(ty->w[i]);
+    for (size_t i = 0; i < (size_t)k * dim; i++) ok &= isfinite(ty->wmu[i]);
+    for (uint32_t i = 0; i < nc; i++) ok &= isfinite(ty->cal[i]) && (!i || ty->cal[i - 1] <= ty->cal[i]);
+    if (!ok) {
+        cnn_typicality_free(ty);
+        return cnn_fail(CNN_ERR_FORMAT, "%s: TYPI section holds non-finite or unsorted values",
+                        name);
+    }
+    m->typicality = ty;
+    return CNN_OK;
+}
+
 /* META: key=value lines, each checked as cnn_model_set_meta checks what a caller sets. */
 static int parse_meta(const uint8_t *p, size_t n, const char *name, struct cnn_model *m) {
     size_t pos = 0;
@@ -235,6 +280,8 @@ int cnn_model_decode(const uint8_t *buf, size_t len, const char *name, struct cn
     cnn_model_set_norm(m, ms[0], ms[1]);
     p = cnn_model_find(buf, len, "META", &n);
     if (p && (rc = parse_meta(p, n, name, m))) goto fail;
+    p = cnn_model_find(buf, len, "TYPI", &n);
+    if (p && (rc = parse_typicality(p, n, name, m))) goto fail;
     *out = m;
     return CNN_OK;
 fail:

@@ -173,7 +173,11 @@ static int ctx_layout(struct cnn_ctx *ctx, const struct cnn_model *m) {
     ctx->dact = calloc((size_t)L + 1, sizeof *ctx->dact);
     ctx->cache = calloc((size_t)L, sizeof *ctx->cache);
     ctx->team_red = malloc(((size_t)T + 1) * nd.red * sizeof(double));
-    int ok = ctx->arena && ctx->act && ctx->dact && ctx->cache && ctx->team_red;
+    ctx->tap_off = malloc((size_t)L * sizeof(int));
+    ctx->tap_dim = ctx->tap_off ? cnn_typicality_layout(m, ctx->tap_off) : 0;
+    ctx->taps = malloc(nb * (size_t)ctx->tap_dim * sizeof(float) + 1);
+    int ok = ctx->arena && ctx->act && ctx->dact && ctx->cache && ctx->team_red &&
+             ctx->tap_off && ctx->taps;
     if (ok && ctx->train) {
         ctx->grads = calloc(m->n_params + 1, sizeof(float));
         ctx->tgrads = T > 1 ? calloc((size_t)T - 1, sizeof *ctx->tgrads) : NULL;
@@ -206,6 +210,8 @@ void cnn_ctx_free(struct cnn_ctx *ctx) {
     free(ctx->act);
     free(ctx->dact);
     free(ctx->cache);
+    free(ctx->tap_off);
+    free(ctx->taps);
     free(ctx->spec);
     free(ctx);
 }
@@ -330,10 +336,36 @@ static size_t act_off(const struct cnn_ctx *ctx, const struct cnn_model *m, int 
 struct pass {
     const struct cnn_model *m;
     const float *x;
+    float *taps; /* (n, ctx->tap_dim): typicality features wanted, else NULL */
     float *state; /* training: the model's state to update; NULL: inference */
     uint64_t seed;
     struct cnn_reduce *red;
 };
+
+/* taps (n, tap_dim) at offset off += the channel means of y (n images, shape s, images
+ * stride floats apart). */
+static void tap_channel_means(const float *y, size_t stride, struct cnn_shape s, int n,
+                              float *taps, int tap_dim, int off) {
+    const size_t hw = (size_t)s.h * s.w;
+    for (int j = 0; j < n; j++)
+        for (int c = 0; c < s.c; c++) {
+            const float *p = y + (size_t)j * stride + (size_t)c * hw;
+            float sum = 0.0f;
+            for (size_t q = 0; q < hw; q++) sum += p[q];
+            taps[(size_t)j * tap_dim + off + c] = sum / (float)hw;
+        }
+}
+
+/* After layer i ran: the features of layer i and of the activations fused into it. */
+static void tap_layer(struct cnn_ctx *ctx, const struct pass *ps, int i, int n, size_t i0) {
+    const struct cnn_model *m = ps->m;
+    for (int t = i; t < m->n_layers && (t == i || m->layers[t].fused); t++) {
+        if (ctx->tap_off[t] < 0) continue;
+        const size_t stride = cnn_shape_size(m->layers[t].out); /* within a thread's slice */
+        tap_channel_means(ctx->act[t + 1] + act_off(ctx, m, t + 1, i0), stride, m->layers[t].out,
+                          n, ps->taps + i0 * ctx->tap_dim, ctx->tap_dim, ctx->tap_off[t]);
+    }
+}
 
 static void forward_layers(struct cnn_ctx *ctx, const struct pass *ps, int n,
                            const struct cnn_team *team, float *ws) {
@@ -357,6 +389,7 @@ static void forward_layers(struct cnn_ctx *ctx, const struct pass *ps, int n,
             .red = ps->red,
         };
         l->ops->forward(l, &f);
+        if (ps->taps) tap_layer(ctx, ps, i, n, i0);
     }
 }
 
@@ -385,29 +418,33 @@ static void backward_layers(struct cnn_ctx *ctx, const struct pass *ps, int n,
     }
 }
 
-const float *cnn_ctx_forward(struct cnn_ctx *ctx, const struct cnn_model *m, const float *x,
-                             int n, float *state, uint64_t seed, struct cnn_reduce *red) {
-    assert(!state || ctx->train); /* training caches exist only then */
+static const float *forward_pass(struct cnn_ctx *ctx, const struct pass *ps, int n) {
     assert(n >= 1 && n <= ctx->max_batch);
-    const struct pass ps = {m, x, state, seed, red};
     const int T = team_size(ctx, n);
     if (T == 1) {
-        forward_layers(ctx, &ps, n, NULL, ctx->ws);
-        return ctx->act[m->n_layers];
+        forward_layers(ctx, ps, n, NULL, ctx->ws);
+        return ctx->act[ps->m->n_layers];
     }
 #pragma omp parallel num_threads(T)
     {
         int count;
         const struct cnn_team t = team_member(ctx, n, &count);
-        forward_layers(ctx, &ps, count, &t, ctx->ws + (size_t)t.tid * ctx->ws_thread);
+        forward_layers(ctx, ps, count, &t, ctx->ws + (size_t)t.tid * ctx->ws_thread);
     }
-    return ctx->act[m->n_layers];
+    return ctx->act[ps->m->n_layers];
+}
+
+const float *cnn_ctx_forward(struct cnn_ctx *ctx, const struct cnn_model *m, const float *x,
+                             int n, float *state, uint64_t seed, struct cnn_reduce *red) {
+    assert(!state || ctx->train); /* training caches exist only then */
+    const struct pass ps = {m, x, NULL, state, seed, red};
+    return forward_pass(ctx, &ps, n);
 }
 
 void cnn_ctx_backward(struct cnn_ctx *ctx, const struct cnn_model *m, const float *x, int n,
                       struct cnn_reduce *red) {
     assert(ctx->train && n >= 1 && n <= ctx->max_batch);
-    const struct pass ps = {m, x, NULL, 0, red};
+    const struct pass ps = {m, x, NULL, NULL, 0, red};
     const int T = team_size(ctx, n);
     if (T == 1) {
         backward_layers(ctx, &ps, n, NULL, ctx->ws, ctx->grads);
@@ -461,8 +498,8 @@ int cnn_ctx_train_batch(struct cnn_ctx *ctx, struct cnn_model *m, const float *x
 /* ---- inference ---------------------------------------------------------------------------- */
 
 /* Chunks of at most max_batch images: x (n, in), or pixels (n, in) normalised into xbuf. */
-static int predict(const struct cnn_model *m, struct cnn_ctx *ctx, const float *x,
-                   const uint8_t *pixels, int n, float *probs) {
+int cnn_predict_features(const struct cnn_model *m, struct cnn_ctx *ctx, const float *x,
+                         const uint8_t *pixels, int n, float *probs, float *features) {
     if (n < 0) return cnn_fail(CNN_ERR_ARG, "negative image count %d", n);
     int rc = cnn_ctx_check(ctx, m);
     if (rc) return rc;
@@ -476,8 +513,17 @@ static int predict(const struct cnn_model *m, struct cnn_ctx *ctx, const float *
             const uint8_t *src = pixels + (size_t)i0 * in;
             for (size_t j = 0; j < (size_t)b * in; j++) ctx->xbuf[j] = src[j] * scale - shift;
         }
-        const float *logits = cnn_ctx_forward(ctx, m, xb, b, NULL, 0, NULL);
+        const struct pass ps = {m, xb, features ? ctx->taps : NULL, NULL, 0, NULL};
+        const float *logits = forward_pass(ctx, &ps, b);
         cnn_softmax(logits, b, m->n_classes, probs + (size_t)i0 * m->n_classes);
+        if (features) { /* the logits are the last k features */
+            const int d = ctx->tap_dim, k = m->n_classes;
+            for (int j = 0; j < b; j++) {
+                memcpy(ctx->taps + (size_t)j * d + d - k, logits + (size_t)j * k,
+                       (size_t)k * sizeof(float));
+            }
+            memcpy(features + (size_t)i0 * d, ctx->taps, (size_t)b * d * sizeof(float));
+        }
     }
     cnn_threads_leave(saved);
     return CNN_OK;
@@ -485,10 +531,45 @@ static int predict(const struct cnn_model *m, struct cnn_ctx *ctx, const float *
 
 int cnn_predict(const struct cnn_model *m, struct cnn_ctx *ctx, const float *x, int n,
                 float *probs) {
-    return predict(m, ctx, x, NULL, n, probs);
+    return cnn_predict_features(m, ctx, x, NULL, n, probs, NULL);
 }
 
 int cnn_predict_u8(const struct cnn_model *m, struct cnn_ctx *ctx, const uint8_t *pixels, int n,
                    float *probs) {
-    return predict(m, ctx, NULL, pixels, n, probs);
+    return cnn_predict_features(m, ctx, NULL, pixels, n, probs, NULL);
+}
+
+/* Typicality of each image from its features, a context's batch at a time. */
+static int predict_typicality(const struct cnn_model *m, struct cnn_ctx *ctx, const float *x,
+                              const uint8_t *pixels, int n, float *probs, float *typicality) {
+    if (!m->typicality)
+        return cnn_fail(CNN_ERR_ARG, "this model has no typicality (it was trained before "
+                                     "typicality existed, or with too little data)");
+    const int d = ctx->tap_dim, B = ctx->max_batch;
+    float *f = malloc(((size_t)B + 1) * d * sizeof(float)), *wf = f + (size_t)B * d;
+    if (!f) return cnn_fail(CNN_ERR_NOMEM, "out of memory");
+    const size_t in = cnn_shape_size(m->in);
+    int rc = CNN_OK;
+    for (int i0 = 0; !rc && i0 < n; i0 += B) {
+        const int b = n - i0 < B ? n - i0 : B;
+        rc = cnn_predict_features(m, ctx, x ? x + (size_t)i0 * in : NULL,
+                                  pixels ? pixels + (size_t)i0 * in : NULL, b,
+                                  probs + (size_t)i0 * m->n_classes, f);
+        for (int j = 0; !rc && j < b; j++) {
+            const float score = cnn_typicality_score(m->typicality, f + (size_t)j * d, wf);
+            typicality[i0 + j] = cnn_typicality_of_score(m->typicality, score);
+        }
+    }
+    free(f);
+    return rc;
+}
+
+int cnn_predict_typicality(const struct cnn_model *m, struct cnn_ctx *ctx, const float *x, int n,
+                           float *probs, float *typicality) {
+    return predict_typicality(m, ctx, x, NULL, n, probs, typicality);
+}
+
+int cnn_predict_u8_typicality(const struct cnn_model *m, struct cnn_ctx *ctx,
+                              const uint8_t *pixels, int n, float *probs, float *typicality) {
+    return predict_typicality(m, ctx, NULL, pixels, n, probs, typicality);
 }

@@ -81,6 +81,7 @@ void cnn_model_free(struct cnn_model *m) {
     free(m->params);
     free(m->state);
     free(m->decay_mask);
+    cnn_typicality_free(m->typicality);
     free(m);
 }
 

@@ -345,6 +345,25 @@ static void set_norm_from(struct cnn_trainer *t, const struct cnn_dataset *d) {
     cnn_model_set_norm(t->model, (float)mean, (float)sqrt(var > 1e-12 ? var : 1.0));
 }
 
+int cnn_trainer_fit_typicality(const struct cnn_trainer *t, const struct cnn_dataset *data,
+                               struct cnn_model *m) {
+    if (t->split_of != data || !t->train_idx)
+        return cnn_fail(CNN_ERR_ARG, "typicality is fitted on the data the run trained on");
+    if (t->n_val >= 500)
+        return cnn_typicality_fit(m, data, t->train_idx, t->n_train, t->val_idx, t->n_val,
+                                  t->cfg.threads);
+    /* too few validation images: calibrate on every fifth training image, fit on the rest */
+    int *fit = malloc(sizeof(int) * (size_t)t->n_train), *cal = fit, n_fit = 0, n_cal = 0;
+    if (!fit) return cnn_fail(CNN_ERR_NOMEM, "out of memory fitting typicality");
+    for (int i = 0; i < t->n_train; i++)
+        if (i % 5 != 4) fit[n_fit++] = t->train_idx[i];
+    cal = fit + n_fit;
+    for (int i = 4; i < t->n_train; i += 5) cal[n_cal++] = t->train_idx[i];
+    const int rc = cnn_typicality_fit(m, data, fit, n_fit, cal, n_cal, t->cfg.threads);
+    free(fit);
+    return rc;
+}
+
 /* Check data against the model and this run, split it (once per dataset), plan the epoch and
  * size the context for it. */
 static int prepare(struct cnn_trainer *t, const struct cnn_dataset *data, struct epoch_plan *p) {
