@@ -64,11 +64,19 @@ void cli_json_str(FILE *f, const char *s);
  * with the default preset's model, 0.12% of the MNIST test digits and 0.2% of them rendered
  * as photos are below it (README, "Prediction on your own images"). */
 #define CLI_MIN_CONFIDENCE 0.35
+/* ... or below this typicality (`--min-typicality`; cnn_predict_typicality): the share of the
+ * model's own validation digits that look less like its training digits than this picture. */
+#define CLI_MIN_TYPICALITY 0.002
+/* Probabilities and typicality of one 28x28 image: *typicality is -1 when the model has none.
+ * Returns a cnn status. */
+int cli_predict_one(const struct cnn_model *m, struct cnn_ctx *ctx, const uint8_t *px,
+                    float *probs, float *typicality);
 /* Why a prediction over n classes is not to be trusted, written into why (len bytes), or 0
- * when it is: the picture holds several digits (objects > 1: "more than one digit found"), or
- * the best class is below min_confidence. Returns 1 when unsure. */
-int cli_unsure(const float *probs, int n, int objects, double min_confidence, char *why,
-               size_t len);
+ * when it is: the picture holds several digits (objects > 1: "more than one digit found"),
+ * its typicality (when >= 0) is below min_typicality, or the best class is below
+ * min_confidence. Returns 1 when unsure. */
+int cli_unsure(const float *probs, int n, int objects, float typicality, double min_confidence,
+               double min_typicality, char *why, size_t len);
 /* Keras-like table of a network: layer, output shape, parameters, MFLOPs, totals. */
 void cli_print_summary(FILE *f, const struct cnn_model *net);
 void cli_json_summary(FILE *f, const struct cnn_model *net);

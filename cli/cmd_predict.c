@@ -22,9 +22,12 @@ static void usage(FILE *f) {
           "  --model FILE              a trained model (required)\n"
           "  --top K                   probabilities listed per image (default 3)\n"
           "  --json                    one JSON object per image: file, label, confidence, top,\n"
-          "                            unsure, reason, digits\n"
+          "                            typicality, unsure, reason, digits, box\n"
           "  --min-confidence P        below this probability the answer is \"unsure\" (0..1,\n"
           "                            default 0.35); so is a picture of several digits\n"
+          "  --min-typicality T        ... and below this typicality: the share of the model's\n"
+          "                            validation digits less like its training digits than the\n"
+          "                            picture (0..1, default 0.002; a letter is usually below)\n"
           "  --show                    print the 28x28 image the model saw, as text (on stderr\n"
           "                            with --json)\n"
           "  --save-preprocessed DIR   write those 28x28 images as PNG files, DIR/NAME.png\n"
@@ -43,7 +46,7 @@ struct opts {
     struct cnn_model *net;
     struct cnn_ctx *ctx; /* one image at a time */
     int top, json, show;
-    float min_confidence;
+    float min_confidence, min_typicality;
     const char *save_dir;
     struct saved_names *saved;
 };
@@ -123,17 +126,23 @@ static void rank_classes(const float *probs, int k, int *order) {
 
 /* One image's answer: the best class, or "unsure" with the reason and the best guess. */
 static void print_answer(const struct opts *o, const char *name, const float *probs,
-                         const int *order, int k, const struct cnn_image_found *found) {
+                         float typicality, const int *order, int k,
+                         const struct cnn_image_found *found) {
     const int top = o->top < k ? o->top : k;
     char why[96];
-    const int unsure = cli_unsure(probs, k, found->objects, o->min_confidence, why, sizeof why);
+    const int unsure = cli_unsure(probs, k, found->objects, typicality, o->min_confidence,
+                                  o->min_typicality, why, sizeof why);
     if (o->json) {
         printf("{\"file\":");
         cli_json_str(stdout, name);
         printf(",\"label\":%d,\"confidence\":%.6f,\"top\":[", order[0], (double)probs[order[0]]);
         for (int i = 0; i < top; i++)
             printf("%s{\"label\":%d,\"p\":%.6f}", i ? "," : "", order[i], (double)probs[order[i]]);
-        printf("],\"unsure\":%s", unsure ? "true" : "false");
+        if (typicality >= 0.0f)
+            printf("],\"typicality\":%.6f", (double)typicality);
+        else
+            printf("],\"typicality\":null");
+        printf(",\"unsure\":%s", unsure ? "true" : "false");
         if (unsure) printf(",\"reason\":\"%s\"", why);
         printf(",\"digits\":%d,\"box\":[%d,%d,%d,%d]}\n", found->objects, found->x0, found->y0,
                found->x1, found->y1);
@@ -169,8 +178,8 @@ static int classify(const struct opts *o, const char *name, const struct cnn_ima
         cli_err("%s", cnn_errmsg());
         return 1;
     }
-    float probs[CNN_MAX_CLASSES] = {0};
-    if (cnn_predict_u8(o->net, o->ctx, px, 1, probs) != CNN_OK) {
+    float probs[CNN_MAX_CLASSES] = {0}, typicality;
+    if (cli_predict_one(o->net, o->ctx, px, probs, &typicality) != CNN_OK) {
         cli_err("%s: %s", name, cnn_errmsg());
         return 1;
     }
@@ -178,7 +187,7 @@ static int classify(const struct opts *o, const char *name, const struct cnn_ima
                                                               : CNN_MAX_CLASSES;
     int order[CNN_MAX_CLASSES] = {0};
     rank_classes(probs, k, order);
-    print_answer(o, name, probs, order, k, &found);
+    print_answer(o, name, probs, typicality, order, k, &found);
     if (o->show) show(o->json ? stderr : stdout, px); /* stdout stays JSON lines with --json */
     fflush(stdout);
     return o->save_dir ? save_png(o, name, px) : 0;
@@ -276,9 +285,11 @@ int cmd_predict(int argc, char **argv) {
         {"json", no_argument, 0, 'j'},        {"show", no_argument, 0, 's'},
         {"save-preprocessed", required_argument, 0, 'p'},
         {"min-confidence", required_argument, 0, 'c'},
+        {"min-typicality", required_argument, 0, 't'},
         {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
     struct saved_names saved = {0};
-    struct opts o = {NULL, NULL, 3, 0, 0, (float)CLI_MIN_CONFIDENCE, NULL, &saved};
+    struct opts o = {NULL, NULL, 3, 0, 0, (float)CLI_MIN_CONFIDENCE, (float)CLI_MIN_TYPICALITY,
+                     NULL, &saved};
     const char *model = NULL;
     int ch;
     optind = 1;
@@ -302,6 +313,9 @@ int cmd_predict(int argc, char **argv) {
         case 'p': o.save_dir = optarg; break;
         case 'c':
             if (cli_float("--min-confidence", optarg, 0.0, 1.0, &o.min_confidence)) return 2;
+            break;
+        case 't':
+            if (cli_float("--min-typicality", optarg, 0.0, 1.0, &o.min_typicality)) return 2;
             break;
         case 'h': usage(stdout); return 0;
         default: cli_bad_option(argc, argv, ch); cli_usage_hint("predict"); return 2;

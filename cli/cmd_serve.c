@@ -62,7 +62,9 @@ static void usage(FILE *f) {
           "  --timeout SECONDS       idle connections are closed, slow bodies cut (default 10)\n"
           "  --max-body BYTES        largest request body; more gets 413 (default 1048576)\n"
           "  --min-confidence P      below this probability a reply says \"unsure\" (0..1,\n"
-          "                          default 0.35); so does a picture of several digits\n",
+          "                          default 0.35); so does a picture of several digits\n"
+          "  --min-typicality T      ... and below this typicality, where the model has one\n"
+          "                          (0..1, default 0.002; see `mnist predict --help`)\n",
           f);
 }
 
@@ -72,7 +74,7 @@ struct serve_cfg {
     const char *host;
     int port, workers, max_connections, max_pending, timeout;
     int max_body;
-    float min_confidence;
+    float min_confidence, min_typicality;
 };
 
 struct server;
@@ -228,20 +230,24 @@ static void predict(struct worker *w, struct request *r) {
     int objects = 1;
     if (request_pixels(r, px, &objects) != 0) return;
     const int k = m->n_classes;
-    float sum[10] = {0}, probs[10];
+    float sum[10] = {0}, probs[10], typ, typ_sum = 0.0f;
+    int typ_n = 0; /* an ensemble's typicality: the mean of its members' that have one */
     for (int i = 0; i < m->n; i++) {
-        if (cnn_predict_u8(m->m[i], w->ctx[i], px, 1, probs) != CNN_OK) {
+        if (cli_predict_one(m->m[i], w->ctx[i], px, probs, &typ) != CNN_OK) {
             set_error(r, 500, "%s", cnn_errmsg());
             return;
         }
         for (int j = 0; j < k; j++) sum[j] += probs[j];
+        if (typ >= 0.0f) typ_sum += typ, typ_n++;
     }
     for (int j = 0; j < k; j++) sum[j] /= (float)m->n;
+    typ = typ_n ? typ_sum / (float)typ_n : -1.0f;
     serve_metrics_predicted();
     r->out_status = 200;
     char why[96];
-    const int unsure = cli_unsure(sum, k, objects, w->s->cfg.min_confidence, why, sizeof why);
-    r->out_body = serve_predict_json(m, sum, px, unsure ? why : NULL, objects, &r->out_len);
+    const int unsure = cli_unsure(sum, k, objects, typ, w->s->cfg.min_confidence,
+                                  w->s->cfg.min_typicality, why, sizeof why);
+    r->out_body = serve_predict_json(m, sum, typ, px, unsure ? why : NULL, objects, &r->out_len);
 }
 
 static void *worker_main(void *arg) {
@@ -439,7 +445,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 /* ---- start, run, stop ----------------------------------------------------------------------- */
 
 static int parse_args(int argc, char **argv, struct serve_cfg *cfg) {
-    enum { O_HOST = 256, O_PORT, O_WORKERS, O_MAXCONN, O_PENDING, O_TIMEOUT, O_BODY, O_CONF };
+    enum { O_HOST = 256, O_PORT, O_WORKERS, O_MAXCONN, O_PENDING, O_TIMEOUT, O_BODY, O_CONF, O_TYP };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'},         {"host", required_argument, 0, O_HOST},
         {"port", required_argument, 0, O_PORT},       {"workers", required_argument, 0, O_WORKERS},
@@ -447,10 +453,12 @@ static int parse_args(int argc, char **argv, struct serve_cfg *cfg) {
         {"max-pending", required_argument, 0, O_PENDING},
         {"timeout", required_argument, 0, O_TIMEOUT}, {"max-body", required_argument, 0, O_BODY},
         {"min-confidence", required_argument, 0, O_CONF},
+        {"min-typicality", required_argument, 0, O_TYP},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     *cfg = (struct serve_cfg){.host = "127.0.0.1", .port = 8080, .workers = cnn_default_threads(),
                               .max_connections = 256, .max_pending = 128, .timeout = 10,
-                              .max_body = 1 << 20, .min_confidence = (float)CLI_MIN_CONFIDENCE};
+                              .max_body = 1 << 20, .min_confidence = (float)CLI_MIN_CONFIDENCE,
+                              .min_typicality = (float)CLI_MIN_TYPICALITY};
     int ch, rc = 0;
     opterr = 0;
     optind = 1;
@@ -474,6 +482,9 @@ static int parse_args(int argc, char **argv, struct serve_cfg *cfg) {
         case O_BODY: rc = cli_int("--max-body", optarg, 1, 256 << 20, &cfg->max_body); break;
         case O_CONF:
             rc = cli_float("--min-confidence", optarg, 0.0, 1.0, &cfg->min_confidence);
+            break;
+        case O_TYP:
+            rc = cli_float("--min-typicality", optarg, 0.0, 1.0, &cfg->min_typicality);
             break;
         case 'h': usage(stdout); return -1;
         default: cli_bad_option(argc, argv, ch); cli_usage_hint("serve"); return 2;

@@ -547,6 +547,19 @@ static int report(int rc, const struct train_args *a, const struct cnn_trainer *
     return 0;
 }
 
+/* The saved model (the best epoch's) gets its typicality, fitted on this run's split, and is
+ * saved again. A failure leaves the model as it was and is only a warning: predict then judges
+ * by confidence alone. */
+static void fit_typicality(const struct train_args *a, const struct cnn_trainer *tr,
+                           const struct cnn_dataset *ds) {
+    struct cnn_model *saved = NULL;
+    int rc = cnn_model_load(a->out, &saved);
+    if (!rc) rc = cnn_trainer_fit_typicality(tr, ds, saved);
+    if (!rc) rc = cnn_model_save(saved, a->out);
+    if (rc) cli_err("warning: %s: no typicality: %s", a->out, cnn_errmsg());
+    cnn_model_free(saved);
+}
+
 /* Load the data, open the log, run, report. */
 static int run(struct train_args *a, struct cnn_model *m, struct cnn_trainer *tr) {
     struct cnn_dataset ds = {0};
@@ -614,6 +627,8 @@ static int run(struct train_args *a, struct cnn_model *m, struct cnn_trainer *tr
         cli_err("--log: %s: write failed: %s", a->log_path, strerror(errno));
     }
     int status = report(rc, a, tr, *stop);
+    if (status == 0 && rc == CNN_OK && a->rank == 0 && access(a->out, F_OK) == 0)
+        fit_typicality(a, tr, &ds);
     /* --report: the page of `mnist report --split val`, on the images this run held out */
     if (status == 0 && a->report_path && a->rank == 0 &&
         cli_report_train(a->out, &ds, a->data_dir, a->log_path, a->report_path, a->cfg.threads))

@@ -282,11 +282,25 @@ void cli_usage_hint(const char *cmd) {
     fprintf(stderr, "mnist: see `mnist %s --help` for its options\n", cmd);
 }
 
-int cli_unsure(const float *probs, int n, int objects, double min_confidence, char *why,
-               size_t len) {
+int cli_predict_one(const struct cnn_model *m, struct cnn_ctx *ctx, const uint8_t *px,
+                    float *probs, float *typicality) {
+    if (!cnn_model_has_typicality(m)) {
+        *typicality = -1.0f;
+        return cnn_predict_u8(m, ctx, px, 1, probs);
+    }
+    return cnn_predict_u8_typicality(m, ctx, px, 1, probs, typicality);
+}
+
+int cli_unsure(const float *probs, int n, int objects, float typicality, double min_confidence,
+               double min_typicality, char *why, size_t len) {
     const int best = cnn_argmax(probs, n);
     if (objects > 1) {
         snprintf(why, len, "more than one digit found (%d)", objects);
+        return 1;
+    }
+    if (typicality >= 0.0f && (double)typicality < min_typicality) {
+        snprintf(why, len, "unlike the digits it was trained on (typicality %.4f is below %.4f)",
+                 (double)typicality, min_typicality);
         return 1;
     }
     if (n > 0 && (double)probs[best] < min_confidence) {

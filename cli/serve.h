@@ -44,9 +44,10 @@ int serve_parse_pixels(const char *body, size_t len, uint8_t px[SERVE_PIXELS], c
                        size_t errlen);
 
 /* The reply to a prediction: label, class, confidence, top (3), probs, input (px), model,
- * unsure (with its reason when unsure is not NULL) and digits (objects found).
+ * typicality (null when < 0: no member has one), unsure (with its reason when unsure is not
+ * NULL) and digits (objects found).
  * Returns a malloc'd string and its length in *len, or NULL when out of memory. */
-char *serve_predict_json(const struct serve_models *s, const float *probs,
+char *serve_predict_json(const struct serve_models *s, const float *probs, float typicality,
                          const uint8_t px[SERVE_PIXELS], const char *unsure, int objects,
                          size_t *len);
 /* {"error": msg}, msg escaped. malloc'd; NULL when out of memory. */

@@ -115,7 +115,7 @@ static void model_json_write(FILE *f, const struct serve_models *s) {
         cli_json_summary(f, s->m[i]);
         fputs(",\"meta\":", f);
         cli_json_meta(f, s->m[i]);
-        fputc('}', f);
+        fprintf(f, ",\"typicality\":%s}", cnn_model_has_typicality(s->m[i]) ? "true" : "false");
     }
     fputs("]}", f);
 }
@@ -242,7 +242,7 @@ static int top_classes(const float *probs, int n, int k, int *out) {
     return k;
 }
 
-char *serve_predict_json(const struct serve_models *s, const float *probs,
+char *serve_predict_json(const struct serve_models *s, const float *probs, float typicality,
                          const uint8_t px[SERVE_PIXELS], const char *unsure, int objects,
                          size_t *len) {
     int top[3];
@@ -264,7 +264,11 @@ char *serve_predict_json(const struct serve_models *s, const float *probs,
         if (i) buf_put(&b, ",", 1);
         buf_u8(&b, px[i]);
     }
-    buf_printf(&b, "],\"unsure\":%s", unsure ? "true" : "false");
+    if (typicality >= 0.0f)
+        buf_printf(&b, "],\"typicality\":%.6g", (double)typicality);
+    else
+        buf_puts(&b, "],\"typicality\":null");
+    buf_printf(&b, ",\"unsure\":%s", unsure ? "true" : "false");
     if (unsure) buf_printf(&b, ",\"reason\":\"%s\"", unsure); /* cli_unsure: plain ASCII */
     buf_printf(&b, ",\"digits\":%d,\"model\":\"%s\"}\n", objects, s->fingerprint);
     return buf_finish(&b, len);

@@ -145,10 +145,10 @@ def test_endpoints(s, digits, labels):
     check("GET /healthz", st == 200 and body == b"ok\n", (st, body))
     st, h, body = s.request("GET", "/api/model")
     m = json.loads(body) if st == 200 else {}
-    check("GET /api/model: spec, parameters, classes, metadata",
+    check("GET /api/model: spec, parameters, classes, metadata, typicality",
           m.get("classes") == [str(i) for i in range(10)] and m.get("parameters", 0) > 0
           and "conv" in m.get("spec", "") and len(m.get("models", [])) == 1
-          and "date" in m["models"][0].get("meta", {}), m)
+          and "date" in m["models"][0].get("meta", {}) and m["models"][0].get("typicality") is True, m)
     # pixels as JSON: the same answer as the model's own argmax, and the input echoed
     st, _, body = s.predict_json(digits[0])
     r = json.loads(body) if st == 200 else {}
@@ -193,8 +193,24 @@ def same_as_predict_cli(s, digits, labels):
     check("an image gets the same label, confidence and input as `mnist predict`",
           st == 200 and st2 == 200 and r["label"] == cli["label"]
           and abs(r["confidence"] - cli["confidence"]) < 1e-5 and r2["input"] == r["input"]
-          and r["unsure"] == cli["unsure"] and r["digits"] == cli["digits"] == 1,
+          and r["unsure"] == cli["unsure"] and r["digits"] == cli["digits"] == 1
+          and 0 <= r["typicality"] <= 1 and abs(r["typicality"] - cli["typicality"]) < 1e-5,
           (cli, body[:120]))
+    # a letter drawn with a pen (build/tools/render_glyphs): the same verdict and typicality
+    glyphs = os.path.join(TMP, "glyphs")
+    os.makedirs(glyphs, exist_ok=True)
+    subprocess.run([os.path.join(os.path.dirname(MNIST), "tools", "render_glyphs"), glyphs, "1"],
+                   check=True)
+    path = os.path.join(glyphs, "letter-M-000.pgm")
+    cli = json.loads(subprocess.run([MNIST, "predict", "--model", MODEL_A, "--json", path],
+                                    capture_output=True, text=True).stdout)
+    st, _, body = s.request("POST", "/api/predict", open(path, "rb").read(),
+                            {"Content-Type": "image/x-portable-graymap"})
+    r = json.loads(body) if st == 200 else {}
+    check("a letter M: the same typicality, verdict and reason as `mnist predict`",
+          st == 200 and abs(r.get("typicality", -1) - cli["typicality"]) < 1e-5
+          and r.get("unsure") == cli["unsure"] and r.get("reason") == cli.get("reason"),
+          (cli, body[:160]))
     # two digits side by side on one canvas: "unsure", as `mnist predict` says it
     a, b = digits[0], digits[1]
     pair = [v for y in range(28)  # 84x28: margin, a, gap, b, margin
@@ -315,13 +331,17 @@ def concurrent_vs_serial(s, digits):
 def ensemble(digits):
     a, b = Server(models=(MODEL_A,)), Server(models=(MODEL_B,))
     ab = Server(models=(MODEL_A, MODEL_B))
-    worst = 0.0
+    worst = worst_typ = 0.0
     for d in digits[:20]:
-        pa, pb, pab = (json.loads(x.predict_json(d)[2])["probs"] for x in (a, b, ab))
+        ra, rb, rab = (json.loads(x.predict_json(d)[2]) for x in (a, b, ab))
+        pa, pb, pab = ra["probs"], rb["probs"], rab["probs"]
         worst = max(worst, max(abs((u + v) / 2 - w) for u, v, w in zip(pa, pb, pab)))
+        worst_typ = max(worst_typ, abs((ra["typicality"] + rb["typicality"]) / 2 - rab["typicality"]))
     m = json.loads(ab.request("GET", "/api/model")[2])
     check(f"two --model flags: probabilities are the members' mean (worst difference {worst:.1e})",
           worst < 2e-6 and len(m["models"]) == 2 and "+" in m["fingerprint"], worst)
+    check(f"two --model flags: typicality is the members' mean (worst difference {worst_typ:.1e})",
+          worst_typ < 2e-6, worst_typ)
     for x in (a, b, ab):
         x.stop()
 
