@@ -367,9 +367,10 @@ static int polarity_vote(const uint8_t *v, int w, int h, int cells) {
  * paper, light when nearer the image's lightest pixels than its darkest. "Lightest" and
  * "darkest" are the 0.5% quantiles, or the RANGE_PIXELS-th pixel from either end when that is
  * less: a 1 px stroke on a big canvas covers far less than 0.5% of it, and must still count.
- * *range gets the spread between the two. */
-static int ink_is_dark(const uint8_t *v, int w, int h, int *range) {
-    size_t all[256] = {0}, ring[256] = {0};
+ * *range gets the spread between the two, all the histogram of v. */
+static int ink_is_dark(const uint8_t *v, int w, int h, int *range, size_t all[256]) {
+    size_t ring[256] = {0};
+    memset(all, 0, 256 * sizeof *all);
     const int m = (w < h ? w : h) / 32 + 1;
     hist_rect(v, w, 0, 0, w, h, all);
     /* the ring: m rows at the top and bottom, m columns at the sides between them */
@@ -624,34 +625,107 @@ static int subtract_background(const uint8_t *v, int w, int h, struct cells *c, 
     return CNN_OK;
 }
 
-/* Step 2, for a flat page: the value m that at least FLAT_FRAC of v's (h,w) pixels hold exactly,
- * with at most 1% of them below it (ink is bright here), or -1. A drawing app's canvas, a
- * generated image or a scan clipped to white has such a background and nothing for the
- * lighting model to follow; a photo's noise never leaves 60% of its pixels equal. */
-static int flat_background(const uint8_t *v, int w, int h) {
-    const size_t n = (size_t)w * (size_t)h;
-    size_t hist[256] = {0};
-    hist_rect(v, w, 0, 0, w, h, hist);
+/* Step 2, for a flat page: the value m that at least FLAT_FRAC of the n pixels whose histogram
+ * is hv hold exactly, with at most 1% of them below it (ink is bright here), or -1. A drawing
+ * app's canvas, a generated image or a scan clipped to white has such a background and nothing
+ * for the lighting model to follow; a photo's noise never leaves 60% of its pixels equal. */
+static int flat_background(const size_t *hv, size_t n) {
     int m = 0;
-    for (int b = 1; b < 256; b++) m = hist[b] > hist[m] ? b : m;
+    for (int b = 1; b < 256; b++) m = hv[b] > hv[m] ? b : m;
     size_t below = 0;
-    for (int b = 0; b < m; b++) below += hist[b];
-    return (double)hist[m] >= FLAT_FRAC * (double)n && below * 100 <= n ? m : -1;
+    for (int b = 0; b < m; b++) below += hv[b];
+    return (double)hv[m] >= FLAT_FRAC * (double)n && below * 100 <= n ? m : -1;
 }
 
-/* d = v - m, as subtract_background computes it when every cell's background is m (with
- * relative, divided by the paper's brightness as there). */
-static void subtract_flat(const uint8_t *v, size_t n, int m, int relative, float *d) {
+/* d = (v - m) * gain for v = 0..255: what subtract_background computes when every cell's
+ * background is m (with relative, divided by the paper's brightness as there). */
+static void flat_levels(int m, int relative, float d[256]) {
     const float bg = (float)m, paper_min = fmaxf(16.0f, 0.4f * (255.0f - bg));
     const float gain = relative ? 255.0f / maxf(255.0f - bg, paper_min) : 1.0f;
-    for (size_t i = 0; i < n; i++) d[i] = ((float)v[i] - bg) * gain;
+    for (int b = 0; b < 256; b++) d[b] = ((float)b - bg) * gain;
 }
 
-/* Steps 2-3. The ink map of v (h,w) (ink bright): ink (h,w) u8, 0 = paper, 255 = strong ink.
- * Returns CNN_OK, CNN_ERR_NODIGIT (nothing stands out of the noise) or CNN_ERR_NOMEM. */
-static int ink_map(const uint8_t *v, int w, int h, int relative, int modelled, uint8_t *ink) {
+/* Where a level d of the difference image lands: its rounded magnitude (for the noise), and
+ * its rounded value, both clamped to a histogram bin. */
+static inline int abs_bin(float d) { return (int)clampf(fabsf(d) + 0.5f, 0.0f, 255.0f); }
+static inline int value_bin(float d) { return (int)clampf(d + 0.5f, 0.0f, 255.0f); }
+
+/* Step 3's levels from the histogram of abs_bin(d) over n pixels: the noise sigma, and
+ * fg = the level above which a pixel counts when estimating the ink's strength. */
+static float noise_sigma(const size_t *hist, size_t n, float *fg) {
+    const float sigma = 1.4826f * (float)hist_quantile(hist, 256, n, 0.5);
+    *fg = maxf(NOISE_FG * sigma, 4.0f);
+    return sigma;
+}
+
+/* ... and from the histogram of value_bin(d) over the n_fg pixels above fg: the ink threshold
+ * T and the gain that takes the ink's strength S to 255. CNN_ERR_NODIGIT when nothing stands
+ * out of the noise. */
+static int ink_levels(const size_t *hist, size_t n_fg, float sigma, float *T, float *gain) {
+    if (n_fg == 0) return CNN_ERR_NODIGIT;
+    const float S = (float)hist_quantile(hist, 256, n_fg, 0.9);
+    if (S < fmaxf(MIN_CONTRAST, NOISE_S * sigma)) return CNN_ERR_NODIGIT;
+    *T = fmaxf(NOISE_T * sigma, T_FRAC * S);
+    *gain = 255.0f / S;
+    return CNN_OK;
+}
+
+/* A pixel of level d in the ink map: 0 at or under T, else its strength, at least 1 so that
+ * faint kept pixels stay in the mask. */
+static inline uint8_t ink_of(float d, float T, float gain) {
+    return d <= T ? 0 : (uint8_t)round_even(clampf(d * gain, 1.0f, 255.0f));
+}
+
+/* Step 3 on the difference image d (n): the ink map. */
+static int ink_from_levels(const float *d, size_t n, uint8_t *ink) {
+    size_t hist[256] = {0}, n_fg = 0;
+    uint32_t part[4][256]; /* four interleaved counters, as in hist_rect */
+    memset(part, 0, sizeof part);
+    for (size_t i = 0; i < n; i++) part[i & 3][abs_bin(d[i])]++;
+    for (int b = 0; b < 256; b++) hist[b] = part[0][b] + part[1][b] + part[2][b] + part[3][b];
+    float fg, T, gain;
+    const float sigma = noise_sigma(hist, n, &fg);
+    memset(part, 0, sizeof part);
+    for (size_t i = 0; i < n; i++)
+        if (d[i] > fg) part[i & 3][value_bin(d[i])]++;
+    for (int b = 0; b < 256; b++) {
+        hist[b] = part[0][b] + part[1][b] + part[2][b] + part[3][b];
+        n_fg += hist[b];
+    }
+    const int rc = ink_levels(hist, n_fg, sigma, &T, &gain);
+    if (rc) return rc;
+    for (size_t i = 0; i < n; i++) ink[i] = ink_of(d[i], T, gain);
+    return CNN_OK;
+}
+
+/* The same for a flat page of background m: every pixel's level is one of 256, so the
+ * histograms come from v's own (hv) and the map from a table, to the same bytes. */
+static int ink_from_flat(const uint8_t *v, size_t n, const size_t *hv, int m, int relative,
+                         uint8_t *ink) {
+    float d[256], fg, T, gain;
+    flat_levels(m, relative, d);
+    size_t hist[256] = {0}, n_fg = 0;
+    for (int b = 0; b < 256; b++) hist[abs_bin(d[b])] += hv[b];
+    const float sigma = noise_sigma(hist, n, &fg);
+    memset(hist, 0, sizeof hist);
+    for (int b = 0; b < 256; b++)
+        if (d[b] > fg) hist[value_bin(d[b])] += hv[b], n_fg += hv[b];
+    const int rc = ink_levels(hist, n_fg, sigma, &T, &gain);
+    if (rc) return rc;
+    uint8_t table[256];
+    for (int b = 0; b < 256; b++) table[b] = ink_of(d[b], T, gain);
+    for (size_t i = 0; i < n; i++) ink[i] = table[v[i]];
+    return CNN_OK;
+}
+
+/* Steps 2-3. The ink map of v (h,w) (ink bright; hv its histogram): ink (h,w) u8, 0 = paper,
+ * 255 = strong ink. Returns CNN_OK, CNN_ERR_NODIGIT (nothing stands out of the noise) or
+ * CNN_ERR_NOMEM. */
+static int ink_map(const uint8_t *v, const size_t *hv, int w, int h, int relative, int modelled,
+                   uint8_t *ink) {
     const size_t n = (size_t)w * (size_t)h;
-    const int flat = modelled ? -1 : flat_background(v, w, h);
+    const int flat = modelled ? -1 : flat_background(hv, n);
+    if (flat >= 0) return ink_from_flat(v, n, hv, flat, relative, ink);
     const int longest = w > h ? w : h;
     struct cells c = {0};
     c.s = (longest + BG_CELLS - 1) / BG_CELLS;
@@ -663,43 +737,14 @@ static int ink_map(const uint8_t *v, int w, int h, int relative, int modelled, u
         (size_t)c.gw * (size_t)c.gh + 2 * (size_t)(c.gw + c.gh) + 2 * (size_t)c.pw * (size_t)c.ph;
     float *d = malloc(n * sizeof *d), *cf = malloc(n_cells * sizeof *cf);
     int rc = CNN_ERR_NOMEM;
-    if (!d || !cf) goto fail;
-    c.g = cf;
-    c.edge[0] = c.g + c.gw * c.gh, c.edge[1] = c.edge[0] + c.gw;
-    c.edge[2] = c.edge[1] + c.gw, c.edge[3] = c.edge[2] + c.gh;
-    c.pad = c.edge[3] + c.gh, c.tmp = c.pad + c.pw * c.ph;
-    if (flat >= 0)
-        subtract_flat(v, n, flat, relative, d);
-    else if (subtract_background(v, w, h, &c, relative, d) != CNN_OK)
-        goto fail;
-
-    /* Histograms of rounded values: |d| for the noise, d above 3 sigma for the ink. */
-    size_t hist[256] = {0};
-    uint32_t part[4][256]; /* four interleaved counters, as in hist_rect */
-    memset(part, 0, sizeof part);
-    for (size_t i = 0; i < n; i++) part[i & 3][(int)clampf(fabsf(d[i]) + 0.5f, 0.0f, 255.0f)]++;
-    for (int b = 0; b < 256; b++) hist[b] = part[0][b] + part[1][b] + part[2][b] + part[3][b];
-    const float sigma = 1.4826f * (float)hist_quantile(hist, 256, n, 0.5);
-    const float fg = maxf(NOISE_FG * sigma, 4.0f);
-    memset(part, 0, sizeof part);
-    for (size_t i = 0; i < n; i++)
-        if (d[i] > fg) part[i & 3][(int)clampf(d[i] + 0.5f, 0.0f, 255.0f)]++;
-    size_t n_fg = 0;
-    for (int b = 0; b < 256; b++) {
-        hist[b] = part[0][b] + part[1][b] + part[2][b] + part[3][b];
-        n_fg += hist[b];
+    if (d && cf) {
+        c.g = cf;
+        c.edge[0] = c.g + c.gw * c.gh, c.edge[1] = c.edge[0] + c.gw;
+        c.edge[2] = c.edge[1] + c.gw, c.edge[3] = c.edge[2] + c.gh;
+        c.pad = c.edge[3] + c.gh, c.tmp = c.pad + c.pw * c.ph;
+        rc = subtract_background(v, w, h, &c, relative, d);
+        if (rc == CNN_OK) rc = ink_from_levels(d, n, ink);
     }
-    rc = CNN_ERR_NODIGIT;
-    if (n_fg == 0) goto fail;
-    const float S = (float)hist_quantile(hist, 256, n_fg, 0.9);
-    if (S < fmaxf(MIN_CONTRAST, NOISE_S * sigma)) goto fail;
-    const float T = fmaxf(NOISE_T * sigma, T_FRAC * S);
-    const float gain = 255.0f / S;
-    /* ink > 0 exactly where d > T: the clamp to 1 keeps faint kept pixels in the mask. */
-    for (size_t i = 0; i < n; i++)
-        ink[i] = d[i] <= T ? 0 : (uint8_t)round_even(clampf(d[i] * gain, 1.0f, 255.0f));
-    rc = CNN_OK;
-fail:
     free(d);
     free(cf);
     return rc;
@@ -714,8 +759,9 @@ struct comp {
     int keep;
 };
 
-/* Step 4a. Label the 8-connected components of ink > 0 (h,w): lab gets 1..n (0 = no ink).
- * Breadth-first flood fill; queue: w*h ints. Returns n. */
+/* Step 4a. Label the 8-connected components of ink > 0 (h,w): lab gets 1..n (0 = no ink),
+ * numbered in raster order of their first pixel. Breadth-first flood fill; queue: w*h ints,
+ * each a pixel's (y << 16 | x) (w, h <= WORK_MAX), so no division per pixel. Returns n. */
 static int label_components(const uint8_t *ink, int w, int h, int32_t *lab, int32_t *queue) {
     const size_t n = (size_t)w * (size_t)h;
     for (size_t i = 0; i < n; i++) lab[i] = ink[i] ? -1 : 0;
@@ -725,10 +771,10 @@ static int label_components(const uint8_t *ink, int w, int h, int32_t *lab, int3
         nc++;
         size_t head = 0, tail = 0;
         lab[i] = nc;
-        queue[tail++] = (int32_t)i;
+        queue[tail++] = (int32_t)((i / (size_t)w) << 16 | i % (size_t)w);
         while (head < tail) {
             const int32_t p = queue[head++];
-            const int py = p / w, px = p % w;
+            const int py = p >> 16, px = p & 0xffff;
             for (int dy = -1; dy <= 1; dy++) {
                 const int yy = py + dy;
                 if (yy < 0 || yy >= h) continue;
@@ -738,7 +784,7 @@ static int label_components(const uint8_t *ink, int w, int h, int32_t *lab, int3
                     const int32_t q = yy * w + xx;
                     if (lab[q] == -1) {
                         lab[q] = nc;
-                        queue[tail++] = q;
+                        queue[tail++] = yy << 16 | xx;
                     }
                 }
             }
@@ -1148,17 +1194,23 @@ int cnn_image_prepare(const struct cnn_image *img, uint8_t out[28 * 28],
     if (!v || !ink || !acc) goto fail;
     downscale_area(img->gray, img->w, img->h, f, v, w, h, acc);
 
-    /* 1. Polarity: make the ink bright. */
+    /* 1. Polarity: make the ink bright (and the histogram of v with it). */
     int range = 0;
-    const int dark = ink_is_dark(v, w, h, &range);
-    if (dark)
+    size_t hv[256];
+    const int dark = ink_is_dark(v, w, h, &range, hv);
+    if (dark) {
         for (size_t i = 0; i < n; i++) v[i] = (uint8_t)(255 - v[i]);
+        for (int b = 0; b < 128; b++) {
+            const size_t t = hv[b];
+            hv[b] = hv[255 - b], hv[255 - b] = t;
+        }
+    }
     rc = CNN_ERR_NODIGIT;
     if (range < MIN_CONTRAST) goto fail;
 
     /* 2-6. */
     int tw = 0, th = 0;
-    rc = ink_map(v, w, h, dark, modelled, ink);
+    rc = ink_map(v, hv, w, h, dark, modelled, ink);
     if (rc == CNN_OK) rc = find_digit(ink, w, h, &dg);
     if (rc == CNN_OK) rc = scale_to_box(&dg, box, &tw, &th);
     if (rc == CNN_OK) rc = place_by_mass(box, tw, th, out);
