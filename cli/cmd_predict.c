@@ -336,6 +336,7 @@ int cmd_predict(int argc, char **argv) {
         cli_err("--save-preprocessed: %s is not a directory", o.save_dir);
         return 2;
     }
+    cli_reuse_heap();
     if (cnn_model_load(model, &o.net) != CNN_OK) {
         cli_err("%s", cnn_errmsg());
         return 1;

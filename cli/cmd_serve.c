@@ -607,6 +607,7 @@ int cmd_serve(int argc, char **argv) {
         cli_err("%s", err);
         return 1;
     }
+    cli_reuse_heap();
     pthread_mutex_init(&s.lock, NULL);
     pthread_cond_init(&s.ready, NULL);
     /* Threads started from here inherit this mask, so SIGINT and SIGTERM reach sigwait below. */

@@ -7,6 +7,9 @@
 #include <math.h>
 #include <getopt.h>
 #include <stdarg.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -280,6 +283,13 @@ int cli_write_atomic(const char *path, const void *buf, size_t len) {
 
 void cli_usage_hint(const char *cmd) {
     fprintf(stderr, "mnist: see `mnist %s --help` for its options\n", cmd);
+}
+
+void cli_reuse_heap(void) {
+#if defined(__GLIBC__) && defined(M_MMAP_THRESHOLD)
+    mallopt(M_MMAP_THRESHOLD, 32 << 20); /* glibc's largest */
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+#endif
 }
 
 int cli_predict_one(const struct cnn_model *m, struct cnn_ctx *ctx, const uint8_t *px,
