@@ -127,8 +127,10 @@ $(TOOL_BIN): $(BUILD)/tools/%: tools/%.c tests/render.h $(BUILD)/libcnn.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Wno-pedantic -Wno-strict-prototypes $(LDFLAGS) -o $@ $< $(BUILD)/libcnn.a $(LDLIBS)
 
+# Fashion-MNIST (Debian's dataset-fashion-mnist) only adds tests, which skip without it.
 data:
 	scripts/fetch-data --dataset mnist
+	-scripts/fetch-data --dataset fashion
 
 # The suite needs the real MNIST: fetch it first (idempotent, verified by SHA-256).
 test: all $(TEST_BIN) $(FUZZ_REPLAY) $(TOOL_BIN) $(BUILD)/mnist-mpi data

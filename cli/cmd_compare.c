@@ -120,7 +120,6 @@ static int pick(const char *where, const char *v, const char *const *names, int 
 static int recipe_option(struct cnn_train_cfg *c, const char *at, const char *kv) {
     static const char *const optim[] = {"sgd", "adam", "adamw"};
     static const char *const sched[] = {"constant", "step", "cosine", "onecycle"};
-    static const char *const aug[] = {"none", "affine", "elastic"};
     char key[32], where[160];
     const char *eq = strchr(kv, '=');
     const char *v = eq ? eq + 1 : "1";
@@ -140,7 +139,8 @@ static int recipe_option(struct cnn_train_cfg *c, const char *at, const char *kv
     if (!strcmp(key, "weight-decay")) return cli_float(where, v, 0, 1, &c->optim.weight_decay);
     if (!strcmp(key, "label-smoothing")) return cli_float(where, v, 0, 0.99, &c->label_smoothing);
     if (!strcmp(key, "schedule")) return pick(where, v, sched, 4, &c->sched.kind);
-    if (!strcmp(key, "augment")) return pick(where, v, aug, 3, &c->augment);
+    if (!strcmp(key, "augment"))
+        return pick(where, v, cli_augment_names, CLI_AUGMENT_LEVELS, &c->augment);
     if (!strcmp(key, "optimizer")) {
         if (pick(where, v, optim, 3, &kind)) return -1;
         const float wd = c->optim.weight_decay;

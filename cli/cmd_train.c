@@ -58,7 +58,11 @@ static void usage(FILE *f) {
           "  --weight-decay X       (default 0; not applied to biases and batch norm unless\n"
           "                         --decay-all)\n"
           "  --label-smoothing X    (default 0)\n"
-          "  --augment NAME         none | affine | elastic (default none)\n"
+          "  --augment NAME         none | affine | elastic | flip (default none). affine:\n"
+          "                         shifts, turns, scaling, shear; elastic: and distortion;\n"
+          "                         flip: a mirror image half of the time. A preset's affine or\n"
+          "                         elastic becomes flip on Fashion-MNIST (clothes keep their\n"
+          "                         class in a mirror; digits do not)\n"
           "output:\n"
           "  --out FILE             best model by validation accuracy (default mnist.model)\n"
           "  --checkpoint FILE      written after every epoch (default OUT.ckpt)\n"
@@ -185,11 +189,13 @@ struct train_args {
     struct cnn_train_cfg cfg;
     const char *arch, *data_dir, *resume, *log_path, *report_path;
     char out[512], ckpt[512];
-    int quiet, out_given, ckpt_given;
+    int quiet, out_given, ckpt_given, augment_given;
     float momentum; /* < 0: the optimizer's default */
     int distributed, rank, ranks; /* --distributed: this rank of how many (else 0 of 1) */
     float dist_timeout; /* 0 until given */
 };
+
+#define AUGMENT_FLIP 3 /* cnn_train_cfg.augment */
 
 static void apply_preset(struct train_args *a, const struct cli_preset *p) {
     a->arch = p->spec;
@@ -232,7 +238,6 @@ static int first_pass(int argc, char **argv, struct train_args *a) {
 static int take_option(struct train_args *a, int ch, const char *v) {
     static const char *const optim_names[] = {"sgd", "adam", "adamw"};
     static const char *const sched_names[] = {"constant", "step", "cosine", "onecycle"};
-    static const char *const aug_names[] = {"none", "affine", "elastic"};
     struct cnn_train_cfg *c = &a->cfg;
     unsigned long long u;
     int kind;
@@ -258,7 +263,9 @@ static int take_option(struct train_args *a, int ch, const char *v) {
     case O_WD: return cli_float("--weight-decay", v, 0, 1, &c->optim.weight_decay);
     case O_DECAYALL: c->optim.decay_all = 1; return 0;
     case O_LS: return cli_float("--label-smoothing", v, 0, 0.99, &c->label_smoothing);
-    case O_AUG: return pick("--augment", v, aug_names, 3, &c->augment);
+    case O_AUG:
+        a->augment_given = 1;
+        return pick("--augment", v, cli_augment_names, CLI_AUGMENT_LEVELS, &c->augment);
     case O_SEED:
         if (cli_u64("--seed", v, &u)) return -1;
         c->seed = u;
@@ -547,6 +554,27 @@ static int report(int rc, const struct train_args *a, const struct cnn_trainer *
     return 0;
 }
 
+/* A new run's data, recognised by content: the model's dataset name and class names, and
+ * for Fashion-MNIST flips in place of a preset's affine augmentation. */
+static void name_the_data(struct train_args *a, struct cnn_model *m, struct cnn_trainer *tr,
+                          const struct cnn_dataset *ds) {
+    const char *name = dataset_name(ds);
+    const int fashion = !strcmp(name, "fashion-mnist");
+    cnn_model_set_meta(m, "dataset", name);
+    for (int i = 0; fashion && i < 10; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "class.%d", i);
+        cnn_model_set_meta(m, key, fashion_names[i]);
+    }
+    if (fashion && !a->augment_given && a->cfg.augment > 0 && a->cfg.augment != AUGMENT_FLIP &&
+        cnn_trainer_set_augment(tr, AUGMENT_FLIP) == CNN_OK) {
+        a->cfg.augment = AUGMENT_FLIP;
+        if (a->rank == 0)
+            fprintf(stderr, "mnist: fashion-mnist: augmentation flip (mirror images) instead of "
+                            "the preset's; --augment chooses another\n");
+    }
+}
+
 /* The saved model (the best epoch's) gets its typicality, fitted on this run's split, and is
  * saved again. A failure leaves the model as it was and is only a warning: predict then judges
  * by confidence alone. */
@@ -588,15 +616,7 @@ static int run(struct train_args *a, struct cnn_model *m, struct cnn_trainer *tr
         cnn_dataset_free(&ds);
         return 2;
     }
-    if (!a->resume) {
-        const char *name = dataset_name(&ds);
-        cnn_model_set_meta(m, "dataset", name);
-        for (int i = 0; !strcmp(name, "fashion-mnist") && i < 10; i++) {
-            char key[16];
-            snprintf(key, sizeof key, "class.%d", i);
-            cnn_model_set_meta(m, key, fashion_names[i]);
-        }
-    }
+    if (!a->resume) name_the_data(a, m, tr, &ds);
     const struct saver sv = {a->out, a->ckpt, a->rank, a->distributed, m};
     struct progress prog = {isatty(STDERR_FILENO), a->quiet || a->rank != 0, 0, NULL,
                             a->log_path, 0, &sv};

@@ -18,14 +18,13 @@
 void compare_recipe_text(const struct cnn_train_cfg *c, char *buf, size_t n) {
     static const char *const optim[] = {"SGD", "Adam", "AdamW"};
     static const char *const sched[] = {"constant", "step", "cosine", "one-cycle"};
-    static const char *const aug[] = {"none", "affine", "elastic"};
     snprintf(buf, n,
              "%d epoch%s, batch %d, %s%s lr %g (%s), weight decay %g, label smoothing "
              "%g, augmentation %s",
              c->epochs, c->epochs == 1 ? "" : "s", c->batch, optim[c->optim.kind],
              c->optim.kind == CNN_OPT_SGD && c->optim.nesterov ? " (Nesterov)" : "",
              (double)c->sched.lr, sched[c->sched.kind], (double)c->optim.weight_decay,
-             (double)c->label_smoothing, aug[c->augment]);
+             (double)c->label_smoothing, cli_augment_names[c->augment]);
 }
 
 struct board_row {

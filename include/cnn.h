@@ -342,7 +342,9 @@ struct cnn_train_cfg {
     struct cnn_optim_cfg optim;
     struct cnn_sched sched;
     float label_smoothing;     /* [0, 1) */
-    int augment;               /* 0 none, 1 affine, 2 affine + elastic */
+    int augment;               /* 0 none, 1 affine, 2 affine + elastic, 3 flip: a mirror
+                                  image half of the time, for data a mirror leaves in its
+                                  class (clothes; never digits) */
     uint64_t seed;
     int val;                   /* images held out of the training set for validation */
     int limit;                 /* use only the first `limit` images of the data (0 = all) */
@@ -439,6 +441,10 @@ CNN_API int cnn_trainer_run(struct cnn_trainer *t, const struct cnn_dataset *dat
  * did not use). CNN_ERR_ARG when t has not run on data. [ctx] */
 CNN_API int cnn_trainer_fit_typicality(const struct cnn_trainer *t, const struct cnn_dataset *data,
                                        struct cnn_model *m);
+/* Change the augmentation level (cnn_train_cfg.augment) of a run that has not taken a step:
+ * for a caller that picks it from the data. CNN_ERR_ARG once a step was taken or for a level
+ * out of range. [ctx] */
+CNN_API int cnn_trainer_set_augment(struct cnn_trainer *t, int augment);
 /* Write a checkpoint: the model and everything needed to continue exactly. [ctx] */
 CNN_API int cnn_trainer_save(const struct cnn_trainer *t, const char *path);
 

@@ -498,6 +498,20 @@ if [ -f "$root/data/fashion/train-images-idx3-ubyte" ] || [ -f "$root/data/fashi
     expect_exit 0 -- "$mnist" train "${tiny[@]}" --epochs 1 --data "$root/data/fashion" --out "$tmp/rp/fa.model"
     dataset_of "$tmp/rp/fa.model" fashion-mnist T-shirt/top "Ankle boot"
     check "a model trained on Fashion-MNIST says so and names its classes"
+    # a preset's affine augmentation becomes flip on Fashion-MNIST, unless --augment says
+    recipe_augment() { # recipe_augment MODEL NAME
+        expect_exit 0 -- "$mnist" info "$1" --json
+        [ -n "$why" ] || py 'import json,sys; a = json.load(open(sys.argv[1]))["meta"]["recipe.augment"]
+assert a == sys.argv[2], a' "$tmp/out" "$2"
+    }
+    expect_exit 0 -- "$mnist" train --preset default "${tiny[@]}" --epochs 1 --data "$root/data/fashion" \
+        --out "$tmp/rp/fd.model"
+    grep -q "fashion-mnist: augmentation flip" "$tmp/err" || why="no line saying so: $(head -c 300 "$tmp/err")"
+    [ -n "$why" ] || recipe_augment "$tmp/rp/fd.model" flip
+    [ -n "$why" ] || expect_exit 0 -- "$mnist" train --preset default "${tiny[@]}" --epochs 1 \
+        --data "$root/data/fashion" --augment affine --out "$tmp/rp/fe.model"
+    [ -n "$why" ] || recipe_augment "$tmp/rp/fe.model" affine
+    check "Fashion-MNIST: the default preset's affine augmentation becomes flip; --augment affine stays"
 else
     echo "  skip  Fashion-MNIST is not in data/fashion (scripts/fetch-data --dataset fashion)"
 fi

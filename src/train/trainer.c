@@ -35,6 +35,7 @@
 
 #include "train/trainer.h"
 
+#define AUGMENT_FLIP 3 /* cnn_train_cfg.augment: mirror images */
 #define VAL_SPLIT_SEED 0x76616c5f73706c74ULL /* "val_splt": fixed, independent of --seed */
 
 void cnn_train_cfg_default(struct cnn_train_cfg *cfg) {
@@ -69,8 +70,9 @@ int cnn_train_cfg_check(const struct cnn_train_cfg *c) {
     if (!(c->label_smoothing >= 0.0f && c->label_smoothing < 1.0f))
         return cnn_fail(CNN_ERR_ARG, "label smoothing %g out of range [0, 1)",
                         (double)c->label_smoothing);
-    if (c->augment < 0 || c->augment > 2)
-        return cnn_fail(CNN_ERR_ARG, "augment level %d out of range [0, 2]", c->augment);
+    if (c->augment < 0 || c->augment > AUGMENT_FLIP)
+        return cnn_fail(CNN_ERR_ARG, "augment level %d out of range [0, %d]", c->augment,
+                        AUGMENT_FLIP);
     if (c->val < 0) return cnn_fail(CNN_ERR_ARG, "validation size %d is negative", c->val);
     if (c->limit < 0) return cnn_fail(CNN_ERR_ARG, "image limit %d is negative", c->limit);
     if (c->threads < 0 || c->threads > 1024)
@@ -345,6 +347,16 @@ static void set_norm_from(struct cnn_trainer *t, const struct cnn_dataset *d) {
     cnn_model_set_norm(t->model, (float)mean, (float)sqrt(var > 1e-12 ? var : 1.0));
 }
 
+int cnn_trainer_set_augment(struct cnn_trainer *t, int augment) {
+    if (t->step || t->epoch || t->batch)
+        return cnn_fail(CNN_ERR_ARG, "the augmentation of a run that has taken steps is fixed");
+    if (augment < 0 || augment > AUGMENT_FLIP)
+        return cnn_fail(CNN_ERR_ARG, "augment level %d out of range [0, %d]", augment,
+                        AUGMENT_FLIP);
+    t->cfg.augment = augment;
+    return CNN_OK;
+}
+
 int cnn_trainer_fit_typicality(const struct cnn_trainer *t, const struct cnn_dataset *data,
                                struct cnn_model *m) {
     if (t->split_of != data || !t->train_idx)
@@ -405,6 +417,15 @@ static int prepare(struct cnn_trainer *t, const struct cnn_dataset *data, struct
     return ensure_ctx(t, (p->max_batch + t->ranks - 1) / t->ranks); /* the largest share */
 }
 
+/* Turn x (h,w) left for right. */
+static void mirror(float *x, int h, int w) {
+    for (int y = 0; y < h; y++)
+        for (int i = 0, j = w - 1; i < j; i++, j--) {
+            const float t = x[y * w + i];
+            x[y * w + i] = x[y * w + j], x[y * w + j] = t;
+        }
+}
+
 /* Gather and normalise (or augment) images idx[0..m) into the context's xbuf and labels; they
  * are images j0.. of their batch (the augmentation is drawn by that number). */
 static void make_batch(const struct cnn_trainer *t, const struct cnn_dataset *d, const int *idx,
@@ -421,13 +442,14 @@ static void make_batch(const struct cnn_trainer *t, const struct cnn_dataset *d,
     for (int j = 0; j < m; j++) {
         const uint8_t *src = d->images + (size_t)idx[j] * hw;
         float *dst = x + (size_t)j * hw;
-        if (augment) {
-            struct cnn_rng r;
-            cnn_rng_seed(&r, mix(seed, (uint64_t)j0 + (uint64_t)j));
+        struct cnn_rng r;
+        cnn_rng_seed(&r, mix(seed, (uint64_t)j0 + (uint64_t)j));
+        if (augment && augment != AUGMENT_FLIP) {
             /* sizes, std and sigma were checked before: it cannot fail */
             (void)cnn_augment_image(&aug, src, dst, d->h, d->w, mean, std, &r);
         } else {
             for (int q = 0; q < hw; q++) dst[q] = src[q] * scale - shift;
+            if (augment == AUGMENT_FLIP && cnn_rng_uniform(&r) < 0.5f) mirror(dst, d->h, d->w);
         }
     }
     for (int j = 0; j < m; j++) t->ctx->labels[j] = d->labels[idx[j]];
@@ -532,7 +554,7 @@ static int end_of_epoch(struct cnn_trainer *t, const struct cnn_dataset *d,
 
 static const char *const optim_names[] = {"sgd", "adam", "adamw"};
 static const char *const sched_names[] = {"constant", "step", "cosine", "onecycle"};
-static const char *const augment_names[] = {"none", "affine", "elastic"};
+static const char *const augment_names[] = {"none", "affine", "elastic", "flip"};
 
 /* The trainer's metadata keys (cnn.h lists them) as they stand after this epoch. */
 static void set_train_meta(struct cnn_trainer *t) {
