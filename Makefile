@@ -80,7 +80,7 @@ FUZZ_NAMES := idx model image spec request
 FUZZ_REPLAY := $(FUZZ_NAMES:%=$(BUILD)/fuzz/replay_%)
 
 .PHONY: all test asan tsan clean data bench tools install uninstall
-TOOL_BIN := $(BUILD)/tools/render_digits
+TOOL_BIN := $(BUILD)/tools/render_digits $(BUILD)/tools/render_glyphs
 all: $(BUILD)/libcnn.a $(BUILD)/libcnn.so.$(VERSION) $(BUILD)/mnist
 
 $(BUILD)/%.o: %.c
