@@ -143,7 +143,8 @@ asan:
 # OpenMP. It runs the test whose threads share one model (pthreads, a context each), and the
 # server's tests (its workers share the models and a queue; a race makes it exit 66).
 tsan:
-	$(MAKE) BUILD=build/tsan SAN=thread OMP=0 build/tsan/tests/test_concurrent build/tsan/mnist
+	$(MAKE) BUILD=build/tsan SAN=thread OMP=0 build/tsan/tests/test_concurrent build/tsan/mnist \
+	    build/tsan/tools/render_glyphs
 	TSAN_OPTIONS=halt_on_error=1:exitcode=66 build/tsan/tests/test_concurrent
 	TSAN_OPTIONS=halt_on_error=1:exitcode=66 BUILD=build/tsan bash tests/test_serve.sh
 
