@@ -67,9 +67,8 @@ void cli_json_str(FILE *f, const char *s);
 /* ... or below this typicality (`--min-typicality`; cnn_predict_typicality): the share of the
  * model's own validation digits that look less like its training digits than this picture. */
 #define CLI_MIN_TYPICALITY 0.002
-/* --augment's names, by cnn_train_cfg.augment level. */
-#define CLI_AUGMENT_LEVELS 4
-extern const char *const cli_augment_names[CLI_AUGMENT_LEVELS];
+/* --augment's names, by enum cnn_augment_level. */
+extern const char *const cli_augment_names[CNN_AUG_LEVELS];
 /* Keep freed image buffers in the heap instead of returning them to the system: preparing a
  * picture allocates a few hundred kB to 15 MB, and glibc would otherwise map and fault in fresh
  * pages for every image (a 280x280 canvas: 0.72 ms to prepare, 0.55 ms with this). For the

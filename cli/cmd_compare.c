@@ -140,7 +140,7 @@ static int recipe_option(struct cnn_train_cfg *c, const char *at, const char *kv
     if (!strcmp(key, "label-smoothing")) return cli_float(where, v, 0, 0.99, &c->label_smoothing);
     if (!strcmp(key, "schedule")) return pick(where, v, sched, 4, &c->sched.kind);
     if (!strcmp(key, "augment"))
-        return pick(where, v, cli_augment_names, CLI_AUGMENT_LEVELS, &c->augment);
+        return pick(where, v, cli_augment_names, CNN_AUG_LEVELS, &c->augment);
     if (!strcmp(key, "optimizer")) {
         if (pick(where, v, optim, 3, &kind)) return -1;
         const float wd = c->optim.weight_decay;

@@ -195,8 +195,6 @@ struct train_args {
     float dist_timeout; /* 0 until given */
 };
 
-#define AUGMENT_FLIP 3 /* cnn_train_cfg.augment */
-
 static void apply_preset(struct train_args *a, const struct cli_preset *p) {
     a->arch = p->spec;
     a->cfg.epochs = p->epochs;
@@ -265,7 +263,7 @@ static int take_option(struct train_args *a, int ch, const char *v) {
     case O_LS: return cli_float("--label-smoothing", v, 0, 0.99, &c->label_smoothing);
     case O_AUG:
         a->augment_given = 1;
-        return pick("--augment", v, cli_augment_names, CLI_AUGMENT_LEVELS, &c->augment);
+        return pick("--augment", v, cli_augment_names, CNN_AUG_LEVELS, &c->augment);
     case O_SEED:
         if (cli_u64("--seed", v, &u)) return -1;
         c->seed = u;
@@ -566,9 +564,9 @@ static void name_the_data(struct train_args *a, struct cnn_model *m, struct cnn_
         snprintf(key, sizeof key, "class.%d", i);
         cnn_model_set_meta(m, key, fashion_names[i]);
     }
-    if (fashion && !a->augment_given && a->cfg.augment > 0 && a->cfg.augment != AUGMENT_FLIP &&
-        cnn_trainer_set_augment(tr, AUGMENT_FLIP) == CNN_OK) {
-        a->cfg.augment = AUGMENT_FLIP;
+    if (fashion && !a->augment_given && a->cfg.augment > 0 && a->cfg.augment != CNN_AUG_FLIP &&
+        cnn_trainer_set_augment(tr, CNN_AUG_FLIP) == CNN_OK) {
+        a->cfg.augment = CNN_AUG_FLIP;
         if (a->rank == 0)
             fprintf(stderr, "mnist: fashion-mnist: augmentation flip (mirror images) instead of "
                             "the preset's; --augment chooses another\n");

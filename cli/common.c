@@ -285,7 +285,7 @@ void cli_usage_hint(const char *cmd) {
     fprintf(stderr, "mnist: see `mnist %s --help` for its options\n", cmd);
 }
 
-const char *const cli_augment_names[CLI_AUGMENT_LEVELS] = {"none", "affine", "elastic", "flip"};
+const char *const cli_augment_names[CNN_AUG_LEVELS] = {"none", "affine", "elastic", "flip"};
 
 void cli_reuse_heap(void) {
 #if defined(__GLIBC__) && defined(M_MMAP_THRESHOLD)

@@ -336,15 +336,22 @@ CNN_API int cnn_augment_image(const struct cnn_augment *a, const uint8_t *src, f
  * ends with the same weights, bit for bit, as one that never stopped (same seed and threads).
  * The library decides no file names: the caller saves checkpoints and models from the hooks.
  */
+/* cnn_train_cfg.augment. Flip: a mirror image half of the time, for data a mirror leaves in its
+ * class (clothes; never digits). */
+enum cnn_augment_level {
+    CNN_AUG_NONE = 0,
+    CNN_AUG_AFFINE = 1,
+    CNN_AUG_ELASTIC = 2, /* affine + elastic */
+    CNN_AUG_FLIP = 3,
+    CNN_AUG_LEVELS
+};
 struct cnn_train_cfg {
     size_t size;               /* sizeof(struct cnn_train_cfg); cnn_train_cfg_default sets it */
     int epochs, batch;         /* batch: 1..65536 */
     struct cnn_optim_cfg optim;
     struct cnn_sched sched;
     float label_smoothing;     /* [0, 1) */
-    int augment;               /* 0 none, 1 affine, 2 affine + elastic, 3 flip: a mirror
-                                  image half of the time, for data a mirror leaves in its
-                                  class (clothes; never digits) */
+    int augment;               /* enum cnn_augment_level */
     uint64_t seed;
     int val;                   /* images held out of the training set for validation */
     int limit;                 /* use only the first `limit` images of the data (0 = all) */

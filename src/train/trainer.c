@@ -35,7 +35,6 @@
 
 #include "train/trainer.h"
 
-#define AUGMENT_FLIP 3 /* cnn_train_cfg.augment: mirror images */
 #define VAL_SPLIT_SEED 0x76616c5f73706c74ULL /* "val_splt": fixed, independent of --seed */
 
 void cnn_train_cfg_default(struct cnn_train_cfg *cfg) {
@@ -70,9 +69,9 @@ int cnn_train_cfg_check(const struct cnn_train_cfg *c) {
     if (!(c->label_smoothing >= 0.0f && c->label_smoothing < 1.0f))
         return cnn_fail(CNN_ERR_ARG, "label smoothing %g out of range [0, 1)",
                         (double)c->label_smoothing);
-    if (c->augment < 0 || c->augment > AUGMENT_FLIP)
+    if (c->augment < 0 || c->augment >= CNN_AUG_LEVELS)
         return cnn_fail(CNN_ERR_ARG, "augment level %d out of range [0, %d]", c->augment,
-                        AUGMENT_FLIP);
+                        CNN_AUG_LEVELS - 1);
     if (c->val < 0) return cnn_fail(CNN_ERR_ARG, "validation size %d is negative", c->val);
     if (c->limit < 0) return cnn_fail(CNN_ERR_ARG, "image limit %d is negative", c->limit);
     if (c->threads < 0 || c->threads > 1024)
@@ -350,11 +349,11 @@ static void set_norm_from(struct cnn_trainer *t, const struct cnn_dataset *d) {
 int cnn_trainer_set_augment(struct cnn_trainer *t, int augment) {
     if (t->step || t->epoch || t->batch)
         return cnn_fail(CNN_ERR_ARG, "the augmentation of a run that has taken steps is fixed");
-    if (augment < 0 || augment > AUGMENT_FLIP)
-        return cnn_fail(CNN_ERR_ARG, "augment level %d out of range [0, %d]", augment,
-                        AUGMENT_FLIP);
-    t->cfg.augment = augment;
-    return CNN_OK;
+    struct cnn_train_cfg c = t->cfg;
+    c.augment = augment;
+    const int rc = cnn_train_cfg_check(&c);
+    if (rc == CNN_OK) t->cfg.augment = augment;
+    return rc;
 }
 
 int cnn_trainer_fit_typicality(const struct cnn_trainer *t, const struct cnn_dataset *data,
@@ -434,7 +433,7 @@ static void make_batch(const struct cnn_trainer *t, const struct cnn_dataset *d,
     float mean, std;
     cnn_model_get_norm(t->model, &mean, &std);
     struct cnn_augment aug;
-    cnn_augment_default(&aug, t->cfg.augment == 2);
+    cnn_augment_default(&aug, t->cfg.augment == CNN_AUG_ELASTIC);
     const float scale = 1.0f / (255.0f * std), shift = mean / std;
     float *x = t->ctx->xbuf;
     if (m > t->ctx->max_batch) abort(); /* cannot happen: prepare sized the context */
@@ -444,12 +443,12 @@ static void make_batch(const struct cnn_trainer *t, const struct cnn_dataset *d,
         float *dst = x + (size_t)j * hw;
         struct cnn_rng r;
         cnn_rng_seed(&r, mix(seed, (uint64_t)j0 + (uint64_t)j));
-        if (augment && augment != AUGMENT_FLIP) {
+        if (augment == CNN_AUG_AFFINE || augment == CNN_AUG_ELASTIC) {
             /* sizes, std and sigma were checked before: it cannot fail */
             (void)cnn_augment_image(&aug, src, dst, d->h, d->w, mean, std, &r);
         } else {
             for (int q = 0; q < hw; q++) dst[q] = src[q] * scale - shift;
-            if (augment == AUGMENT_FLIP && cnn_rng_uniform(&r) < 0.5f) mirror(dst, d->h, d->w);
+            if (augment == CNN_AUG_FLIP && cnn_rng_uniform(&r) < 0.5f) mirror(dst, d->h, d->w);
         }
     }
     for (int j = 0; j < m; j++) t->ctx->labels[j] = d->labels[idx[j]];
@@ -554,7 +553,7 @@ static int end_of_epoch(struct cnn_trainer *t, const struct cnn_dataset *d,
 
 static const char *const optim_names[] = {"sgd", "adam", "adamw"};
 static const char *const sched_names[] = {"constant", "step", "cosine", "onecycle"};
-static const char *const augment_names[] = {"none", "affine", "elastic", "flip"};
+static const char *const augment_names[CNN_AUG_LEVELS] = {"none", "affine", "elastic", "flip"};
 
 /* The trainer's metadata keys (cnn.h lists them) as they stand after this epoch. */
 static void set_train_meta(struct cnn_trainer *t) {
