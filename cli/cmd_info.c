@@ -68,9 +68,10 @@ static int info_model(const char *path, int json) {
         print_meta_text(net);
         printf("  input normalisation: (pixel/255 - %.4f) / %.4f\n", (double)mean, (double)std);
         printf("  weights fingerprint (crc32): %08lx\n", fp);
-        printf("  typicality: %s\n", cnn_model_has_typicality(net)
-                                         ? "yes (predict and serve call letters and scribbles unsure)"
-                                         : "none (confidence alone decides \"unsure\")");
+        printf("  typicality: %s\n",
+               cnn_model_has_typicality(net)
+                   ? "yes (predict and serve call letters and scribbles unsure)"
+                   : "none (confidence alone decides \"unsure\")");
         cli_print_summary(stdout, net);
     }
     cnn_model_free(net);

@@ -445,7 +445,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 /* ---- start, run, stop ----------------------------------------------------------------------- */
 
 static int parse_args(int argc, char **argv, struct serve_cfg *cfg) {
-    enum { O_HOST = 256, O_PORT, O_WORKERS, O_MAXCONN, O_PENDING, O_TIMEOUT, O_BODY, O_CONF, O_TYP };
+    enum { O_HOST = 256, O_PORT, O_WORKERS, O_MAXCONN, O_PENDING, O_TIMEOUT, O_BODY, O_CONF,
+           O_TYP };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'},         {"host", required_argument, 0, O_HOST},
         {"port", required_argument, 0, O_PORT},       {"workers", required_argument, 0, O_WORKERS},

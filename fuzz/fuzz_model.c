@@ -12,8 +12,8 @@
  *   every class name; then cnn_predict_u8 runs on one all-zero image of the stored input shape,
  *   through an inference context for one image on one thread (catches shape bugs between the
  *   stored spec, PARM/STAT and the context's arena), and cnn_predict_u8_typicality, which must
- *   give a value in [0, 1] when the model has a TYPI section and refuse when it has none. The probabilities are read but not judged:
- *   any float, NaN included, is a legal stored parameter, so only memory safety, undefined
+ *   give a value in [0, 1] when the model has a TYPI section and refuse when it has none. The
+ *   probabilities are read but not judged: any float, NaN included, is a legal stored parameter, so only memory safety, undefined
  *   behaviour and shapes are checked.
  *   Models whose input exceeds MAX_PIXELS, or whose forward pass exceeds MAX_MFLOPS or MAX_ACT
  *   activation floats per image, are loaded and checked but not run, to keep executions fast.
@@ -120,7 +120,8 @@ static void exercise(const struct cnn_model *m) {
         (void)sum;
         float typicality = -1.0f;
         const int typ = cnn_model_has_typicality(m);
-        if (cnn_predict_u8_typicality(m, ctx, img, 1, probs, &typicality) != (typ ? CNN_OK : CNN_ERR_ARG))
+        if (cnn_predict_u8_typicality(m, ctx, img, 1, probs, &typicality) !=
+            (typ ? CNN_OK : CNN_ERR_ARG))
             abort();
         if (typ && !(typicality >= 0.0f && typicality <= 1.0f)) abort();
     }

@@ -125,7 +125,8 @@ static void fit_typicality(struct cnn_model *m, int h, int w) {
     int idx[100];
     if (!d.images || !d.labels) die("out of memory");
     for (int i = 0; i < 100; i++) {
-        for (int q = 0; q < h * w; q++) d.images[(size_t)i * h * w + q] = (uint8_t)((i * 7 + q * 13) % 50);
+        for (int q = 0; q < h * w; q++)
+            d.images[(size_t)i * h * w + q] = (uint8_t)((i * 7 + q * 13) % 50);
         d.images[(size_t)i * h * w + (i % 10) * (h * w - 1) / 9] = 255;
         d.labels[i] = (uint8_t)(i % 10), idx[i] = i;
     }

@@ -1049,7 +1049,8 @@ static void test_augment_flip(void **state) {
         const int cls = i % 2, y0 = 2 + (int)(cnn_rng_uniform(&r) * 10), len = 8 + i % 8;
         const int x0 = 3 + (int)(cnn_rng_uniform(&r) * 4);
         for (int y = y0; y < y0 + len; y++)
-            for (int x = x0; x < x0 + 3; x++) d.images[(size_t)i * 784 + y * 28 + (cls ? 27 - x : x)] = 255;
+            for (int x = x0; x < x0 + 3; x++)
+                d.images[(size_t)i * 784 + y * 28 + (cls ? 27 - x : x)] = 255;
         d.labels[i] = (uint8_t)cls;
     }
     double acc[2];

@@ -45,7 +45,8 @@ static void make_data(void) {
         uint8_t *p = data.images + (size_t)i * SIDE * SIDE;
         for (int q = 0; q < SIDE * SIDE; q++) p[q] = (uint8_t)(cnn_rng_uniform(&r) * 60);
         for (int y = by; y < by + 3; y++)
-            for (int x = bx; x < bx + 3; x++) p[y * SIDE + x] = (uint8_t)(180 + cnn_rng_uniform(&r) * 75);
+            for (int x = bx; x < bx + 3; x++)
+                p[y * SIDE + x] = (uint8_t)(180 + cnn_rng_uniform(&r) * 75);
         data.labels[i] = (uint8_t)c;
     }
 }
@@ -76,7 +77,8 @@ static void test_layout(void **state) {
         int dim, taps[12]; /* tap_off per layer */
     } cases[] = {
         /* pools shrink: their outputs, 4 and 6 channels, then the logits */
-        {"conv 4 3 pad=1, bn, relu, maxpool 2, conv 6 3 pad=1, relu, maxpool 2, dense 10", 20,
+        {"conv 4 3 pad=1, bn, relu, maxpool 2, conv 6 3 pad=1, relu, maxpool 2, dense 10",
+         20,
          {-1, -1, -1, 0, -1, -1, 4, -1}},
         /* a strided conv shrinks: tapped after the relu that follows (fused or not) */
         {"conv 4 3 stride=2, relu, conv 6 3, dense 10", 20, {-1, 0, 4, -1}},
@@ -117,7 +119,8 @@ static void features_naive(const struct cnn_model *m, const float *x, int n, dou
         for (int j = 0; j < n; j++)
             for (int c = 0; c < s.c; c++) {
                 double sum = 0.0;
-                for (size_t q = 0; q < hw; q++) sum += ctx->act[t + 1][(size_t)j * s.c * hw + c * hw + q];
+                for (size_t q = 0; q < hw; q++)
+                    sum += ctx->act[t + 1][(size_t)j * s.c * hw + c * hw + q];
                 out[(size_t)j * dim + tap[t] + c] = sum / (double)hw;
             }
     }
@@ -129,16 +132,15 @@ static void features_naive(const struct cnn_model *m, const float *x, int n, dou
 
 static void test_features_match_naive(void **state) {
     (void)state;
-    const char *specs[] = {"conv 4 3 pad=1, bn, relu, maxpool 2, conv 6 3 pad=1, relu, maxpool 2, dense 10",
-                           "conv 4 3 stride=2, relu, conv 6 3, dense 10",
-                           "conv 5 3 pad=1, maxpool 2, relu, dense 10"};
+    const char *specs[] = {
+        "conv 4 3 pad=1, bn, relu, maxpool 2, conv 6 3 pad=1, relu, maxpool 2, dense 10",
+        "conv 4 3 stride=2, relu, conv 6 3, dense 10", "conv 5 3 pad=1, maxpool 2, relu, dense 10"};
     const int n = 7; /* batches of 5 on 2 threads: a remainder of 2, teams of unequal size */
     float x[7 * SIDE * SIDE], probs[7 * 10], feat[7 * 32];
     double ref[7 * 32];
     for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++) {
         struct cnn_model *m = random_model(specs[s], 3 + s);
-        for (int i = 0; i < n * SIDE * SIDE; i++)
-            x[i] = (data.images[i] / 255.0f - 0.2f) / 0.3f;
+        for (int i = 0; i < n * SIDE * SIDE; i++) x[i] = (data.images[i] / 255.0f - 0.2f) / 0.3f;
         for (int threads = 1; threads <= 2; threads++) {
             struct cnn_ctx *ctx = NULL;
             assert_int_equal(cnn_ctx_new(m, 5, threads, &ctx), CNN_OK);
@@ -153,7 +155,8 @@ static void test_features_match_naive(void **state) {
     }
 }
 
-/* ---- the fit is the Mahalanobis distance ------------------------------------------------------ */
+/* ---- the fit is the Mahalanobis distance ------------------------------------------------------
+ */
 
 static int cmp_float(const void *a, const void *b) {
     const float x = *(const float *)a, y = *(const float *)b;
@@ -222,8 +225,8 @@ static double mahalanobis_direct(const float *F, const uint8_t *labels, int n, i
 
 static void test_fit_is_mahalanobis(void **state) {
     (void)state;
-    struct cnn_model *m =
-        random_model("conv 4 3 pad=1, bn, relu, maxpool 2, conv 6 3 pad=1, relu, maxpool 2, dense 10", 9);
+    struct cnn_model *m = random_model(
+        "conv 4 3 pad=1, bn, relu, maxpool 2, conv 6 3 pad=1, relu, maxpool 2, dense 10", 9);
     const int n_fit = 600, n_cal = 300;
     int *fit = range(0, n_fit), *cal = range(n_fit, n_cal);
     assert_int_equal(cnn_typicality_fit(m, &data, fit, n_fit, cal, n_cal, 2), CNN_OK);
@@ -246,21 +249,26 @@ static void test_fit_is_mahalanobis(void **state) {
     for (int t = 0; t < 6; t++) {
         const uint8_t *img = data.images + (size_t)(n_fit + 37 * t) * 144;
         for (int q = 0; q < 144; q++) odd[q] = (uint8_t)(255 - img[q]); /* far from the data */
-        assert_int_equal(cnn_predict_features(m, ctx, NULL, t >= 3 ? odd : img, 1, probs, f), CNN_OK);
+        assert_int_equal(cnn_predict_features(m, ctx, NULL, t >= 3 ? odd : img, 1, probs, f),
+                         CNN_OK);
         const double direct = mahalanobis_direct(F, data.labels, n_fit, 20, f);
-        const double fast = cnn_typicality_score(ty, f, wf), naive = cnn_typicality_score_naive(ty, f);
+        const double fast = cnn_typicality_score(ty, f, wf),
+                     naive = cnn_typicality_score_naive(ty, f);
         assert_true(fabs(fast - direct) <= 2e-3 * direct + 1e-3);
         assert_true(fabs(naive - direct) <= 2e-3 * direct + 1e-3);
         if (t >= 3) assert_true(cnn_typicality_of_score(ty, (float)fast) < 0.01f);
     }
     /* the calibration images' typicalities, from the public call, are their ranks among them:
      * 1/n .. n/n (within a rank or two: another batch size rounds the features differently) */
-    float *pr = malloc((size_t)n_cal * 10 * sizeof(float)), *typ = malloc((size_t)n_cal * sizeof(float));
+    float *pr = malloc((size_t)n_cal * 10 * sizeof(float)),
+          *typ = malloc((size_t)n_cal * sizeof(float));
     uint8_t *px = malloc((size_t)n_cal * 144);
-    for (int i = 0; i < n_cal; i++) memcpy(px + (size_t)i * 144, data.images + (size_t)cal[i] * 144, 144);
+    for (int i = 0; i < n_cal; i++)
+        memcpy(px + (size_t)i * 144, data.images + (size_t)cal[i] * 144, 144);
     assert_int_equal(cnn_predict_u8_typicality(m, ctx, px, n_cal, pr, typ), CNN_OK);
     qsort(typ, (size_t)n_cal, sizeof(float), cmp_float);
-    for (int i = 0; i < n_cal; i++) assert_true(fabsf(typ[i] - (float)(i + 1) / n_cal) <= 2.0f / n_cal);
+    for (int i = 0; i < n_cal; i++)
+        assert_true(fabsf(typ[i] - (float)(i + 1) / n_cal) <= 2.0f / n_cal);
     free(pr), free(typ), free(px), free(F), free(fit), free(cal);
     cnn_ctx_free(ctx);
     cnn_model_free(m);
@@ -337,7 +345,8 @@ static void test_file_roundtrip_and_forged(void **state) {
     cnn_model_free(back);
 
     assert_int_equal(cnn_typicality_fit(m, &data, fit, 500, cal, 200, 1), CNN_OK);
-    assert_int_equal(cnn_predict_u8_typicality(m, ctx, data.images + 700 * 144, 8, probs, typ), CNN_OK);
+    assert_int_equal(cnn_predict_u8_typicality(m, ctx, data.images + 700 * 144, 8, probs, typ),
+                     CNN_OK);
     assert_int_equal(cnn_model_save(m, tpath("typ.model")), CNN_OK);
     assert_int_equal(cnn_model_load(tpath("typ.model"), &back), CNN_OK);
     assert_true(cnn_model_has_typicality(back));
@@ -351,11 +360,11 @@ static void test_file_roundtrip_and_forged(void **state) {
     const size_t at = typi_at(p, n), d = 4 + 10;
     const uint32_t dim = 15, k = 9, zero = 0, big = 1u << 20;
     const float nan = NAN, low = -1.0f;
-    expect_forged(p, n, at, &dim, 4);                          /* not this network's layout */
-    expect_forged(p, n, at + 4, &k, 4);                        /* classes */
-    expect_forged(p, n, at + 8, &zero, 4);                     /* no calibration */
-    expect_forged(p, n, at + 8, &big, 4);                      /* a count past the section */
-    expect_forged(p, n, at + 12 + 4 * 5, &nan, 4);             /* a NaN in W */
+    expect_forged(p, n, at, &dim, 4);              /* not this network's layout */
+    expect_forged(p, n, at + 4, &k, 4);            /* classes */
+    expect_forged(p, n, at + 8, &zero, 4);         /* no calibration */
+    expect_forged(p, n, at + 8, &big, 4);          /* a count past the section */
+    expect_forged(p, n, at + 12 + 4 * 5, &nan, 4); /* a NaN in W */
     expect_forged(p, n, at + 12 + 4 * (d * d + 10 * d + 7), &low, 4); /* calibration unsorted */
     free(p);
     free(fit), free(cal);
@@ -363,7 +372,8 @@ static void test_file_roundtrip_and_forged(void **state) {
     cnn_model_free(m);
 }
 
-/* ---- the trainer ------------------------------------------------------------------------------ */
+/* ---- the trainer ------------------------------------------------------------------------------
+ */
 
 static void test_trainer_fit(void **state) {
     (void)state;

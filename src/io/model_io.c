@@ -201,7 +201,8 @@ static int parse_typicality(const uint8_t *p, size_t n, const char *name, struct
     int ok = 1;
     for (size_t i = 0; i < (size_t)dim * dim; i++) ok &= isfinite(ty->w[i]);
     for (size_t i = 0; i < (size_t)k * dim; i++) ok &= isfinite(ty->wmu[i]);
-    for (uint32_t i = 0; i < nc; i++) ok &= isfinite(ty->cal[i]) && (!i || ty->cal[i - 1] <= ty->cal[i]);
+    for (uint32_t i = 0; i < nc; i++)
+        ok &= isfinite(ty->cal[i]) && (!i || ty->cal[i - 1] <= ty->cal[i]);
     if (!ok) {
         cnn_typicality_free(ty);
         return cnn_fail(CNN_ERR_FORMAT, "%s: TYPI section holds non-finite or unsorted values",

@@ -28,15 +28,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FIT_MAX 20000   /* training images the Gaussian is fitted on */
-#define FIT_CHUNK 256   /* images per forward pass while fitting */
-#define RIDGE 1e-3      /* S_jj += RIDGE * S_jj + FLOOR * mean(diag S) */
+#define FIT_MAX 20000 /* training images the Gaussian is fitted on */
+#define FIT_CHUNK 256 /* images per forward pass while fitting */
+#define RIDGE 1e-3    /* S_jj += RIDGE * S_jj + FLOOR * mean(diag S) */
 #define FLOOR 1e-6
 
 /* LAPACK's Cholesky factorisation, in OpenBLAS (which has no lapacke.h in Debian's package). */
 void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);
 
-static int is_spatial(struct cnn_shape s) { return s.h * s.w > 1; }
+static int is_spatial(struct cnn_shape s) {
+    return s.h * s.w > 1;
+}
 
 int cnn_typicality_layout(const struct cnn_model *m, int *tap_off) {
     int dim = 0;
@@ -109,7 +111,7 @@ double cnn_typicality_score_naive(const struct cnn_typicality *ty, const float *
 
 float cnn_typicality_of_score(const struct cnn_typicality *ty, float score) {
     if (!(score == score)) return 0.0f; /* NaN features: nothing like the training data */
-    int lo = 0, hi = ty->n_cal; /* the first calibration score >= score */
+    int lo = 0, hi = ty->n_cal;         /* the first calibration score >= score */
     while (lo < hi) {
         const int mid = lo + (hi - lo) / 2;
         if (ty->cal[mid] < score)
@@ -159,8 +161,8 @@ static int gaussian_of(const float *f, const uint8_t *labels, int n, int dim, in
         const int b = n - i0 < FIT_CHUNK ? n - i0 : FIT_CHUNK;
         for (int r = 0; r < b; r++)
             for (int j = 0; j < dim; j++)
-                v[(size_t)r * dim + j] = f[(size_t)(i0 + r) * dim + j] -
-                                         mu[(size_t)labels[i0 + r] * dim + j];
+                v[(size_t)r * dim + j] =
+                    f[(size_t)(i0 + r) * dim + j] - mu[(size_t)labels[i0 + r] * dim + j];
         cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, dim, b, 1.0 / n, v, dim, 1.0, S, dim);
     }
     free(v);
@@ -185,7 +187,8 @@ static int whiten(struct cnn_typicality *ty, double *S, const double *mu) {
     cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, d, d, 1.0, S, d,
                 winv, d);
     for (int a = 0; a < d; a++)
-        for (int b = 0; b < d; b++) ty->w[(size_t)a * d + b] = b <= a ? (float)winv[(size_t)a * d + b] : 0.0f;
+        for (int b = 0; b < d; b++)
+            ty->w[(size_t)a * d + b] = b <= a ? (float)winv[(size_t)a * d + b] : 0.0f;
     for (int c = 0; c < ty->k; c++)
         for (int a = 0; a < d; a++) {
             double s = 0.0;
@@ -217,14 +220,16 @@ static int fit_with(struct cnn_model *m, struct cnn_ctx *ctx, const struct cnn_d
     double *mu = malloc((size_t)k * dim * sizeof(double));
     double *S = malloc((size_t)dim * dim * sizeof(double));
     float *wf = malloc((size_t)dim * sizeof(float));
-    int rc = f && labels && mu && S && wf ? CNN_OK
-                                          : cnn_fail(CNN_ERR_NOMEM, "out of memory fitting typicality");
+    int rc = f && labels && mu && S && wf
+                 ? CNN_OK
+                 : cnn_fail(CNN_ERR_NOMEM, "out of memory fitting typicality");
     if (!rc) rc = features_of(m, ctx, d, fit_idx, n_fit, dim, f);
     for (int i = 0; !rc && i < n_fit; i++) labels[i] = d->labels[fit_idx[i]];
     if (!rc) rc = gaussian_of(f, labels, n_fit, dim, k, mu, S);
     if (!rc) rc = whiten(ty, S, mu);
     if (!rc) rc = features_of(m, ctx, d, cal_idx, n_cal, dim, f);
-    for (int i = 0; !rc && i < n_cal; i++) ty->cal[i] = cnn_typicality_score(ty, f + (size_t)i * dim, wf);
+    for (int i = 0; !rc && i < n_cal; i++)
+        ty->cal[i] = cnn_typicality_score(ty, f + (size_t)i * dim, wf);
     if (!rc) qsort(ty->cal, (size_t)n_cal, sizeof(float), cmp_float);
     for (int i = 0; !rc && i < n_cal; i++)
         if (!isfinite(ty->cal[i])) rc = cnn_fail(CNN_ERR_NAN, "typicality scores are not finite");
@@ -242,7 +247,8 @@ int cnn_typicality_fit(struct cnn_model *m, const struct cnn_dataset *d, const i
     int *cal = malloc((size_t)CNN_TYPICALITY_CAL_MAX * sizeof(int));
     struct cnn_ctx *ctx = NULL;
     struct cnn_typicality *ty = NULL;
-    int rc = tap && fit && cal ? CNN_OK : cnn_fail(CNN_ERR_NOMEM, "out of memory fitting typicality");
+    int rc =
+        tap && fit && cal ? CNN_OK : cnn_fail(CNN_ERR_NOMEM, "out of memory fitting typicality");
     if (!rc) {
         const int dim = cnn_typicality_layout(m, tap);
         n_fit = spread(fit_idx, n_fit, FIT_MAX, fit);
@@ -265,4 +271,6 @@ int cnn_typicality_fit(struct cnn_model *m, const struct cnn_dataset *d, const i
     return rc;
 }
 
-int cnn_model_has_typicality(const struct cnn_model *m) { return m && m->typicality != NULL; }
+int cnn_model_has_typicality(const struct cnn_model *m) {
+    return m && m->typicality != NULL;
+}
