@@ -119,6 +119,24 @@ void cnn_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, 
 void cnn_gemm_naive(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
                     const float *b, int ldb, float beta, float *c, int ldc);
 
+/* ---- Winograd convolution (winograd.c) -------------------------------------------------------
+ * Stride-1 cross-correlation with k x k kernels, k = 3 or 5 (cnn_wino_supports), by F(2x2, kxk)
+ * with a = k + 1: a*a products instead of im2col's one. */
+int cnn_wino_supports(int k);
+/* w (oc, c, k, k) -> u (a*a, oc, c), the transformed kernels; with flip, those of the input
+ * gradient: u (a*a, c, oc) from each w[o][ci] turned 180 degrees. */
+void cnn_wino_weights(const float *w, float *u, int oc, int c, int k, int flip);
+/* Scratch floats cnn_wino_conv needs for one image of (c, h, w) with oc kernels, padding p. */
+size_t cnn_wino_ws_size(int c, int h, int w, int oc, int k, int p);
+/* y (oc, oh, ow) = x (c, h, w) correlated with the kernels u (from cnn_wino_weights), zero
+ * padding p, no bias: oh = h + 2p - k + 1, ow likewise. ws: cnn_wino_ws_size floats. */
+void cnn_wino_conv(const float *x, const float *u, float *y, float *ws, int c, int h, int w, int oc,
+                   int k, int p);
+/* x (c, h, w) -> pad (c, hp, wp) with x at (p, p) and zeros around it; returns x itself when
+ * no padding is asked for (p = 0, hp = h, wp = w). (conv2d.c) */
+const float *cnn_pad_planes(const float *restrict x, float *restrict pad, int c, int h, int w,
+                            int p, int hp, int wp);
+
 /* ---- network spec items (spec.c) ------------------------------------------------------------
  * One comma-separated item of a spec: "conv 32 3 pad=1" -> name "conv", pos {32, 3},
  * opts {pad: 1}. Layers read them with spec_* helpers, which report errors naming the item. */
@@ -172,6 +190,8 @@ struct cnn_layer {
     size_t p_off, n_params; /* slice of the model's params (and a context's grads) */
     size_t n_decay;         /* the first n_decay params of the slice get weight decay */
     size_t s_off, n_state;  /* slice of the model's state (batch-norm running stats) */
+    size_t q_off, n_prep;   /* slice of the model's prep: what inference derives from the
+                             * params once (Winograd kernels), set by ops->prepare */
     size_t cache_item, cache_fixed; /* floats of cache: per image (training only), or per
                                      * batch (written by thread 0 only); never both */
     size_t team_red;        /* doubles the layer sums over a team at most (cnn_batch_sum) */
@@ -229,6 +249,8 @@ struct cnn_fwd {
     float *s_update;   /* the same state, updated in training (must be set then); NULL in
                         * inference */
     float *cache;      /* kept for backward */
+    const float *prep; /* the layer's prepared slice (n_prep floats) in inference on a
+                        * prepared model, else NULL: then work from p alone */
     float *ws;         /* scratch, ws_size(l, n) floats */
     uint64_t seed;     /* per-batch random seed (dropout) */
     const struct cnn_team *team; /* NULL: this call owns the whole batch */
@@ -286,6 +308,9 @@ struct cnn_layer_ops {
     void (*init_params)(const struct cnn_layer *l, float *p, float *s, struct cnn_rng *rng);
     void (*forward)(const struct cnn_layer *l, const struct cnn_fwd *f);
     void (*backward)(const struct cnn_layer *l, const struct cnn_bwd *b);
+    /* What inference can derive once from the layer's params p, into prep (l->n_prep floats,
+     * set by init). NULL when n_prep is 0. */
+    void (*prepare)(const struct cnn_layer *l, const float *p, float *prep);
     /* Scratch floats for a batch of n (may be NULL: none). */
     size_t (*ws_size)(const struct cnn_layer *l, int n);
     /* The layer as spec text, e.g. "conv 32 3 pad=1". */
@@ -341,6 +366,12 @@ struct cnn_model {
     int n_classes;
     size_t n_params, n_state;
     float *params, *state;
+    /* (n_prep) each layer's ops->prepare of its params, for inference; valid while prepared is
+     * 1. cnn_model_prepare sets it after init_params and load; whatever writes params clears
+     * it (the trainer, before each update), and inference then works from params alone. */
+    float *prep;
+    size_t n_prep;
+    int prepared;
     float *decay_mask;          /* (n_params) 1 where weight decay applies, else 0 */
     float norm_mean, norm_std;
     int n_meta;
@@ -355,6 +386,8 @@ int cnn_model_new_bounded(const char *spec, int c, int h, int w, size_t max_para
  * cnn_model_new), or run every layer on its own (off: tests compare the two). Only while no
  * context exists for the model: a context's buffers alias by it. */
 void cnn_model_set_fusion(struct cnn_model *m, int on);
+/* Derive m->prep from the params and mark it valid. */
+void cnn_model_prepare(struct cnn_model *m);
 
 /* ---- contexts (ctx.c) ---------------------------------------------------------------------
  * Everything one computation needs, sized in one place (ctx_layout) from the model's layers,

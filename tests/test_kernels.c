@@ -311,6 +311,14 @@ static void test_conv_batches(void **state) {
         /* c * oc * tiles >= 2^17 with oc >= 8: dx by Winograd too (pad 2 - p) */
         {2, 32, 16, 16, 64, 3, 1, 1},
         {2, 40, 17, 18, 48, 3, 1, 2},
+        /* 5x5, stride 1, c >= 8: F(2x2, 5x5) forward */
+        {5, 32, 14, 14, 64, 5, 1, 2}, /* the default preset's second layer */
+        {2, 8, 7, 10, 5, 5, 1, 0},
+        {3, 9, 9, 6, 3, 5, 1, 4},
+        {2, 16, 13, 11, 9, 5, 1, 1},
+        /* c * oc * tiles >= 2^15 with oc >= 8: dx by Winograd too (pad 4 - p) */
+        {2, 48, 16, 16, 64, 5, 1, 2},
+        {2, 40, 17, 18, 48, 5, 1, 3},
     };
     struct cnn_rng rng;
     cnn_rng_seed(&rng, 13);
@@ -431,6 +439,87 @@ static void test_team_and_fusion(void **state) {
     free(ref.grads), free(ref.state), free(ref.probs);
 }
 
+/* ---- prepared kernels ----------------------------------------------------------------------
+ * A model prepares its Winograd kernels once (init, load); inference then uses them, on one
+ * thread, in a team, and where two threads share one image. The same predictions must come
+ * from the unprepared model (kernels made per call, or im2col where two threads share an
+ * image), and a trainer's step must drop the prepared kernels, not predict from stale ones. */
+static void predict_all(struct cnn_model *m, int threads, int per_image, const float *x, int n,
+                        int in, float *probs) {
+    struct cnn_ctx *ctx = NULL;
+    if (cnn_ctx_new(m, n, threads, &ctx) != CNN_OK) fail_msg("%s", cnn_errmsg());
+    if (per_image)
+        for (int i = 0; i < n; i++)
+            assert_int_equal(cnn_predict(m, ctx, x + (size_t)i * in, 1, probs + i * 10), CNN_OK);
+    else
+        assert_int_equal(cnn_predict(m, ctx, x, n, probs), CNN_OK);
+    cnn_ctx_free(ctx);
+}
+
+static double max_diff(const float *a, const float *b, size_t n) {
+    double d = 0.0;
+    for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - b[i]));
+    return d;
+}
+
+static void test_prepared_kernels(void **state) {
+    (void)state;
+    const char *spec = "conv 8 5 pad=2, relu, conv 12 5 pad=2, bn, relu, maxpool 2, "
+                       "conv 16 3 pad=1, relu, conv 9 5, dense 10";
+    enum { N = 5, IN = 15 * 15 };
+    struct cnn_model *m = NULL;
+    if (cnn_model_new(spec, 1, 15, 15, &m) != CNN_OK) fail_msg("%s", cnn_errmsg());
+    assert_false(m->prepared); /* nothing to prepare from before init or load */
+    struct cnn_rng rng;
+    cnn_rng_seed(&rng, 31);
+    cnn_model_init_params(m, &rng);
+    assert_true(m->prepared);
+    size_t layers_prepared = 0;
+    for (int i = 0; i < m->n_layers; i++) layers_prepared += m->layers[i].n_prep > 0;
+    assert_int_equal(layers_prepared, 3); /* 12 5x5 over 8, 16 3x3 over 12, 9 5x5 over 16 */
+    static float x[N * IN], ref[N * 10], got[N * 10];
+    fill_normal(x, N * IN, &rng);
+    m->prepared = 0; /* the reference: each call on its own, im2col for shared images */
+    predict_all(m, 2, 1, x, N, IN, ref);
+    static const struct {
+        int prepared, threads, per_image;
+        const char *name;
+    } ways[] = {{0, 1, 1, "unprepared, 1 thread"},
+                {0, 2, 0, "unprepared, team of 2"},
+                {1, 1, 1, "prepared, 1 thread"},
+                {1, 2, 0, "prepared, team of 2"},
+                {1, 2, 1, "prepared, 2 threads on one image"}};
+    for (size_t w = 0; w < sizeof ways / sizeof ways[0]; w++) {
+        if (ways[w].prepared)
+            cnn_model_prepare(m);
+        else
+            m->prepared = 0;
+        predict_all(m, ways[w].threads, ways[w].per_image, x, N, IN, got);
+        const double d = max_diff(got, ref, (size_t)N * 10);
+        printf("prep  %-34s vs im2col: max |diff| %.1e\n", ways[w].name, d);
+        if (!(d <= REL_TOL)) fail_msg("%s: probabilities differ by %g", ways[w].name, d);
+    }
+
+    /* a trainer's step changes the params: inference must follow them at once */
+    cnn_model_prepare(m);
+    struct cnn_train_cfg cfg;
+    cnn_train_cfg_default(&cfg);
+    cfg.batch = N;
+    cfg.threads = 1;
+    struct cnn_trainer *t = NULL;
+    if (cnn_trainer_new(m, &cfg, &t) != CNN_OK) fail_msg("%s", cnn_errmsg());
+    const uint8_t labels[N] = {1, 2, 3, 4, 5};
+    assert_int_equal(cnn_trainer_step(t, x, labels, N, NULL, NULL), CNN_OK);
+    predict_all(m, 1, 1, x, N, IN, got);
+    cnn_model_prepare(m); /* from the new params: what the step's predictions must equal */
+    predict_all(m, 1, 1, x, N, IN, ref);
+    const double d = max_diff(got, ref, (size_t)N * 10);
+    printf("prep  after a trainer step: max |diff| %.1e against kernels prepared afresh\n", d);
+    if (!(d <= REL_TOL)) fail_msg("after a step, stale kernels: probabilities differ by %g", d);
+    cnn_trainer_free(t);
+    cnn_model_free(m);
+}
+
 /* ---- predict: eval mode treats every image on its own -------------------------------------- */
 
 static void test_predict_batch_independent(void **state) {
@@ -492,6 +581,7 @@ int main(void) {
         cmocka_unit_test(test_conv_batches),
         cmocka_unit_test(test_team_and_fusion),
         cmocka_unit_test(test_predict_batch_independent),
+        cmocka_unit_test(test_prepared_kernels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -283,6 +283,7 @@ int cnn_model_decode(const uint8_t *buf, size_t len, const char *name, struct cn
     if (p && (rc = parse_meta(p, n, name, m))) goto fail;
     p = cnn_model_find(buf, len, "TYPI", &n);
     if (p && (rc = parse_typicality(p, n, name, m))) goto fail;
+    cnn_model_prepare(m);
     *out = m;
     return CNN_OK;
 fail:

@@ -16,7 +16,11 @@
  *   dy[i]               *= act'(y[i])        when an activation is fused (in place)
  *   dw (oc, c*k*k)     += dy[i] @ col^T;  db[o] += sum dy[i, o, :]
  *   dcol (c*k*k, oh*ow) = w^T @ dy[i];     dx[i] = col2im(dcol)
- * A team thread (net.c) runs this on its own images with one-threaded sgemm. One thread alone
+ * 3x3 and 5x5 stride-1 layers with 8 or more input channels take Winograd instead
+ * (winograd.c) for forward and, where the products are large enough, for dx. Their transformed
+ * kernels are prepared with the model (ops->prepare) for inference, and made per call in
+ * training, where the params change every step.
+ * A team thread (ctx.c) runs this on its own images with one-threaded sgemm. One thread alone
  * with the whole batch lets cnn_gemm, im2col and col2im split each image across threads.
  * Parameters: w then b; weight decay applies to w only.
  * The _naive functions are direct loops in double, the reference for tests.
@@ -38,6 +42,9 @@ static int conv_parse(struct cnn_layer *l, struct cnn_spec_item *it) {
     return cnn_spec_opt_int(it, "pad", 0, 256, &l->cfg.conv.pad);
 }
 
+static int use_winograd(const struct cnn_layer *l);
+static size_t wino_u_size(const struct cnn_layer *l);
+
 static int conv_init(struct cnn_layer *l) {
     const int k = l->cfg.conv.k, s = l->cfg.conv.stride, p = l->cfg.conv.pad;
     if (k > l->in.h + 2 * p || k > l->in.w + 2 * p)
@@ -51,6 +58,7 @@ static int conv_init(struct cnn_layer *l) {
     l->n_decay = (size_t)l->out.c * ckk;
     l->n_params = l->n_decay + (size_t)l->out.c;
     l->flops = 2.0 * (double)ckk * l->out.c * l->out.h * l->out.w;
+    l->n_prep = use_winograd(l) ? wino_u_size(l) : 0;
     return CNN_OK;
 }
 
@@ -64,43 +72,50 @@ static void conv_init_params(const struct cnn_layer *l, float *p, float *s,
     memset(p + l->n_decay, 0, (size_t)l->out.c * sizeof(float));
 }
 
-/* Winograd F(2x2, 3x3) forward for 3x3 stride-1 layers with at least this many input
- * channels (with fewer, its 16 products have too short a k to run well). */
+/* Winograd (winograd.c) for 3x3 and 5x5 stride-1 layers with at least this many input channels
+ * (with fewer, its a*a products have too short a k to run well). */
 #define WINO_MIN_C 8
 static int use_winograd(const struct cnn_layer *l) {
-    return l->cfg.conv.k == 3 && l->cfg.conv.stride == 1 && l->in.c >= WINO_MIN_C;
+    return cnn_wino_supports(l->cfg.conv.k) && l->cfg.conv.stride == 1 && l->in.c >= WINO_MIN_C;
 }
 
-/* Winograd scratch: U (16, oc, c), V (16, c, tiles), M (16, oc, tiles), padded input. */
+/* Transformed kernels: (a*a, oc, c) floats, a = k + 1. */
+static size_t wino_u_size(const struct cnn_layer *l) {
+    const size_t a = (size_t)l->cfg.conv.k + 1;
+    return a * a * l->out.c * l->in.c;
+}
+
 static size_t wino_ws_size(const struct cnn_layer *l) {
-    const size_t c = (size_t)l->in.c, oc = (size_t)l->out.c;
-    const size_t th = ((size_t)l->out.h + 1) / 2, tw = ((size_t)l->out.w + 1) / 2;
-    return 16 * oc * c + 16 * c * th * tw + 16 * oc * th * tw + c * (2 * th + 2) * (2 * tw + 2);
+    return cnn_wino_ws_size(l->in.c, l->in.h, l->in.w, l->out.c, l->cfg.conv.k, l->cfg.conv.pad);
 }
 
-/* The input gradient of a 3x3 stride-1 layer is itself a 3x3 convolution: of dy (oc, oh, ow)
- * with the kernels turned 180 degrees and input/output channels swapped, padded by 2 - p. */
+/* The input gradient of a k x k stride-1 layer is itself a k x k convolution: of dy (oc, oh, ow)
+ * with the kernels turned 180 degrees and input/output channels swapped, padded by k - 1 - p
+ * (p < k, so never negative). */
 static struct cnn_layer dx_layer(const struct cnn_layer *l) {
     struct cnn_layer t = *l;
     t.in = l->out;
     t.out = l->in;
     t.cfg.conv.filters = l->in.c;
-    t.cfg.conv.pad = 2 - l->cfg.conv.pad;
+    t.cfg.conv.pad = l->cfg.conv.k - 1 - l->cfg.conv.pad;
     return t;
 }
-/* Only where each of the 16 products has at least 2^17 multiply-adds (c * oc * tiles): with
- * the fast preset's (16 * 32 * 49) training measured 20% slower than with im2col, with the
- * best preset's (64 * 64 * 49) and pytorch/examples' (32 * 64 * 169) faster. */
+/* Only where each of the a*a products has enough multiply-adds (c * oc * tiles). For 3x3,
+ * 2^17: with the fast preset's 16 * 32 * 49, training measured 20% slower than with im2col,
+ * with the best preset's 64 * 64 * 49 and pytorch/examples' 32 * 64 * 169 faster. For 5x5,
+ * which saves more, 2^15: the default preset's 32 * 64 * 49 trained 6% faster by it (2,137-2,184
+ * against 2,287-2,311 images/s on 2 threads, 2026-12-01). */
 static int use_winograd_dx(const struct cnn_layer *l) {
-    if (l->cfg.conv.k != 3 || l->cfg.conv.stride != 1) return 0;
+    if (!cnn_wino_supports(l->cfg.conv.k) || l->cfg.conv.stride != 1) return 0;
     const long tiles = (long)((l->in.h + 1) / 2) * ((l->in.w + 1) / 2);
+    const long least = l->cfg.conv.k == 5 ? 1L << 15 : 1L << 17;
     const struct cnn_layer t = dx_layer(l);
-    return use_winograd(&t) && (long)l->in.c * l->out.c * tiles >= (1L << 17);
+    return use_winograd(&t) && (long)l->in.c * l->out.c * tiles >= least;
 }
 
 /* Winograd only when each thread has whole images to itself (a team, or one thread). When one
  * image is shared by the threads (latency), im2col's single large product splits better than
- * 16 small ones. */
+ * a*a small ones. */
 static int owns_images(const struct cnn_team *team) {
     return team || cnn_threads_now() == 1;
 }
@@ -112,11 +127,11 @@ static size_t conv_ws_size(const struct cnn_layer *l, int n) {
     const size_t p = (size_t)l->cfg.conv.pad, k = (size_t)l->cfg.conv.k;
     const size_t im = (size_t)l->in.c * k * k * l->out.h * l->out.w +
                       (p ? (size_t)l->in.c * (l->in.h + 2 * p) * (l->in.w + 2 * p) : 0);
-    size_t ws = use_winograd(l) ? wino_ws_size(l) : 0;
+    size_t ws = use_winograd(l) ? wino_u_size(l) + wino_ws_size(l) : 0;
     ws = im > ws ? im : ws;
     if (use_winograd_dx(l)) { /* backward: U, then im2col for dw or the dx scratch in turn */
         const struct cnn_layer t = dx_layer(l);
-        const size_t u = (size_t)16 * l->in.c * l->out.c, wd = wino_ws_size(&t);
+        const size_t u = wino_u_size(l), wd = u + wino_ws_size(&t);
         ws = u + im > ws ? u + im : ws;
         ws = wd > ws ? wd : ws;
     }
@@ -127,8 +142,8 @@ static size_t conv_ws_size(const struct cnn_layer *l, int n) {
  * with zeros around it, so that no copy loop has bounds to test (MNIST rows are 2 to 28
  * floats: the tests would cost more than the copies). im2col's plane is (h+2p, w+2p);
  * Winograd's may be a row and a column larger, to hold whole tiles. */
-static const float *pad_input(const float *restrict x, float *restrict pad, int c, int h, int w,
-                              int p, int hp, int wp) {
+const float *cnn_pad_planes(const float *restrict x, float *restrict pad, int c, int h, int w,
+                            int p, int hp, int wp) {
     if (p == 0 && hp == h && wp == w) return x;
     for (int ci = 0; ci < c; ci++) {
         float *pl = pad + (size_t)ci * hp * wp;
@@ -146,7 +161,7 @@ static const float *pad_input(const float *restrict x, float *restrict pad, int 
 static void im2col(const float *restrict x, float *restrict col, float *restrict pad, int c,
                    int h, int w, int k, int s, int p, int oh, int ow) {
     const int hp = h + 2 * p, wp = w + 2 * p;
-    const float *src = pad_input(x, pad, c, h, w, p, hp, wp);
+    const float *src = cnn_pad_planes(x, pad, c, h, w, p, hp, wp);
     const size_t ohw = (size_t)oh * ow;
     const int rows = c * k * k;
 #pragma omp parallel for schedule(static) if ((size_t)rows * ohw >= CNN_OMP_MIN_WORK)
@@ -199,114 +214,6 @@ static void col2im(const float *restrict col, float *restrict dx, float *restric
     }
 }
 
-/* ---- Winograd F(2x2, 3x3) (Lavin & Gray 2015) ---------------------------------------------
- * Each 2x2 block of outputs comes from a 4x4 patch d of the input: Y = A^T [U . V] A with
- * U = G g G^T (the 3x3 kernel as 4x4) and V = B^T d B, summed over input channels. The sum
- * over channels of the 16 elementwise products is 16 matrix products, (oc, c) @ (c, tiles):
- * 2.25x fewer multiply-adds than im2col's. Used for the forward and, through dx_layer, for the
- * input gradient; the weight gradient uses im2col. */
-
-/* w (oc, c, 3, 3) -> u (16, oc, c); or with flip, the kernels of the input gradient:
- * u (16, c, oc) from w[o][ci] turned 180 degrees. */
-static void wino_weights(const float *w, float *u, int oc, int c, int flip) {
-    const long plane = (long)oc * c;
-#pragma omp parallel for schedule(static) if (plane * 64 >= CNN_OMP_MIN_WORK)
-    for (long oi = 0; oi < plane; oi++) {
-        float g[9];
-        if (flip) { /* oi = ci * oc + o */
-            const float *src = w + ((oi % oc) * c + oi / oc) * 9;
-            for (int q = 0; q < 9; q++) g[q] = src[8 - q];
-        } else {
-            for (int q = 0; q < 9; q++) g[q] = w[oi * 9 + q];
-        }
-        float t[4][3]; /* G g */
-        for (int j = 0; j < 3; j++) {
-            t[0][j] = g[j];
-            t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
-            t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
-            t[3][j] = g[6 + j];
-        }
-        for (int i = 0; i < 4; i++) { /* (G g) G^T */
-            u[(i * 4 + 0) * plane + oi] = t[i][0];
-            u[(i * 4 + 1) * plane + oi] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
-            u[(i * 4 + 2) * plane + oi] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
-            u[(i * 4 + 3) * plane + oi] = t[i][2];
-        }
-    }
-}
-
-/* xp (c, 2th+2, 2tw+2), the padded image -> v (16, c, th*tw). */
-static void wino_input(const float *xp, float *v, int c, int th, int tw) {
-    const int hp = 2 * th + 2, wp = 2 * tw + 2, nt = th * tw;
-    const size_t plane = (size_t)c * nt;
-#pragma omp parallel for schedule(static) if ((size_t)c * nt * 16 >= CNN_OMP_MIN_WORK)
-    for (int ci = 0; ci < c; ci++)
-        for (int ty = 0; ty < th; ty++)
-            for (int tx = 0; tx < tw; tx++) {
-                const float *d = xp + ((size_t)ci * hp + 2 * ty) * wp + 2 * tx;
-                float t[4][4]; /* B^T d */
-                for (int j = 0; j < 4; j++) {
-                    const float d0 = d[j], d1 = d[wp + j], d2 = d[2 * wp + j], d3 = d[3 * wp + j];
-                    t[0][j] = d0 - d2;
-                    t[1][j] = d1 + d2;
-                    t[2][j] = d2 - d1;
-                    t[3][j] = d1 - d3;
-                }
-                const size_t at = (size_t)ci * nt + (size_t)ty * tw + tx;
-                for (int i = 0; i < 4; i++) { /* (B^T d) B */
-                    v[(size_t)(i * 4 + 0) * plane + at] = t[i][0] - t[i][2];
-                    v[(size_t)(i * 4 + 1) * plane + at] = t[i][1] + t[i][2];
-                    v[(size_t)(i * 4 + 2) * plane + at] = t[i][2] - t[i][1];
-                    v[(size_t)(i * 4 + 3) * plane + at] = t[i][1] - t[i][3];
-                }
-            }
-}
-
-/* m (16, oc, th*tw) -> y (oc, oh, ow), assigned. */
-static void wino_output(const float *m, float *y, int oc, int th, int tw, int oh, int ow) {
-    const int nt = th * tw;
-    const size_t plane = (size_t)oc * nt;
-#pragma omp parallel for schedule(static) if ((size_t)oc * nt * 16 >= CNN_OMP_MIN_WORK)
-    for (int o = 0; o < oc; o++)
-        for (int ty = 0; ty < th; ty++)
-            for (int tx = 0; tx < tw; tx++) {
-                const size_t at = (size_t)o * nt + (size_t)ty * tw + tx;
-                float t[2][4]; /* A^T m */
-                for (int j = 0; j < 4; j++) {
-                    const float m0 = m[(size_t)(0 + j) * plane + at];
-                    const float m1 = m[(size_t)(4 + j) * plane + at];
-                    const float m2 = m[(size_t)(8 + j) * plane + at];
-                    const float m3 = m[(size_t)(12 + j) * plane + at];
-                    t[0][j] = m0 + m1 + m2;
-                    t[1][j] = m1 - m2 - m3;
-                }
-                for (int i = 0; i < 2; i++) { /* (A^T m) A, clipped at odd edges */
-                    const int yy = 2 * ty + i;
-                    if (yy >= oh) break;
-                    float *row = y + ((size_t)o * oh + yy) * ow + 2 * tx;
-                    row[0] = t[i][0] + t[i][1] + t[i][2];
-                    if (2 * tx + 1 < ow) row[1] = t[i][1] - t[i][2] - t[i][3];
-                }
-            }
-}
-
-/* y (oc, oh, ow) = conv3x3(x (c, h, w), pad p) without bias; u from wino_weights. */
-static void wino_conv(const struct cnn_layer *l, const float *x, const float *u, float *y,
-                      float *ws) {
-    const int c = l->in.c, h = l->in.h, w = l->in.w, oc = l->out.c, p = l->cfg.conv.pad;
-    const int oh = l->out.h, ow = l->out.w, th = (oh + 1) / 2, tw = (ow + 1) / 2, nt = th * tw;
-    const int hp = 2 * th + 2, wp = 2 * tw + 2;
-    float *v = ws, *m = v + (size_t)16 * c * nt, *xp = m + (size_t)16 * oc * nt;
-    /* hp = 2th + 2 >= oh + 2 = h + 2p, and likewise wp: the padded image fits */
-    wino_input(pad_input(x, xp, c, h, w, p, hp, wp), v, c, th, tw);
-    /* 16 independent products; one thread each when a single image has the cores */
-#pragma omp parallel for schedule(static) if ((size_t)16 * oc * c * nt >= CNN_OMP_MIN_WORK * 8)
-    for (int e = 0; e < 16; e++)
-        cnn_gemm(0, 0, oc, nt, c, 1.0f, u + (size_t)e * oc * c, c, v + (size_t)e * c * nt, nt,
-                 0.0f, m + (size_t)e * oc * nt, nt);
-    wino_output(m, y, oc, th, tw, oh, ow);
-}
-
 static void conv_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     const int c = l->in.c, h = l->in.h, w = l->in.w, oc = l->out.c, k = l->cfg.conv.k;
     const int oh = l->out.h, ow = l->out.w, ohw = oh * ow, ckk = c * k * k;
@@ -314,13 +221,19 @@ static void conv_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     const float *wt = f->p, *bias = f->p + l->n_decay;
     float *pad = f->ws + (size_t)ckk * ohw;
     const int s = l->cfg.conv.stride, p = l->cfg.conv.pad;
-    const int wino = use_winograd(l) && owns_images(f->team);
-    float *u = f->ws, *wws = u + (size_t)16 * oc * c;
-    if (wino) wino_weights(wt, u, oc, c, 0);
+    const int wino = use_winograd(l) && (owns_images(f->team) || f->prep);
+    /* the transformed kernels: prepared with the model, or made here for this call */
+    const float *u = f->prep;
+    float *wws = f->ws;
+    if (wino && !u) {
+        cnn_wino_weights(wt, f->ws, oc, c, k, 0);
+        u = f->ws;
+        wws = f->ws + wino_u_size(l);
+    }
     for (int i = 0; i < f->n; i++) {
         float *y = f->y + (size_t)i * oc * ohw;
         if (wino) {
-            wino_conv(l, f->x + i * chw, u, y, wws);
+            cnn_wino_conv(f->x + i * chw, u, y, wws, c, h, w, oc, k, p);
         } else {
             im2col(f->x + i * chw, f->ws, pad, c, h, w, k, s, p, oh, ow);
             cnn_gemm(0, 0, oc, ohw, ckk, 1.0f, wt, ckk, f->ws, ohw, 0.0f, y, ohw);
@@ -339,8 +252,8 @@ static void conv_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
     const struct cnn_layer dl = dx_layer(l);
     float *u = b->ws, *rest = b->ws;
     if (wdx) {
-        wino_weights(b->p, u, oc, c, 1);
-        rest = u + (size_t)16 * c * oc;
+        cnn_wino_weights(b->p, u, oc, c, k, 1);
+        rest = u + wino_u_size(l);
     }
     float *dw = b->dp, *db = b->dp + l->n_decay, *col = rest, *pad = col + (size_t)ckk * ohw;
     for (int i = 0; i < b->n; i++) {
@@ -349,12 +262,16 @@ static void conv_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
         im2col(b->x + i * chw, col, pad, c, h, w, k, s, p, oh, ow);
         cnn_gemm(0, 1, oc, ckk, ohw, 1.0f, dy, ohw, col, ohw, 1.0f, dw, ckk);
         if (wdx) {
-            wino_conv(&dl, dy, u, b->dx + i * chw, rest);
+            cnn_wino_conv(dy, u, b->dx + i * chw, rest, oc, oh, ow, c, k, dl.cfg.conv.pad);
         } else if (b->dx) {
             cnn_gemm(1, 0, ckk, ohw, oc, 1.0f, b->p, ckk, dy, ohw, 0.0f, col, ohw);
             col2im(col, b->dx + i * chw, pad, c, h, w, k, s, p, oh, ow);
         }
     }
+}
+
+static void conv_prepare(const struct cnn_layer *l, const float *p, float *prep) {
+    cnn_wino_weights(p, prep, l->out.c, l->in.c, l->cfg.conv.k, 0);
 }
 
 static void conv_describe(const struct cnn_layer *l, char *buf, size_t len) {
@@ -383,6 +300,7 @@ const struct cnn_layer_ops cnn_conv2d_ops = {
     .init_params = conv_init_params,
     .forward = conv_forward,
     .backward = conv_backward,
+    .prepare = conv_prepare,
     .ws_size = conv_ws_size,
     .describe = conv_describe,
     .export_op = conv_export,

@@ -80,6 +80,7 @@ void cnn_model_free(struct cnn_model *m) {
     free(m->layers);
     free(m->params);
     free(m->state);
+    free(m->prep);
     free(m->decay_mask);
     cnn_typicality_free(m->typicality);
     free(m);
@@ -154,8 +155,10 @@ static int lay_out(struct cnn_model *m, size_t max_params) {
         struct cnn_layer *l = &m->layers[i];
         l->p_off = m->n_params;
         l->s_off = m->n_state;
+        l->q_off = m->n_prep;
         m->n_params += l->n_params;
         m->n_state += l->n_state;
+        m->n_prep += l->n_prep;
     }
     if (m->n_params > max_params)
         return cnn_fail(CNN_ERR_LIMIT, "the spec needs %zu parameters, more than the %zu allowed",
@@ -163,9 +166,10 @@ static int lay_out(struct cnn_model *m, size_t max_params) {
     m->params = calloc(m->n_params + 1, sizeof(float));
     m->decay_mask = calloc(m->n_params + 1, sizeof(float));
     m->state = calloc(m->n_state + 1, sizeof(float));
+    m->prep = calloc(m->n_prep + 1, sizeof(float));
     const size_t cap = (size_t)m->n_layers * 66 + 1;
     m->spec = malloc(cap);
-    if (!m->params || !m->decay_mask || !m->state || !m->spec)
+    if (!m->params || !m->decay_mask || !m->state || !m->prep || !m->spec)
         return cnn_fail(CNN_ERR_NOMEM, "out of memory building the network");
     for (int i = 0; i < m->n_layers; i++) {
         const struct cnn_layer *l = &m->layers[i];
@@ -225,6 +229,15 @@ void cnn_model_init_params(struct cnn_model *m, struct cnn_rng *rng) {
         if (l->ops->init_params)
             l->ops->init_params(l, m->params + l->p_off, m->state + l->s_off, rng);
     }
+    cnn_model_prepare(m);
+}
+
+void cnn_model_prepare(struct cnn_model *m) {
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct cnn_layer *l = &m->layers[i];
+        if (l->n_prep) l->ops->prepare(l, m->params + l->p_off, m->prep + l->q_off);
+    }
+    m->prepared = 1;
 }
 
 /* ---- accessors ---------------------------------------------------------------------------- */

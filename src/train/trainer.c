@@ -224,6 +224,7 @@ static int step_batch(struct cnn_trainer *t, const float *x, const uint8_t *y, i
     if (!isfinite(loss))
         return cnn_fail(CNN_ERR_NAN, "loss became %s at step %ld (learning rate %g); lower the "
                         "learning rate", isnan(loss) ? "NaN" : "Inf", t->step + 1, (double)lr);
+    m->prepared = 0; /* inference on the model works from its params from now on */
     const int rc = cnn_optim_step(t->opt, m->params, ctx->grads, m->decay_mask, m->n_params, lr);
     if (rc) return rc;
     t->step++;
