@@ -714,7 +714,18 @@ static int ink_from_flat(const uint8_t *v, size_t n, const size_t *hv, int m, in
     if (rc) return rc;
     uint8_t table[256];
     for (int b = 0; b < 256; b++) table[b] = ink_of(d[b], T, gain);
-    for (size_t i = 0; i < n; i++) ink[i] = table[v[i]];
+    /* eight pixels at a time where all are the background m (most of a canvas) */
+    const uint64_t ones = 0x0101010101010101ULL, bg = ones * (uint64_t)m, bg_ink = ones * table[m];
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t word;
+        memcpy(&word, v + i, 8);
+        if (word == bg)
+            memcpy(ink + i, &bg_ink, 8);
+        else
+            for (int j = 0; j < 8; j++) ink[i + j] = table[v[i + j]];
+    }
+    for (; i < n; i++) ink[i] = table[v[i]];
     return CNN_OK;
 }
 
@@ -759,6 +770,19 @@ struct comp {
     int keep;
 };
 
+/* The first index in [i, end) with ink, or end: eight bytes at a time over blank paper. */
+static size_t next_ink(const uint8_t *ink, size_t i, size_t end) {
+    for (; i < end && (i & 7); i++)
+        if (ink[i]) return i;
+    for (; i + 8 <= end; i += 8) {
+        uint64_t word;
+        memcpy(&word, ink + i, 8);
+        if (word) break;
+    }
+    while (i < end && !ink[i]) i++;
+    return i;
+}
+
 /* Step 4a. Label the 8-connected components of ink > 0 (h,w): lab gets 1..n (0 = no ink),
  * numbered in raster order of their first pixel. Breadth-first flood fill; queue: w*h ints,
  * each a pixel's (y << 16 | x) (w, h <= WORK_MAX), so no division per pixel. Returns n. */
@@ -766,7 +790,7 @@ static int label_components(const uint8_t *ink, int w, int h, int32_t *lab, int3
     const size_t n = (size_t)w * (size_t)h;
     for (size_t i = 0; i < n; i++) lab[i] = ink[i] ? -1 : 0;
     int nc = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = next_ink(ink, 0, n); i < n; i = next_ink(ink, i + 1, n)) {
         if (lab[i] != -1) continue;
         nc++;
         size_t head = 0, tail = 0;
@@ -962,9 +986,9 @@ static int find_digit(const uint8_t *ink, int w, int h, struct digit *dg) {
     if (!c || !cand) goto fail;
     for (int k = 1; k <= nc; k++) c[k].x0 = w, c[k].y0 = h, c[k].x1 = -1, c[k].y1 = -1;
     for (int y = 0; y < h; y++) {
-        for (int x = 0; x < w; x++) {
-            const size_t i = (size_t)y * (size_t)w + (size_t)x;
-            if (!lab[i]) continue;
+        const size_t row = (size_t)y * (size_t)w, end = row + (size_t)w;
+        for (size_t i = next_ink(ink, row, end); i < end; i = next_ink(ink, i + 1, end)) {
+            const int x = (int)(i - row); /* ink here, so lab[i] is its component */
             struct comp *q = &c[lab[i]];
             q->count++;
             q->mass += ink[i];
