@@ -190,8 +190,7 @@ size_t cnn_wino_ws_size(int c, int h, int w, int oc, int k, int p) {
     int th, tw;
     tiles(h, w, k, p, &th, &tw);
     const size_t a2 = (size_t)(k + 1) * (k + 1), nt = (size_t)th * tw;
-    const size_t no = oc < OC_RUN ? (size_t)oc : OC_RUN;
-    return a2 * c * nt + a2 * no * nt + (size_t)c * (2 * th + k - 1) * (2 * tw + k - 1);
+    return a2 * c * nt + a2 * oc * nt + (size_t)c * (2 * th + k - 1) * (2 * tw + k - 1);
 }
 
 void cnn_wino_conv(const float *x, const float *u, float *y, float *ws, int c, int h, int w, int oc,
@@ -201,18 +200,23 @@ void cnn_wino_conv(const float *x, const float *u, float *y, float *ws, int c, i
     const int a2 = (k + 1) * (k + 1), nt = th * tw;
     const int oh = h + 2 * p - k + 1, ow = w + 2 * p - k + 1;
     const int hp = 2 * th + k - 1, wp = 2 * tw + k - 1;
-    const int no_max = oc < OC_RUN ? oc : OC_RUN;
-    float *v = ws, *m = v + (size_t)a2 * c * nt, *xp = m + (size_t)a2 * no_max * nt;
+    float *v = ws, *m = v + (size_t)a2 * c * nt, *xp = m + (size_t)a2 * oc * nt;
     /* hp = 2th + k - 1 >= oh + k - 1 = h + 2p, and likewise wp: the padded image fits */
     wino_input(cnn_pad_planes(x, xp, c, h, w, p, hp, wp), v, c, k, th, tw);
-    /* a*a independent products, for OC_RUN output channels at a time, each run transformed
-     * back while its products are in cache; one thread each when a single image has the cores */
-    for (int o0 = 0; o0 < oc; o0 += OC_RUN) {
-        const int no = oc - o0 < OC_RUN ? oc - o0 : OC_RUN;
-#pragma omp parallel for schedule(static) if ((size_t)a2 * no * c * nt >= CNN_OMP_MIN_WORK * 8)
+    /* Runs of OC_RUN output channels, each its a*a products (a*a, no, tiles) in its own part of
+     * m, transformed back while they are in cache; the runs split between threads when a single
+     * image has the cores (shorter runs where there would be fewer runs than threads). */
+    const int threads = cnn_threads_now();
+    int len = OC_RUN;
+    if ((oc + len - 1) / len < threads) len = (oc + threads - 1) / threads;
+    const int runs = (oc + len - 1) / len;
+#pragma omp parallel for schedule(static) if ((size_t)a2 * oc * c * nt >= CNN_OMP_MIN_WORK * 8)
+    for (int run = 0; run < runs; run++) {
+        const int o0 = run * len, no = oc - o0 < len ? oc - o0 : len;
+        float *mr = m + (size_t)a2 * o0 * nt;
         for (int e = 0; e < a2; e++)
             cnn_gemm(0, 0, no, nt, c, 1.0f, u + ((size_t)e * oc + o0) * c, c,
-                     v + (size_t)e * c * nt, nt, 0.0f, m + (size_t)e * no * nt, nt);
-        wino_output(m, y + (size_t)o0 * oh * ow, no, k, th, tw, oh, ow);
+                     v + (size_t)e * c * nt, nt, 0.0f, mr + (size_t)e * no * nt, nt);
+        wino_output(mr, y + (size_t)o0 * oh * ow, no, k, th, tw, oh, ow);
     }
 }
