@@ -97,6 +97,9 @@ struct cli_preset {
     int epochs, batch, optimizer, schedule, augment;
     float lr, weight_decay, label_smoothing;
     int nesterov; /* SGD only */
+    /* On Fashion-MNIST (recognised by content; cmd_train.c), unless --augment or --epochs say
+     * otherwise: this augmentation, and this many epochs (0: the same). */
+    int fashion_augment, fashion_epochs;
 };
 const struct cli_preset *cli_preset_find(const char *name);
 void cli_preset_list(FILE *f);

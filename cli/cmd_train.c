@@ -60,9 +60,10 @@ static void usage(FILE *f) {
           "  --label-smoothing X    (default 0)\n"
           "  --augment NAME         none | affine | elastic | flip (default none). affine:\n"
           "                         shifts, turns, scaling, shear; elastic: and distortion;\n"
-          "                         flip: a mirror image half of the time. A preset's affine or\n"
-          "                         elastic becomes flip on Fashion-MNIST (clothes keep their\n"
-          "                         class in a mirror; digits do not)\n"
+          "                         flip: a mirror image half of the time. On Fashion-MNIST a\n"
+          "                         preset has its own recipe: default trains 16 epochs without\n"
+          "                         augmentation, best flips (clothes keep their class in a\n"
+          "                         mirror; digits do not); --augment and --epochs override it\n"
           "output:\n"
           "  --out FILE             best model by validation accuracy (default mnist.model)\n"
           "  --checkpoint FILE      written after every epoch (default OUT.ckpt)\n"
@@ -189,13 +190,15 @@ struct train_args {
     struct cnn_train_cfg cfg;
     const char *arch, *data_dir, *resume, *log_path, *report_path;
     char out[512], ckpt[512];
-    int quiet, out_given, ckpt_given, augment_given;
+    int quiet, out_given, ckpt_given, augment_given, epochs_given;
+    const struct cli_preset *preset; /* NULL without --preset */
     float momentum; /* < 0: the optimizer's default */
     int distributed, rank, ranks; /* --distributed: this rank of how many (else 0 of 1) */
     float dist_timeout; /* 0 until given */
 };
 
 static void apply_preset(struct train_args *a, const struct cli_preset *p) {
+    a->preset = p;
     a->arch = p->spec;
     a->cfg.epochs = p->epochs;
     a->cfg.batch = p->batch;
@@ -242,7 +245,9 @@ static int take_option(struct train_args *a, int ch, const char *v) {
     switch (ch) {
     case O_PRESET: case O_RESUME: case O_HELP: case 'h': return 0;
     case O_ARCH: a->arch = v; return 0;
-    case O_EPOCHS: return cli_int("--epochs", v, 1, 100000, &c->epochs);
+    case O_EPOCHS:
+        a->epochs_given = 1;
+        return cli_int("--epochs", v, 1, 100000, &c->epochs);
     case O_BATCH: return cli_int("--batch", v, 1, 65536, &c->batch);
     case O_OPT:
         if (pick("--optimizer", v, optim_names, 3, &kind)) return -1;
@@ -552,8 +557,33 @@ static int report(int rc, const struct train_args *a, const struct cnn_trainer *
     return 0;
 }
 
-/* A new run's data, recognised by content: the model's dataset name and class names, and
- * for Fashion-MNIST flips in place of a preset's affine augmentation. */
+/* A preset's recipe for Fashion-MNIST (struct cli_preset), where --augment and --epochs leave
+ * it free; train says what changed. */
+static void fashion_recipe(struct train_args *a, struct cnn_trainer *tr) {
+    const struct cli_preset *p = a->preset;
+    const int aug = a->augment_given ? a->cfg.augment : p->fashion_augment;
+    const int epochs = a->epochs_given || !p->fashion_epochs ? a->cfg.epochs : p->fashion_epochs;
+    char said[160] = "";
+    if (aug != a->cfg.augment && cnn_trainer_set_augment(tr, aug) == CNN_OK) {
+        snprintf(said, sizeof said, "augmentation %s (instead of %s)", cli_augment_names[aug],
+                 cli_augment_names[a->cfg.augment]);
+        a->cfg.augment = aug;
+    }
+    if (epochs != a->cfg.epochs && cnn_trainer_set_epochs(tr, epochs) == CNN_OK) {
+        const size_t n = strlen(said);
+        snprintf(said + n, sizeof said - n, "%s%d epochs (instead of %d)", n ? ", " : "", epochs,
+                 a->cfg.epochs);
+        a->cfg.epochs = epochs;
+    }
+    if (said[0] && a->rank == 0)
+        fprintf(stderr,
+                "mnist: fashion-mnist: the %s preset's recipe for it: %s; --augment and "
+                "--epochs choose otherwise\n",
+                p->name, said);
+}
+
+/* A new run's data, recognised by content: the model's dataset name and class names, and for
+ * Fashion-MNIST the preset's recipe for it. */
 static void name_the_data(struct train_args *a, struct cnn_model *m, struct cnn_trainer *tr,
                           const struct cnn_dataset *ds) {
     const char *name = dataset_name(ds);
@@ -564,13 +594,7 @@ static void name_the_data(struct train_args *a, struct cnn_model *m, struct cnn_
         snprintf(key, sizeof key, "class.%d", i);
         cnn_model_set_meta(m, key, fashion_names[i]);
     }
-    if (fashion && !a->augment_given && a->cfg.augment > 0 && a->cfg.augment != CNN_AUG_FLIP &&
-        cnn_trainer_set_augment(tr, CNN_AUG_FLIP) == CNN_OK) {
-        a->cfg.augment = CNN_AUG_FLIP;
-        if (a->rank == 0)
-            fprintf(stderr, "mnist: fashion-mnist: augmentation flip (mirror images) instead of "
-                            "the preset's; --augment chooses another\n");
-    }
+    if (fashion && a->preset) fashion_recipe(a, tr);
 }
 
 /* The saved model (the best epoch's) gets its typicality, fitted on this run's split, and is

@@ -452,6 +452,9 @@ CNN_API int cnn_trainer_fit_typicality(const struct cnn_trainer *t, const struct
  * for a caller that picks it from the data. CNN_ERR_ARG once a step was taken or for a level
  * out of range. [ctx] */
 CNN_API int cnn_trainer_set_augment(struct cnn_trainer *t, int augment);
+/* Change the number of epochs (cnn_train_cfg.epochs) of a run that has not taken a step, for
+ * the same kind of caller. CNN_ERR_ARG once a step was taken or for a count out of range. [ctx] */
+CNN_API int cnn_trainer_set_epochs(struct cnn_trainer *t, int epochs);
 /* Write a checkpoint: the model and everything needed to continue exactly. [ctx] */
 CNN_API int cnn_trainer_save(const struct cnn_trainer *t, const char *path);
 

@@ -498,20 +498,26 @@ if [ -f "$root/data/fashion/train-images-idx3-ubyte" ] || [ -f "$root/data/fashi
     expect_exit 0 -- "$mnist" train "${tiny[@]}" --epochs 1 --data "$root/data/fashion" --out "$tmp/rp/fa.model"
     dataset_of "$tmp/rp/fa.model" fashion-mnist T-shirt/top "Ankle boot"
     check "a model trained on Fashion-MNIST says so and names its classes"
-    # a preset's affine augmentation becomes flip on Fashion-MNIST, unless --augment says
-    recipe_augment() { # recipe_augment MODEL NAME
+    # a preset's recipe for Fashion-MNIST, unless --augment or --epochs say otherwise
+    recipe_is() { # recipe_is MODEL AUGMENT EPOCHS
         expect_exit 0 -- "$mnist" info "$1" --json
-        [ -n "$why" ] || py 'import json,sys; a = json.load(open(sys.argv[1]))["meta"]["recipe.augment"]
-assert a == sys.argv[2], a' "$tmp/out" "$2"
+        [ -n "$why" ] || py 'import json,sys; m = json.load(open(sys.argv[1]))["meta"]
+got = (m["recipe.augment"], m["recipe.epochs"])
+assert got == (sys.argv[2], sys.argv[3]), got' "$tmp/out" "$2" "$3"
     }
-    expect_exit 0 -- "$mnist" train --preset default "${tiny[@]}" --epochs 1 --data "$root/data/fashion" \
+    expect_exit 0 -- "$mnist" train --preset default "${tiny[@]}" --data "$root/data/fashion" \
         --out "$tmp/rp/fd.model"
-    grep -q "fashion-mnist: augmentation flip" "$tmp/err" || why="no line saying so: $(head -c 300 "$tmp/err")"
-    [ -n "$why" ] || recipe_augment "$tmp/rp/fd.model" flip
+    grep -q "fashion-mnist: the default preset's recipe for it: augmentation none (instead of affine), 16 epochs (instead of 8)" "$tmp/err" ||
+        why="no line saying so: $(head -c 300 "$tmp/err")"
+    [ -n "$why" ] || recipe_is "$tmp/rp/fd.model" none 16
     [ -n "$why" ] || expect_exit 0 -- "$mnist" train --preset default "${tiny[@]}" --epochs 1 \
         --data "$root/data/fashion" --augment affine --out "$tmp/rp/fe.model"
-    [ -n "$why" ] || recipe_augment "$tmp/rp/fe.model" affine
-    check "Fashion-MNIST: the default preset's affine augmentation becomes flip; --augment affine stays"
+    [ -z "$why" ] && grep -q "fashion-mnist" "$tmp/err" && why="said it changed a recipe given in full"
+    [ -n "$why" ] || recipe_is "$tmp/rp/fe.model" affine 1
+    [ -n "$why" ] || expect_exit 0 -- "$mnist" train --preset best "${tiny[@]}" --epochs 1 \
+        --data "$root/data/fashion" --out "$tmp/rp/fb.model"
+    [ -n "$why" ] || recipe_is "$tmp/rp/fb.model" flip 1
+    check "Fashion-MNIST: the default preset trains 16 epochs without augmentation, best flips; --augment and --epochs override"
 else
     echo "  skip  Fashion-MNIST is not in data/fashion (scripts/fetch-data --dataset fashion)"
 fi

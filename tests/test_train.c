@@ -1037,7 +1037,7 @@ static void test_reducer(void **state) {
 /* Augmentation "flip" mirrors about half of the images. Class 0 is a bar in the left third of
  * the picture, class 1 its mirror image: trained with flips the two cannot be told apart (the
  * training images, unaugmented, come out near 50%), trained without, they can (over 95%). A
- * run that has taken a step keeps its augmentation. */
+ * run that has taken a step keeps its augmentation, and its number of epochs. */
 static void test_augment_flip(void **state) {
     (void)state;
     enum { N = 640 };
@@ -1063,9 +1063,15 @@ static void test_augment_flip(void **state) {
         assert_int_equal(cnn_trainer_new(net, &cfg, &t), CNN_OK);
         assert_int_equal(cnn_trainer_set_augment(t, flip ? 3 : 0), CNN_OK);
         check_error(cnn_trainer_set_augment(t, 4), CNN_ERR_ARG, "augment level 4");
+        /* the number of epochs likewise: 3 becomes 2 before the run, not after */
+        check_error(cnn_trainer_set_epochs(t, 0), CNN_ERR_ARG, "epochs");
+        assert_int_equal(cnn_trainer_set_epochs(t, 2), CNN_OK);
         assert_int_equal(cnn_trainer_run(t, &d, NULL), CNN_OK);
         check_error(cnn_trainer_set_augment(t, 1), CNN_ERR_ARG, "fixed");
+        check_error(cnn_trainer_set_epochs(t, 5), CNN_ERR_ARG, "fixed");
+        assert_int_equal(cnn_trainer_epochs_done(t), 2);
         assert_string_equal(cnn_model_meta(net, "recipe.augment"), flip ? "flip" : "none");
+        assert_string_equal(cnn_model_meta(net, "recipe.epochs"), "2");
         float *probs = malloc(sizeof(float) * 10 * N);
         struct cnn_ctx *ctx;
         assert_int_equal(cnn_ctx_new(net, 64, 1, &ctx), CNN_OK);

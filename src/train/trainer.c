@@ -347,14 +347,26 @@ static void set_norm_from(struct cnn_trainer *t, const struct cnn_dataset *d) {
     cnn_model_set_norm(t->model, (float)mean, (float)sqrt(var > 1e-12 ? var : 1.0));
 }
 
-int cnn_trainer_set_augment(struct cnn_trainer *t, int augment) {
+/* t's configuration becomes c, checked, if t has not taken a step; `what` names the change. */
+static int change_before_start(struct cnn_trainer *t, const struct cnn_train_cfg *c,
+                               const char *what) {
     if (t->step || t->epoch || t->batch)
-        return cnn_fail(CNN_ERR_ARG, "the augmentation of a run that has taken steps is fixed");
+        return cnn_fail(CNN_ERR_ARG, "the %s of a run that has taken steps is fixed", what);
+    const int rc = cnn_train_cfg_check(c);
+    if (rc == CNN_OK) t->cfg = *c;
+    return rc;
+}
+
+int cnn_trainer_set_augment(struct cnn_trainer *t, int augment) {
     struct cnn_train_cfg c = t->cfg;
     c.augment = augment;
-    const int rc = cnn_train_cfg_check(&c);
-    if (rc == CNN_OK) t->cfg.augment = augment;
-    return rc;
+    return change_before_start(t, &c, "augmentation");
+}
+
+int cnn_trainer_set_epochs(struct cnn_trainer *t, int epochs) {
+    struct cnn_train_cfg c = t->cfg;
+    c.epochs = epochs;
+    return change_before_start(t, &c, "number of epochs");
 }
 
 int cnn_trainer_fit_typicality(const struct cnn_trainer *t, const struct cnn_dataset *data,
