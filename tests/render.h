@@ -71,6 +71,12 @@ struct photo {
     int speck;         /* add a 3x3 ink speck in the corner farthest from the digit */
     int light_on_dark; /* 1: light ink on dark (a canvas drawing); 0: dark ink on paper */
     int orientation;   /* 2..8: stored turned as a phone does, with this EXIF tag (JPEG) */
+    double keystone;   /* perspective: the page's top edge this much narrower than its bottom,
+                        * the desk showing beside it */
+    int ruled;         /* 1: lined paper, 2: squared paper (light blue lines under the ink) */
+    int pencil;        /* graphite on grey paper: about a third of the contrast of ink */
+    double spot;       /* uneven light: a lamp at a random place, this much darker at the
+                        * far corner (quadratic fall-off) */
 };
 
 /* ---- EXIF orientation, as cameras write it ------------------------------------------------ */
@@ -189,6 +195,20 @@ static void blur_plane(float *p, int w, int h, double sigma) {
     free(t);
 }
 
+/* Canvas pixel (x, y)'s centre on the page, across: with a keystone the page narrows linearly
+ * towards the top, around the canvas's middle. */
+static double page_x(const struct photo *ph, int x, int y) {
+    if (ph->keystone <= 0) return x + 0.5;
+    const double row = 1 - ph->keystone * (1 - (y + 0.5) / ph->h); /* the row's scale */
+    return ph->w / 2.0 + (x + 0.5 - ph->w / 2.0) / row;
+}
+
+/* Coverage (0..1) of a 1.2 px ruled line, lines every `pitch` px from offset 0. */
+static double ruling(double at, double pitch) {
+    const double d = fabs(at - pitch * floor(at / pitch + 0.5)); /* to the nearest line */
+    return d < 0.6 ? 0.8 : d < 1.2 ? 0.8 * (1.2 - d) / 0.6 : 0;
+}
+
 /* Render MNIST digit d as an RGB photo: warm-tinted paper lit unevenly (random linear ramps
  * in x and y, each up to +-ramp/2 across the page; optionally a shadow and a desk around the
  * page), bluish ink at ~75% darkness, the digit at a random place on the page (>= 4 px
@@ -217,7 +237,8 @@ static struct mem render_photo(const uint8_t *d, const struct photo *ph) {
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
             /* canvas pixel centre -> MNIST coordinates (pixel centres at integers) */
-            const double u = bx0 + (x + 0.5 - px) / s - 0.5, v = by0 + (y + 0.5 - py) / s - 0.5;
+            const double u = bx0 + (page_x(ph, x, y) - px) / s - 0.5;
+            const double v = by0 + (y + 0.5 - py) / s - 0.5;
             ink[y * w + x] = (float)sample(d, u, v);
         }
     if (ph->speck) { /* 3x3 speck, as dark as the ink, in the corner farthest from the digit */
@@ -227,26 +248,43 @@ static struct mem render_photo(const uint8_t *d, const struct photo *ph) {
             for (int x = sx; x < sx + 3; x++) ink[y * w + x] = 1.0f;
     }
     blur_plane(ink, w, h, ph->blur);
-    /* paper: tint (R,G,B) * brightness; ink: dark blue; desk: dark gray */
-    const double tint[3] = {1.0, 0.96, 0.86}, inkc[3] = {0.18, 0.2, 0.35};
+    /* paper: tint (R,G,B) * brightness; ink: dark blue; desk: dark gray. Pencil: grey paper,
+     * graphite. Ruled lines: light blue, about two across the digit's height. */
+    const double tint_ink[3] = {1.0, 0.96, 0.86}, inkc_ink[3] = {0.18, 0.2, 0.35};
+    const double tint_pencil[3] = {0.8, 0.8, 0.78}, inkc_pencil[3] = {0.62, 0.62, 0.64};
+    const double *tint = ph->pencil ? tint_pencil : tint_ink;
+    const double *inkc = ph->pencil ? inkc_pencil : inkc_ink;
+    const double linec[3] = {0.62, 0.75, 0.95}, pitch = span_y * 0.45;
     const double gx = (unif() - 0.5) * 2 * ph->ramp, gy = (unif() - 0.5) * 2 * ph->ramp;
+    double lamp_x = 0, lamp_y = 0;
+    if (ph->spot > 0) lamp_x = unif() * w, lamp_y = unif() * h;
     uint8_t *rgb = malloc((size_t)w * h * 3);
     RENDER_CHECK(rgb);
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
             double light = 0.82 * (1 + gx * (x - w / 2.0) / w + gy * (y - h / 2.0) / h);
             light *= 1 - ph->shadow / (1 + exp(-(x + 0.3 * y - 0.55 * w) / 3.0));
-            const int page = x >= ph->desk * w && x < w - ph->desk * w && y >= ph->desk * h &&
-                             y < h - ph->desk * h;
+            if (ph->spot > 0) {
+                const double fx = fmax(lamp_x, w - lamp_x), fy = fmax(lamp_y, h - lamp_y);
+                const double dx = x - lamp_x, dy = y - lamp_y;
+                light *= 1 - ph->spot * (dx * dx + dy * dy) / (fx * fx + fy * fy);
+            }
+            const double xs = page_x(ph, x, y) - 0.5; /* x itself without a keystone */
+            const int page = xs >= ph->desk * w && xs < w - ph->desk * w && y >= ph->desk * h &&
+                             y < h - ph->desk * h && (ph->keystone <= 0 || (xs >= 0 && xs < w));
+            double line = 0; /* how much of a ruled line covers this pixel */
+            if (ph->ruled) line = fmax(line, ruling(y + 0.5 - py, pitch));
+            if (ph->ruled == 2) line = fmax(line, ruling(xs + 0.5 - px, pitch));
             const double a = ink[y * w + x] > 1 ? 1 : ink[y * w + x];
             for (int c = 0; c < 3; c++) {
                 double val;
+                const double paper = tint[c] * (1 - line + line * linec[c]);
                 if (ph->light_on_dark)
                     val = 255 * (0.08 + 0.85 * a);
                 else if (!page)
                     val = 255 * light * 0.2;
                 else
-                    val = 255 * light * tint[c] * (1 - a + a * inkc[c]);
+                    val = 255 * light * paper * (1 - a + a * inkc[c]);
                 val += ph->noise * gauss();
                 rgb[((size_t)y * w + x) * 3 + c] = (uint8_t)(val < 0     ? 0
                                                              : val > 255 ? 255
