@@ -385,6 +385,13 @@ static void run_step(const char *spec, int threads, int fuse, const float *x,
     cnn_model_free(m);
 }
 
+/* The largest |a[i] - b[i]|, in double. */
+static double max_diff(const float *a, const float *b, size_t n) {
+    double d = 0.0;
+    for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - b[i]));
+    return d;
+}
+
 static void test_team_and_fusion(void **state) {
     (void)state;
     const char *spec = "conv 8 3 pad=1, relu, conv 8 3, bn, leakyrelu 0.1, maxpool 2, "
@@ -421,11 +428,8 @@ static void test_team_and_fusion(void **state) {
         {1, 1, "1 thread, fused"}, {2, 0, "team of 2"}, {2, 1, "team of 2, fused"}};
     for (size_t w = 0; w < sizeof ways / sizeof ways[0]; w++) {
         run_step(spec, ways[w].threads, ways[w].fuse, x, labels, N, &r);
-        double dg = 0.0, ds = 0.0, dp = 0.0;
-        for (size_t j = 0; j < np; j++) dg = fmax(dg, fabs((double)r.grads[j] - ref.grads[j]));
-        for (size_t j = 0; j < ns; j++) ds = fmax(ds, fabs((double)r.state[j] - ref.state[j]));
-        for (size_t j = 0; j < (size_t)N * 10; j++)
-            dp = fmax(dp, fabs((double)r.probs[j] - ref.probs[j]));
+        const double dg = max_diff(r.grads, ref.grads, np), ds = max_diff(r.state, ref.state, ns);
+        const double dp = max_diff(r.probs, ref.probs, (size_t)N * 10);
         printf("team  %-18s vs 1 thread unfused: loss %.2e, grads %.1e of max %.2f, bn state "
                "%.1e, probs %.1e\n",
                ways[w].name, fabs((double)r.loss - ref.loss), dg / gmax, gmax, ds, dp);
@@ -454,12 +458,6 @@ static void predict_all(struct cnn_model *m, int threads, int per_image, const f
     else
         assert_int_equal(cnn_predict(m, ctx, x, n, probs), CNN_OK);
     cnn_ctx_free(ctx);
-}
-
-static double max_diff(const float *a, const float *b, size_t n) {
-    double d = 0.0;
-    for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - b[i]));
-    return d;
 }
 
 static void test_prepared_kernels(void **state) {

@@ -42,8 +42,18 @@ static int conv_parse(struct cnn_layer *l, struct cnn_spec_item *it) {
     return cnn_spec_opt_int(it, "pad", 0, 256, &l->cfg.conv.pad);
 }
 
-static int use_winograd(const struct cnn_layer *l);
-static size_t wino_u_size(const struct cnn_layer *l);
+/* Winograd (winograd.c) for 3x3 and 5x5 stride-1 layers with at least this many input channels
+ * (with fewer, its a*a products have too short a k to run well). */
+#define WINO_MIN_C 8
+static int use_winograd(const struct cnn_layer *l) {
+    return cnn_wino_supports(l->cfg.conv.k) && l->cfg.conv.stride == 1 && l->in.c >= WINO_MIN_C;
+}
+
+/* Transformed kernels: (a*a, oc, c) floats, a = k + 1. */
+static size_t wino_u_size(const struct cnn_layer *l) {
+    const size_t a = (size_t)l->cfg.conv.k + 1;
+    return a * a * l->out.c * l->in.c;
+}
 
 static int conv_init(struct cnn_layer *l) {
     const int k = l->cfg.conv.k, s = l->cfg.conv.stride, p = l->cfg.conv.pad;
@@ -70,19 +80,6 @@ static void conv_init_params(const struct cnn_layer *l, float *p, float *s,
     const float std = sqrtf(2.0f / (float)ckk);
     for (size_t i = 0; i < l->n_decay; i++) p[i] = std * cnn_rng_normal(rng);
     memset(p + l->n_decay, 0, (size_t)l->out.c * sizeof(float));
-}
-
-/* Winograd (winograd.c) for 3x3 and 5x5 stride-1 layers with at least this many input channels
- * (with fewer, its a*a products have too short a k to run well). */
-#define WINO_MIN_C 8
-static int use_winograd(const struct cnn_layer *l) {
-    return cnn_wino_supports(l->cfg.conv.k) && l->cfg.conv.stride == 1 && l->in.c >= WINO_MIN_C;
-}
-
-/* Transformed kernels: (a*a, oc, c) floats, a = k + 1. */
-static size_t wino_u_size(const struct cnn_layer *l) {
-    const size_t a = (size_t)l->cfg.conv.k + 1;
-    return a * a * l->out.c * l->in.c;
 }
 
 static size_t wino_ws_size(const struct cnn_layer *l) {
