@@ -74,6 +74,7 @@ struct photo {
     double keystone;   /* perspective: the page's top edge this much narrower than its bottom,
                         * the desk showing beside it */
     int ruled;         /* 1: lined paper, 2: squared paper (light blue lines under the ink) */
+    double tilt;       /* ... the lines turned by this slope (0: level with the picture) */
     int pencil;        /* graphite on grey paper: about a third of the contrast of ink */
     double spot;       /* uneven light: a lamp at a random place, this much darker at the
                         * far corner (quadratic fall-off) */
@@ -273,8 +274,9 @@ static struct mem render_photo(const uint8_t *d, const struct photo *ph) {
             const int page = xs >= ph->desk * w && xs < w - ph->desk * w && y >= ph->desk * h &&
                              y < h - ph->desk * h && (ph->keystone <= 0 || (xs >= 0 && xs < w));
             double line = 0; /* how much of a ruled line covers this pixel */
-            if (ph->ruled) line = fmax(line, ruling(y + 0.5 - py, pitch));
-            if (ph->ruled == 2) line = fmax(line, ruling(xs + 0.5 - px, pitch));
+            const double across = ph->tilt * (xs - w / 2.0), down = ph->tilt * (y - h / 2.0);
+            if (ph->ruled) line = fmax(line, ruling(y + 0.5 - py + across, pitch));
+            if (ph->ruled == 2) line = fmax(line, ruling(xs + 0.5 - px - down, pitch));
             const double a = ink[y * w + x] > 1 ? 1 : ink[y * w + x];
             for (int c = 0; c < 3; c++) {
                 double val;

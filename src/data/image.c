@@ -46,11 +46,17 @@
  *      the stroke keeps its own profile above T. (Measured on rendered photos and raw MNIST:
  *      this hard cut at 0.25 S beat a soft ramp (d - T) / (S - T) and binarising at 0.3-0.5 S;
  *      0.1 S keeps too much halo, 0.4 S starts to thin MNIST's own anti-aliased edges.)
+ *   3b. Ruled paper (photos and scans; a flat page has none): thin straight lines across at
+ *      least 60% of the picture, level or turned up to 4 degrees, two or more of them, are
+ *      found by a Hough transform over the long thin runs of ink, along the rows and then
+ *      along the columns (lined and squared paper). Each is erased where it is no thicker
+ *      than 1.5x its usual width, so a stroke crossing it keeps its pixels.
  *   4. Crop: 8-connected components of the ink. Keep the heaviest by ink mass, but never a
- *      frame (lying along an image edge, or a sparse outline around another component: the
- *      page's edge on a desk), then any with >= 2% of its mass within a quarter of the box so
- *      far, or with >= 15% within 0.6 of it (a detached bar). Specks, far smudges and frames
- *      are erased. Fewer than max(10, 0.05% of the pixels) kept: no digit.
+ *      frame (lying along an image edge, a sparse outline around another component: the
+ *      page's edge on a desk, or a wedge of desk beside a page photographed at a slant), then
+ *      any with >= 2% of its mass within a quarter of the box so far, or with >= 15% within
+ *      0.6 of it (a detached bar) unless it touches the picture's edge. Specks, far smudges
+ *      and frames are erased. Fewer than max(10, 0.05% of the pixels) kept: no digit.
  *   5. Scale: the longer side of the crop to 20 px, aspect kept, with stb_image_resize
  *      (Mitchell down, Catmull-Rom up, zero outside the crop). When the strokes would be
  *      thinner than 1.5 px at that scale (a ballpoint on a big digit; MNIST's thinnest are
@@ -59,9 +65,10 @@
  *   6. Centre: the 20x20-box result is placed in 28x28 so its centre of mass lands on
  *      (14,14), rounded to whole pixels as MNIST did; anything shifted off the edge is clipped.
  * Known limits: the page must fill most of the picture (a page covering less than about half
- * of it, on a dark desk, reads as light ink on a dark background); a ruled line through the
- * digit joins it; a stroke along 80% or more of an edge (a 7 cropped right at its bar) reads
- * as the page's edge; of two digits, the heavier one is prepared (and
+ * of it, on a dark desk, reads as light ink on a dark background); a single ruled line (the
+ * only one in the picture) through the digit joins it, as does a line fainter than the
+ * threshold in most places; a stroke along 80% or more of an edge (a 7 cropped right at its
+ * bar) reads as the page's edge; of two digits, the heavier one is prepared (and
  * cnn_image_to_mnist_found says there were two: count_objects).
  *
  * Decoding (cnn_image_decode) sniffs the format from the first bytes. PNG goes to libpng and
@@ -110,6 +117,17 @@
 #define KEEP_GAP 0.25                      /* max gap to the digit, fraction of its box */
 #define KEEP_BIG 0.15                      /* a component this heavy (x heaviest) may be ... */
 #define KEEP_BIG_GAP 0.6                   /* ... this far away (the detached bar of a 5 or 7) */
+#define LINE_RUN 8                         /* ruled lines: runs >= 1/LINE_RUN of the side, ... */
+#define LINE_TILT 0.07                     /* ... turned up to this slope (4 degrees), ... */
+#define LINE_GAP 3                         /* ... gaps of up to this many px bridged, ... */
+#define LINE_NEAR 2.0f                     /* ... within this many px of a straight line, ... */
+#define LINE_FILL 0.15                     /* ... over this much of the side, ... */
+#define LINE_SPAN 0.6                      /* ... spread across this much of it, ... */
+#define LINE_THIN 40                       /* ... at most 1/LINE_THIN of the other side thick, */
+#define LINE_THIN_MAX 64                   /* ... and at most this many px */
+#define MAX_LINES 256                      /* ruled lines removed in each direction */
+#define LINE_MIN 64                        /* smaller pictures: no ruled lines looked for */
+#define WEDGE_MIN 64                       /* px: smaller components meeting an edge are specks */
 #define MAX_CAND 64                        /* components considered as parts of the digit */
 #define MANY_MASS 0.3                      /* another object this heavy (x the digit's) ... */
 #define MANY_SIDE 0.5                      /* ... and this big is another digit, ... */
@@ -733,9 +751,10 @@ static int ink_from_flat(const uint8_t *v, size_t n, const size_t *hv, int m, in
  * 255 = strong ink. Returns CNN_OK, CNN_ERR_NODIGIT (nothing stands out of the noise) or
  * CNN_ERR_NOMEM. */
 static int ink_map(const uint8_t *v, const size_t *hv, int w, int h, int relative, int modelled,
-                   uint8_t *ink) {
+                   uint8_t *ink, int *is_flat) {
     const size_t n = (size_t)w * (size_t)h;
     const int flat = modelled ? -1 : flat_background(hv, n);
+    *is_flat = flat >= 0;
     if (flat >= 0) return ink_from_flat(v, n, hv, flat, relative, ink);
     const int longest = w > h ? w : h;
     struct cells c = {0};
@@ -767,6 +786,8 @@ struct comp {
     double mass;        /* sum of ink values */
     int x0, y0, x1, y1; /* inclusive bounding box */
     int frame;          /* never the digit: see mark_frames */
+    int edge;           /* touches the picture's edge */
+    int touch[4];       /* its pixels on the top, bottom, left and right edges */
     int keep;
 };
 
@@ -817,6 +838,191 @@ static int label_components(const uint8_t *ink, int w, int h, int32_t *lab, int3
     return nc;
 }
 
+/* ---- ruled lines ----------------------------------------------------------------------------- */
+
+/* An ink map seen along its rows (sx 1, sy its width) or along its columns (sx its width,
+ * sy 1, w and h swapped): pixel (x, y) of the view is p[x sx + y sy]. */
+struct view {
+    uint8_t *p;
+    int w, h;
+    size_t sx, sy;
+};
+
+static inline uint8_t *view_at(const struct view *v, int x, int y) {
+    return v->p + (size_t)x * v->sx + (size_t)y * v->sy;
+}
+
+/* The run of ink down column x through row y (ink there): its first row, and its length or,
+ * past limit, limit + 1. */
+static int column_run(const struct view *v, int x, int y, int limit, int *top) {
+    int y0 = y, y1 = y;
+    while (y0 > 0 && y1 - y0 <= limit && *view_at(v, x, y0 - 1)) y0--;
+    while (y1 + 1 < v->h && y1 - y0 <= limit && *view_at(v, x, y1 + 1)) y1++;
+    *top = y0;
+    return y1 - y0 + 1 > limit ? limit + 1 : y1 - y0 + 1;
+}
+
+/* Nearly level lines through the candidate pixels, by a Hough transform: one vote per slope
+ * k / w (|k| <= k_max) for the intercept of the line through the pixel at that slope. */
+struct ruling {
+    int w, h, k_max, nb; /* nb intercept bins per slope */
+    int32_t *acc;        /* (2 k_max + 1, nb) votes */
+    uint8_t *cand;       /* (h,w): 1 = a candidate on no line found yet */
+};
+
+static inline int32_t *ruling_cell(const struct ruling *r, int k, int x, int y) {
+    const int b = (int)lrintf((float)y - (float)k * (float)x / (float)r->w) + r->k_max + 1;
+    return r->acc + (size_t)(k + r->k_max) * (size_t)r->nb + (size_t)b;
+}
+
+/* Add (sign 1) or take back (sign -1) the votes of pixel (x, y). */
+static void ruling_vote(struct ruling *r, int x, int y, int sign) {
+    for (int k = -r->k_max; k <= r->k_max; k++) *ruling_cell(r, k, x, y) += sign;
+}
+
+/* The candidates: the thin pixels (a column run of at most `thin`) of ink runs along the rows
+ * at least max(8, w / LINE_RUN) long, gaps of up to LINE_GAP px included. A line turned a
+ * little is a staircase of such runs; a faint one, broken by the threshold, a dashed row.
+ * Returns their number. */
+static size_t ruling_candidates(struct ruling *r, const struct view *v, int thin) {
+    const int w = v->w, min_run = w / LINE_RUN > 8 ? w / LINE_RUN : 8;
+    size_t n = 0;
+    int top;
+    memset(r->cand, 0, (size_t)w * (size_t)v->h);
+    for (int y = 0; y < v->h; y++) {
+        for (int x = 0; x < w;) {
+            if (!*view_at(v, x, y)) {
+                x++;
+                continue;
+            }
+            int end = x;
+            for (int gap = 0; end < w && gap <= LINE_GAP;)
+                gap = *view_at(v, end++, y) ? 0 : gap + 1;
+            while (!*view_at(v, end - 1, y)) end--; /* end: past the run's last ink */
+            for (int xx = x; xx < end && end - x >= min_run; xx++) {
+                const int c = *view_at(v, xx, y) && column_run(v, xx, y, thin, &top) <= thin;
+                r->cand[(size_t)y * (size_t)w + (size_t)xx] = (uint8_t)c;
+                n += (size_t)c;
+            }
+            x = end;
+        }
+    }
+    return n;
+}
+
+/* The strongest line left, as its centre's row at x = 0 (*y0) and slope *k; its votes: those
+ * of two neighbouring intercepts, as a line's pixels straddle them. */
+static int32_t ruling_peak(const struct ruling *r, int *k, float *y0) {
+    int32_t best = 0;
+    *k = 0, *y0 = 0.0f;
+    for (int kk = -r->k_max; kk <= r->k_max; kk++) {
+        const int32_t *a = r->acc + (size_t)(kk + r->k_max) * (size_t)r->nb;
+        for (int b = 0; b + 1 < r->nb; b++)
+            if (a[b] + a[b + 1] > best) best = a[b] + a[b + 1], *k = kk, *y0 = (float)b + 0.5f;
+    }
+    *y0 -= (float)(r->k_max + 1);
+    return best;
+}
+
+/* Take the candidates within `near` px of line (k, y0) off it; returns the width they span. */
+static int ruling_take(struct ruling *r, int k, float y0, float near) {
+    int x_min = r->w, x_max = -1;
+    for (int x = 0; x < r->w; x++) {
+        const float yc = y0 + (float)k * (float)x / (float)r->w;
+        const int lo = (int)ceilf(yc - near), hi = (int)floorf(yc + near);
+        for (int y = lo < 0 ? 0 : lo; y <= hi && y < r->h; y++) {
+            uint8_t *c = r->cand + (size_t)y * (size_t)r->w + (size_t)x;
+            if (!*c) continue;
+            *c = 0;
+            ruling_vote(r, x, y, -1);
+            x_min = x < x_min ? x : x_min;
+            x_max = x;
+        }
+    }
+    return x_max - x_min + 1;
+}
+
+/* The run of ink down column x through the line's centre yc, or a pixel next to it: its
+ * first row and length (at most limit + 1, as column_run); 0 where the line has a gap. */
+static int line_run(const struct view *v, int x, float yc, int limit, int *top) {
+    const int c = (int)lrintf(yc);
+    for (int d = 0; d <= 1; d++)
+        for (int y = c - d; y <= c + d; y += 2 * d + !d)
+            if (y >= 0 && y < v->h && *view_at(v, x, y)) return column_run(v, x, y, limit, top);
+    return 0;
+}
+
+/* The lines found: slope k / w and centre y0 at x = 0 each. */
+struct lines {
+    int n, k[MAX_LINES];
+    float y0[MAX_LINES];
+};
+
+/* Step 3b, across: remove from the view the ruled lines that run along its rows.
+ * 1. Candidates (ruling_candidates), thin: at most max(3, h / LINE_THIN) px across. Lines are
+ *    thin; the strokes of a digit big enough for long runs are not.
+ * 2. Lines: a Hough transform over slopes up to LINE_TILT, strongest first: a line has
+ *    candidates over at least LINE_FILL of the width within LINE_NEAR px, spread across at
+ *    least LINE_SPAN of it. A digit's bar spans the digit, not the picture; its candidates are
+ *    taken off the transform too, but it is no line. One line alone is left alone: it may be
+ *    a thin 1 that fills the picture, and ruled paper shows more than one.
+ * 3. Thickness: the most common length of the column runs through the lines. Where a stroke
+ *    crosses or touches a line the column run is longer, so only the runs up to 1.5x that
+ *    length (the line alone) are erased: the digit keeps its pixels where it crosses.
+ * cand: (h,w) scratch. Returns CNN_OK or CNN_ERR_NOMEM. */
+static int strip_lines_across(const struct view *v, uint8_t *cand) {
+    const int w = v->w, h = v->h, thin = h / LINE_THIN > 3 ? h / LINE_THIN : 3;
+    struct ruling r = {w, h, (int)ceil(LINE_TILT * w), 0, NULL, cand};
+    r.nb = h + 2 * r.k_max + 3;
+    if (ruling_candidates(&r, v, thin) < LINE_FILL * w) return CNN_OK;
+    r.acc = calloc((size_t)(2 * r.k_max + 1) * (size_t)r.nb, sizeof *r.acc);
+    struct lines *ln = malloc(sizeof *ln);
+    if (!r.acc || !ln) {
+        free(r.acc), free(ln);
+        return CNN_ERR_NOMEM;
+    }
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            if (cand[(size_t)y * (size_t)w + (size_t)x]) ruling_vote(&r, x, y, 1);
+    ln->n = 0;
+    for (int guard = 0; guard < h && ln->n < MAX_LINES; guard++) {
+        if (ruling_peak(&r, &ln->k[ln->n], &ln->y0[ln->n]) < LINE_FILL * w) break;
+        const float near = LINE_NEAR + 0.5f * (float)thin; /* all of it, at its thickest */
+        if (ruling_take(&r, ln->k[ln->n], ln->y0[ln->n], near) >= LINE_SPAN * w) ln->n++;
+    }
+    int runs[LINE_THIN_MAX + 2] = {0}, top, mode = 1;
+    const int limit = thin < LINE_THIN_MAX ? thin : LINE_THIN_MAX;
+    for (int j = 0; j < ln->n; j++)
+        for (int x = 0; x < w; x++)
+            runs[line_run(v, x, ln->y0[j] + (float)ln->k[j] * (float)x / (float)w, limit, &top)]++;
+    for (int len = 1; len <= limit; len++)
+        if (runs[len] > runs[mode]) mode = len;
+    const int longest = mode + (mode + 1) / 2;
+    for (int j = 0; j < ln->n && ln->n >= 2; j++)
+        for (int x = 0; x < w; x++) {
+            const float yc = ln->y0[j] + (float)ln->k[j] * (float)x / (float)w;
+            const int len = line_run(v, x, yc, longest, &top);
+            for (int y = top; len && len <= longest && y < top + len; y++) *view_at(v, x, y) = 0;
+        }
+    free(r.acc), free(ln);
+    return CNN_OK;
+}
+
+/* Step 3b. Remove the ruled lines of lined or squared paper from ink (h,w): those along the
+ * rows (strip_lines_across), then those along the columns. A crossing of two lines goes with
+ * the second pass, once the first has taken the line across it. Pictures under LINE_MIN px
+ * a side have no lines worth finding. */
+static int strip_ruled_lines(uint8_t *ink, int w, int h) {
+    if (w < LINE_MIN || h < LINE_MIN) return CNN_OK;
+    uint8_t *cand = malloc((size_t)w * (size_t)h);
+    if (!cand) return CNN_ERR_NOMEM;
+    const struct view rows = {ink, w, h, 1, (size_t)w}, columns = {ink, h, w, (size_t)w, 1};
+    int rc = strip_lines_across(&rows, cand);
+    if (rc == CNN_OK) rc = strip_lines_across(&columns, cand);
+    free(cand);
+    return rc;
+}
+
 /* Up to k indices (into out, heaviest first) of the heaviest components c[1..nc] with
  * mass >= min_mass, other than skip. O(nc k): this bounds the pairwise work below, which an
  * image of thousands of equal specks would otherwise make quadratic in nc. */
@@ -837,6 +1043,9 @@ static int heaviest(const struct comp *c, int nc, double min_mass, int skip, int
  *   - a component that touches an image edge and runs along >= 80% of it;
  *   - a straight line (8 times longer than wide) along an edge, in its outer quarter, at
  *     least 60% as long as that edge;
+ *   - a wedge: a component in the outer quarter of an edge that meets it along 3/4 of its
+ *     own box's side there (the desk beyond the corner of a page photographed at a slant; a
+ *     stroke crossing the edge meets it along its width only);
  *   - a sparse component (ink on < 12% of its box) whose box holds another component of
  *     >= 10% of its mass (an outline around the digit).
  * Tiny images have no frames. list: MAX_CAND ints of scratch. */
@@ -848,8 +1057,14 @@ static void mark_frames(struct comp *c, int nc, int w, int h, int *list) {
         const int cw = q->x1 - q->x0 + 1, ch = q->y1 - q->y0 + 1;
         const int hline = 8 * ch <= cw && 5 * cw >= 3 * w && (4 * q->y1 < h || 4 * q->y0 > 3 * h);
         const int vline = 8 * cw <= ch && 5 * ch >= 3 * h && (4 * q->x1 < w || 4 * q->x0 > 3 * w);
+        const int tb = q->touch[0] > q->touch[1] ? q->touch[0] : q->touch[1];
+        const int lr = q->touch[2] > q->touch[3] ? q->touch[2] : q->touch[3];
+        const int wedge = (4 * tb >= 3 * cw && (4 * q->x1 < w || 4 * q->x0 > 3 * w)) ||
+                          (4 * lr >= 3 * ch && (4 * q->y1 < h || 4 * q->y0 > 3 * h));
+        c[k].edge = q->x0 == 0 || q->x1 == w - 1 || q->y0 == 0 || q->y1 == h - 1;
         c[k].frame = ((q->y0 == 0 || q->y1 == h - 1) && 5 * cw >= 4 * w) ||
-                     ((q->x0 == 0 || q->x1 == w - 1) && 5 * ch >= 4 * h) || hline || vline;
+                     ((q->x0 == 0 || q->x1 == w - 1) && 5 * ch >= 4 * h) || hline || vline ||
+                     (wedge && q->count >= WEDGE_MIN);
         if (q->mass > mmax) mmax = q->mass;
     }
     /* Only the heaviest components (>= 5% of the heaviest, at most MAX_CAND) matter. */
@@ -909,7 +1124,7 @@ static size_t choose_components(struct comp *c, int nc, int *cand, int box[4]) {
             struct comp *q = &c[cand[j]];
             if (q->keep || q->frame) continue;
             const int gap = box_gap(q, box);
-            if (gap > near && (gap > far || q->mass < KEEP_BIG * c[seed].mass)) continue;
+            if (gap > near && (gap > far || q->edge || q->mass < KEEP_BIG * c[seed].mass)) continue;
             q->keep = 1;
             kept += q->count;
             if (q->x0 < box[0]) box[0] = q->x0;
@@ -992,6 +1207,8 @@ static int find_digit(const uint8_t *ink, int w, int h, struct digit *dg) {
             struct comp *q = &c[lab[i]];
             q->count++;
             q->mass += ink[i];
+            q->touch[0] += y == 0, q->touch[1] += y == h - 1;
+            q->touch[2] += x == 0, q->touch[3] += x == w - 1;
             if (x < q->x0) q->x0 = x;
             if (x > q->x1) q->x1 = x;
             if (y < q->y0) q->y0 = y;
@@ -1233,8 +1450,9 @@ int cnn_image_prepare(const struct cnn_image *img, uint8_t out[28 * 28],
     if (range < MIN_CONTRAST) goto fail;
 
     /* 2-6. */
-    int tw = 0, th = 0;
-    rc = ink_map(v, hv, w, h, dark, modelled, ink);
+    int tw = 0, th = 0, flat = 0;
+    rc = ink_map(v, hv, w, h, dark, modelled, ink, &flat);
+    if (rc == CNN_OK && !flat) rc = strip_ruled_lines(ink, w, h);
     if (rc == CNN_OK) rc = find_digit(ink, w, h, &dg);
     if (rc == CNN_OK) rc = scale_to_box(&dg, box, &tw, &th);
     if (rc == CNN_OK) rc = place_by_mass(box, tw, th, out);
