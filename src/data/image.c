@@ -120,11 +120,10 @@
 #define LINE_RUN 8                         /* ruled lines: runs >= 1/LINE_RUN of the side, ... */
 #define LINE_TILT 0.07                     /* ... turned up to this slope (4 degrees), ... */
 #define LINE_GAP 3                         /* ... gaps of up to this many px bridged, ... */
-#define LINE_NEAR 2.0f                     /* ... within this many px of a straight line, ... */
+#define LINE_NEAR 2.0f                     /* ... (taken within this many px of it), ... */
 #define LINE_FILL 0.15                     /* ... over this much of the side, ... */
 #define LINE_SPAN 0.6                      /* ... spread across this much of it, ... */
-#define LINE_THIN 40                       /* ... at most 1/LINE_THIN of the other side thick, */
-#define LINE_THIN_MAX 64                   /* ... and at most this many px */
+#define LINE_THIN 40                       /* ... and at most 1/LINE_THIN of the other side thick */
 #define MAX_LINES 256                      /* ruled lines removed in each direction */
 #define LINE_MIN 64                        /* smaller pictures: no ruled lines looked for */
 #define WEDGE_MIN 64                       /* px: smaller components meeting an edge are specks */
@@ -958,17 +957,48 @@ struct lines {
     float y0[MAX_LINES];
 };
 
+/* The ruled lines through the candidates of r (ruling_candidates), strongest first: the most
+ * votes in two neighbouring intercepts at one slope (the line's pixels within a pixel of a
+ * straight line), at least LINE_FILL of the width; with them, every candidate within
+ * LINE_NEAR px plus half the thickest line is taken off the transform. A line is kept when
+ * what was taken spreads across at least LINE_SPAN of the width. */
+static void find_lines(struct ruling *r, int thin, struct lines *ln) {
+    const float near = LINE_NEAR + 0.5f * (float)thin;
+    ln->n = 0;
+    for (int guard = 0; guard < r->h && ln->n < MAX_LINES; guard++) {
+        if (ruling_peak(r, &ln->k[ln->n], &ln->y0[ln->n]) < LINE_FILL * r->w) break;
+        if (ruling_take(r, ln->k[ln->n], ln->y0[ln->n], near) >= LINE_SPAN * r->w) ln->n++;
+    }
+}
+
+/* Erase the lines ln from the view: the column runs through each of them up to 1.5x the
+ * most common one (thin px at most). Where a stroke crosses or touches a line, the run is
+ * longer, and the digit keeps its pixels. */
+static void erase_lines(const struct view *v, const struct lines *ln, int thin) {
+    int runs[WORK_MAX / LINE_THIN + 2] = {0}, top, mode = 1;
+    for (int j = 0; j < ln->n; j++)
+        for (int x = 0; x < v->w; x++)
+            runs[line_run(v, x, ln->y0[j] + (float)ln->k[j] * (float)x / (float)v->w, thin,
+                          &top)]++;
+    for (int len = 1; len <= thin; len++)
+        if (runs[len] > runs[mode]) mode = len;
+    const int longest = mode + (mode + 1) / 2;
+    for (int j = 0; j < ln->n; j++)
+        for (int x = 0; x < v->w; x++) {
+            const float yc = ln->y0[j] + (float)ln->k[j] * (float)x / (float)v->w;
+            const int len = line_run(v, x, yc, longest, &top);
+            for (int y = top; len && len <= longest && y < top + len; y++) *view_at(v, x, y) = 0;
+        }
+}
+
 /* Step 3b, across: remove from the view the ruled lines that run along its rows.
  * 1. Candidates (ruling_candidates), thin: at most max(3, h / LINE_THIN) px across. Lines are
  *    thin; the strokes of a digit big enough for long runs are not.
- * 2. Lines: a Hough transform over slopes up to LINE_TILT, strongest first: a line has
- *    candidates over at least LINE_FILL of the width within LINE_NEAR px, spread across at
- *    least LINE_SPAN of it. A digit's bar spans the digit, not the picture; its candidates are
- *    taken off the transform too, but it is no line. One line alone is left alone: it may be
- *    a thin 1 that fills the picture, and ruled paper shows more than one.
- * 3. Thickness: the most common length of the column runs through the lines. Where a stroke
- *    crosses or touches a line the column run is longer, so only the runs up to 1.5x that
- *    length (the line alone) are erased: the digit keeps its pixels where it crosses.
+ * 2. Lines (find_lines): a Hough transform over slopes up to LINE_TILT. A digit's bar spans
+ *    the digit, not the picture; its candidates are taken off the transform too, but it is no
+ *    line. One line alone is left alone: it may be a thin 1 that fills the picture, and ruled
+ *    paper shows more than one.
+ * 3. Erasing (erase_lines) where the line is alone.
  * cand: (h,w) scratch. Returns CNN_OK or CNN_ERR_NOMEM. */
 static int strip_lines_across(const struct view *v, uint8_t *cand) {
     const int w = v->w, h = v->h, thin = h / LINE_THIN > 3 ? h / LINE_THIN : 3;
@@ -984,26 +1014,8 @@ static int strip_lines_across(const struct view *v, uint8_t *cand) {
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++)
             if (cand[(size_t)y * (size_t)w + (size_t)x]) ruling_vote(&r, x, y, 1);
-    ln->n = 0;
-    for (int guard = 0; guard < h && ln->n < MAX_LINES; guard++) {
-        if (ruling_peak(&r, &ln->k[ln->n], &ln->y0[ln->n]) < LINE_FILL * w) break;
-        const float near = LINE_NEAR + 0.5f * (float)thin; /* all of it, at its thickest */
-        if (ruling_take(&r, ln->k[ln->n], ln->y0[ln->n], near) >= LINE_SPAN * w) ln->n++;
-    }
-    int runs[LINE_THIN_MAX + 2] = {0}, top, mode = 1;
-    const int limit = thin < LINE_THIN_MAX ? thin : LINE_THIN_MAX;
-    for (int j = 0; j < ln->n; j++)
-        for (int x = 0; x < w; x++)
-            runs[line_run(v, x, ln->y0[j] + (float)ln->k[j] * (float)x / (float)w, limit, &top)]++;
-    for (int len = 1; len <= limit; len++)
-        if (runs[len] > runs[mode]) mode = len;
-    const int longest = mode + (mode + 1) / 2;
-    for (int j = 0; j < ln->n && ln->n >= 2; j++)
-        for (int x = 0; x < w; x++) {
-            const float yc = ln->y0[j] + (float)ln->k[j] * (float)x / (float)w;
-            const int len = line_run(v, x, yc, longest, &top);
-            for (int y = top; len && len <= longest && y < top + len; y++) *view_at(v, x, y) = 0;
-        }
+    find_lines(&r, thin, ln);
+    if (ln->n >= 2) erase_lines(v, ln, thin);
     free(r.acc), free(ln);
     return CNN_OK;
 }
