@@ -844,5 +844,45 @@ expect_exit 1 --banner -- "$mnist" train --limit 2000 --val 500 --epochs 2 --thr
 [ -n "$why" ] || cmp -s "$K" "$tmp/keep.orig" || why="$K changed by a run that diverged"
 check "diverging run: exit 1, names epoch, batch and learning rate; --out untouched"
 
+# ---------------------------------------------------------------------------------------------
+section "scripts/ensemble (2 members of fast, --limit 2000)"
+
+ens=(--members 2 --preset fast --seed 5 --dir "$tmp/ens" --data "$data" -- --limit 2000 --val 500
+    --threads 2)
+run env BUILD="$build" "$root/scripts/ensemble" "${ens[@]}"
+[ "$rc" = 0 ] || why="exit $rc"
+[ -n "$why" ] || [ -f "$tmp/ens/member-5.model" ] && [ -f "$tmp/ens/member-6.model" ] ||
+    why="${why:-member models missing}"
+[ -n "$why" ] || [ ! -e "$tmp/ens/member-5.model.ckpt" ] || why="checkpoint left behind"
+[ -n "$why" ] || has "$(cat "$tmp/out")" 'ensemble' &&
+    has "$(cat "$tmp/out")" 'member .*member-5\.model: [0-9.]+%' &&
+    has "$(cat "$tmp/out")" 'member .*member-6\.model: [0-9.]+%'
+cp "$tmp/out" "$tmp/ens.out"
+# the ensemble's accuracy is the one `mnist eval` gives both models together
+run "$mnist" eval --model "$tmp/ens/member-5.model" --model "$tmp/ens/member-6.model" \
+    --data "$data" --json
+[ -n "$why" ] || py 'import json, re, sys
+acc = 100 * json.load(open(sys.argv[1]))["accuracy"]
+shown = re.search(r"^accuracy ([0-9.]+)% .* - ensemble$", open(sys.argv[2]).read(), re.M).group(1)
+assert abs(acc - float(shown)) < 0.006, (acc, shown)' "$tmp/out" "$tmp/ens.out"
+check "ensemble: trains two members in turn, evaluates them together and alone"
+
+cp "$tmp/ens/member-5.model" "$tmp/ens5.orig"
+run env BUILD="$build" "$root/scripts/ensemble" "${ens[@]}"
+[ "$rc" = 0 ] || why="exit $rc"
+[ -n "$why" ] || [ "$(grep -c '(kept)' "$tmp/out")" = 2 ] || why="members not kept"
+[ -n "$why" ] || cmp -s "$tmp/ens/member-5.model" "$tmp/ens5.orig" || why="member retrained"
+check "ensemble again: both members kept, not trained again"
+
+for bad_args in "--members 0" "--members 1e3" "--seed -1" "--dir $tmp/ens5.orig" "--data $tmp/none" \
+    "--frobnicate"; do
+    # shellcheck disable=SC2086 # word splitting wanted
+    run env BUILD="$build" "$root/scripts/ensemble" $bad_args
+    [ "$rc" = 2 ] || why="exit $rc"
+    [ -n "$why" ] || [ "$(wc -l < "$tmp/err")" = 1 ] || why="stderr is not one line"
+    [ -n "$why" ] || has "$(cat "$tmp/err")" "^ensemble: .*${bad_args%% *}"
+    check "ensemble $bad_args: exit 2, one line naming it"
+done
+
 echo "cli: $passed passed, $failed failed (${SECONDS}s)"
 [ "$failed" -eq 0 ]
