@@ -68,7 +68,9 @@
  * of it, on a dark desk, reads as light ink on a dark background); a single ruled line (the
  * only one in the picture) through the digit joins it, as does a line fainter than the
  * threshold in most places; a stroke along 80% or more of an edge (a 7 cropped right at its
- * bar) reads as the page's edge; of two digits, the heavier one is prepared (and
+ * bar), or along most of its own length in an edge's outer quarter (a 1 cropped right at its
+ * stroke), reads as the page's edge or the desk, and is taken only when nothing else is
+ * there; of two digits, the heavier one is prepared (and
  * cnn_image_to_mnist_found says there were two: count_objects).
  *
  * Decoding (cnn_image_decode) sniffs the format from the first bytes. PNG goes to libpng and
