@@ -1000,7 +1000,7 @@ static void erase_lines(const struct view *v, const struct lines *ln, int thin) 
  *    the digit, not the picture; its candidates are taken off the transform too, but it is no
  *    line. One line alone is left alone: it may be a thin 1 that fills the picture, and ruled
  *    paper shows more than one.
- * 3. Erasing (erase_lines) where the line is alone.
+ * 3. Erasing (erase_lines), with two lines or more, where no stroke crosses them.
  * cand: (h,w) scratch. Returns CNN_OK or CNN_ERR_NOMEM. */
 static int strip_lines_across(const struct view *v, uint8_t *cand) {
     const int w = v->w, h = v->h, thin = h / LINE_THIN > 3 ? h / LINE_THIN : 3;
