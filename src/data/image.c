@@ -787,7 +787,7 @@ struct comp {
     double mass;        /* sum of ink values */
     int x0, y0, x1, y1; /* inclusive bounding box */
     int frame;          /* never the digit: see mark_frames */
-    int edge;           /* touches the picture's edge */
+    int edge;           /* touches the picture's edge (mark_frames: never in tiny pictures) */
     int touch[4];       /* its pixels on the top, bottom, left and right edges */
     int keep;
 };
@@ -871,8 +871,13 @@ struct ruling {
     uint8_t *cand;       /* (h,w): 1 = a candidate on no line found yet */
 };
 
+/* The row at column x of the line of slope k / w through row y0 at x = 0. */
+static inline float line_y(int k, float y0, int x, int w) {
+    return y0 + (float)k * (float)x / (float)w;
+}
+
 static inline int32_t *ruling_cell(const struct ruling *r, int k, int x, int y) {
-    const int b = (int)lrintf((float)y - (float)k * (float)x / (float)r->w) + r->k_max + 1;
+    const int b = (int)lrintf((float)y - line_y(k, 0.0f, x, r->w)) + r->k_max + 1;
     return r->acc + (size_t)(k + r->k_max) * (size_t)r->nb + (size_t)b;
 }
 
@@ -929,7 +934,7 @@ static int32_t ruling_peak(const struct ruling *r, int *k, float *y0) {
 static int ruling_take(struct ruling *r, int k, float y0, float near) {
     int x_min = r->w, x_max = -1;
     for (int x = 0; x < r->w; x++) {
-        const float yc = y0 + (float)k * (float)x / (float)r->w;
+        const float yc = line_y(k, y0, x, r->w);
         const int lo = (int)ceilf(yc - near), hi = (int)floorf(yc + near);
         for (int y = lo < 0 ? 0 : lo; y <= hi && y < r->h; y++) {
             uint8_t *c = r->cand + (size_t)y * (size_t)r->w + (size_t)x;
@@ -980,15 +985,13 @@ static void erase_lines(const struct view *v, const struct lines *ln, int thin) 
     int runs[WORK_MAX / LINE_THIN + 2] = {0}, top, mode = 1;
     for (int j = 0; j < ln->n; j++)
         for (int x = 0; x < v->w; x++)
-            runs[line_run(v, x, ln->y0[j] + (float)ln->k[j] * (float)x / (float)v->w, thin,
-                          &top)]++;
+            runs[line_run(v, x, line_y(ln->k[j], ln->y0[j], x, v->w), thin, &top)]++;
     for (int len = 1; len <= thin; len++)
         if (runs[len] > runs[mode]) mode = len;
     const int longest = mode + (mode + 1) / 2;
     for (int j = 0; j < ln->n; j++)
         for (int x = 0; x < v->w; x++) {
-            const float yc = ln->y0[j] + (float)ln->k[j] * (float)x / (float)v->w;
-            const int len = line_run(v, x, yc, longest, &top);
+            const int len = line_run(v, x, line_y(ln->k[j], ln->y0[j], x, v->w), longest, &top);
             for (int y = top; len && len <= longest && y < top + len; y++) *view_at(v, x, y) = 0;
         }
 }
@@ -1052,6 +1055,11 @@ static int heaviest(const struct comp *c, int nc, double min_mass, int skip, int
     return n;
 }
 
+/* Whether q's box reaches an edge of the picture (h,w). */
+static int touches_edge(const struct comp *q, int w, int h) {
+    return q->x0 == 0 || q->y0 == 0 || q->x1 == w - 1 || q->y1 == h - 1;
+}
+
 /* Step 4a'. Mark frames (c[1..nc]), never chosen as the digit (the outline of a page on a
  * desk, a table edge, a scanner's border):
  *   - a component that touches an image edge and runs along >= 80% of it;
@@ -1075,7 +1083,7 @@ static void mark_frames(struct comp *c, int nc, int w, int h, int *list) {
         const int lr = q->touch[2] > q->touch[3] ? q->touch[2] : q->touch[3];
         const int wedge = (4 * tb >= 3 * cw && (4 * q->x1 < w || 4 * q->x0 > 3 * w)) ||
                           (4 * lr >= 3 * ch && (4 * q->y1 < h || 4 * q->y0 > 3 * h));
-        c[k].edge = q->x0 == 0 || q->x1 == w - 1 || q->y0 == 0 || q->y1 == h - 1;
+        c[k].edge = touches_edge(q, w, h);
         c[k].frame = ((q->y0 == 0 || q->y1 == h - 1) && 5 * cw >= 4 * w) ||
                      ((q->x0 == 0 || q->x1 == w - 1) && 5 * ch >= 4 * h) || hline || vline ||
                      (wedge && q->count >= WEDGE_MIN);
@@ -1175,8 +1183,7 @@ static int count_objects(const struct comp *c, int nc, int w, int h, int *list) 
     int n = heaviest(c, nc, MANY_MASS * c[top].mass, 0, list, MAX_CAND), m = 0;
     for (int a = 0; a < n; a++) { /* keep the digit-sized ones inside the picture */
         const struct comp *q = &c[list[a]];
-        if (!q->frame && comp_side(q) >= MANY_SIDE * side && q->x0 > 0 && q->y0 > 0 &&
-            q->x1 < w - 1 && q->y1 < h - 1)
+        if (!q->frame && comp_side(q) >= MANY_SIDE * side && !touches_edge(q, w, h))
             list[m++] = list[a];
     }
     int group[MAX_CAND], groups = m;
