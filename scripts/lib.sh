@@ -18,6 +18,9 @@ usage_error() {
     exit 2
 }
 
+# need_value FLAG ARGC: the flag (with ARGC = $# words left, itself included) has a value
+need_value() { [ "$2" -ge 2 ] || usage_error "$1 needs a value"; }
+
 # posint FLAG VALUE [MAX]: VALUE is a whole number in 1..MAX (default 999999999), or exit 2
 posint() {
     local max=${3:-999999999}
