@@ -1350,6 +1350,34 @@ static void test_stroke_touching_border(void **state) {
     }
 }
 
+/* Ruled photos at the sizes where the line search starts (64 px a side: under it none) and at
+ * odd and lopsided sizes up to a work image downscaled by 3 (2049x1025): each is prepared
+ * (run under ASan in CI), and a digit is found in it. */
+static void test_ruled_odd_sizes(void **state) {
+    (void)state;
+    need_mnist();
+    static const int sizes[][2] = {{64, 64},   {63, 64},   {64, 63},     {65, 97},    {97, 65},
+                                   {1023, 71}, {71, 1023}, {1500, 1100}, {2049, 1025}};
+    for (int s = 0; s < (int)(sizeof sizes / sizeof *sizes); s++)
+        for (int ruled = 1; ruled <= 2; ruled++) {
+            rng_state = 60 + (uint64_t)s;
+            struct photo ph = {.w = sizes[s][0],
+                               .h = sizes[s][1],
+                               .noise = 6,
+                               .blur = 1.2,
+                               .quality = 85,
+                               .ramp = 0.4,
+                               .ruled = ruled,
+                               .tilt = 0.03};
+            ph.scale = fmin(ph.w, ph.h) / 34.0;
+            struct mem m = render_photo(digit(7 + s), &ph);
+            uint8_t out[PIX];
+            const int rc = encoded_to_mnist(&m, out);
+            free(m.p);
+            if (rc != CNN_OK) fail_msg("%dx%d, ruled %d: %s", ph.w, ph.h, ruled, cnn_errmsg());
+        }
+}
+
 /* What ruled lines are not: one long thin straight stroke (a 1 written with a fine pen, from
  * the top of the picture to its bottom; a 7 whose bar crosses 80% of it) on a photographed
  * page, not a flat canvas, is the digit, and stays whole. Asserted: r > 0.9 within a 1 px
@@ -1588,6 +1616,7 @@ int main(void) {
         cmocka_unit_test(test_shadow_and_desk),
         cmocka_unit_test(test_ruled_and_slanted_pages),
         cmocka_unit_test(test_long_strokes_not_ruled),
+        cmocka_unit_test(test_ruled_odd_sizes),
         cmocka_unit_test(test_light_on_dark_photo),
         cmocka_unit_test(test_raw_mnist_passthrough),
         cmocka_unit_test(test_polarity),
