@@ -264,6 +264,14 @@ CNN_API int cnn_predict(const struct cnn_model *m, struct cnn_ctx *ctx, const fl
 /* The same from raw u8 pixels (n, c, h, w), applying the model's normalisation. [ctx] */
 CNN_API int cnn_predict_u8(const struct cnn_model *m, struct cnn_ctx *ctx,
                            const uint8_t *pixels, int n, float *probs);
+/* Test-time augmentation: the mean of the probabilities over cnn_tta_views(m) views of each
+ * image: itself, shifted by one pixel in each of the four directions (0 enters at the edge),
+ * and its mirror when the model was trained on mirror images (metadata recipe.augment = flip).
+ * It costs that many predictions, and whether it helps depends on the data: measure it on
+ * validation images. pixels (n, c, h, w) raw u8; probs (n, n_classes) out. [ctx] */
+CNN_API int cnn_tta_views(const struct cnn_model *m); /* 5 or 6 [safe] */
+CNN_API int cnn_predict_u8_tta(const struct cnn_model *m, struct cnn_ctx *ctx,
+                               const uint8_t *pixels, int n, float *probs);
 /* Typicality: how much each image looks like the model's training images, beside its
  * probabilities. A softmax is confident far from its data (a letter X reads as a 4 at 85%);
  * typicality is the fraction of the model's validation images that look less typical than

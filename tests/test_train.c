@@ -1092,6 +1092,68 @@ static void test_augment_flip(void **state) {
     free(d.labels);
 }
 
+/* Pixel (y, x) of plane (h, w) seen as test-time view v, written from the definition (cnn.h):
+ * shifted by one pixel right, left, down, up with 0 entering, or mirrored. */
+static uint8_t view_pixel(const uint8_t *plane, int h, int w, int v, int y, int x) {
+    static const int dx[6] = {0, 1, -1, 0, 0, 0}, dy[6] = {0, 0, 0, 1, -1, 0};
+    const int sy = y - dy[v], sx = v == 5 ? w - 1 - x : x - dx[v];
+    return sy < 0 || sy >= h || sx < 0 || sx >= w ? 0 : plane[sy * w + sx];
+}
+
+/* cnn_predict_u8_tta against the mean of cnn_predict_u8 over views made by view_pixel: two
+ * channels of 9x13 (so a transposed or single-plane view would show), 97 images through a
+ * context of 32 (a remainder of 1), without and with the mirror that recipe.augment = flip
+ * adds. Then its errors. */
+static void test_tta_views(void **state) {
+    (void)state;
+    enum { N = 97, C = 2, H = 9, W = 13, K = 10, IN = C * H * W };
+    struct cnn_model *net, *other;
+    assert_int_equal(cnn_model_new("conv 3 3, relu, dense 10", C, H, W, &net), CNN_OK);
+    struct cnn_rng r;
+    cnn_rng_seed(&r, 5);
+    cnn_model_init_params(net, &r);
+    uint8_t *px = malloc(N * IN), *seen = malloc(N * IN);
+    float *want = malloc(sizeof(float) * N * K), *p = malloc(sizeof(float) * N * K);
+    float *got = malloc(sizeof(float) * N * K);
+    assert_true(px && seen && want && p && got);
+    for (int i = 0; i < N * IN; i++) px[i] = (uint8_t)(cnn_rng_u64(&r) >> 56);
+    struct cnn_ctx *ctx;
+    assert_int_equal(cnn_ctx_new(net, 32, 1, &ctx), CNN_OK);
+    for (int flip = 0; flip <= 1; flip++) {
+        if (flip) assert_int_equal(cnn_model_set_meta(net, "recipe.augment", "flip"), CNN_OK);
+        const int views = cnn_tta_views(net);
+        assert_int_equal(views, flip ? 6 : 5);
+        memset(want, 0, sizeof(float) * N * K);
+        for (int v = 0; v < views; v++) {
+            for (int q = 0; q < N * C; q++)
+                for (int y = 0; y < H; y++)
+                    for (int x = 0; x < W; x++)
+                        seen[q * H * W + y * W + x] = view_pixel(px + q * H * W, H, W, v, y, x);
+            assert_int_equal(cnn_predict_u8(net, ctx, seen, N, p), CNN_OK);
+            for (int j = 0; j < N * K; j++) want[j] += p[j] / (float)views;
+        }
+        assert_int_equal(cnn_predict_u8_tta(net, ctx, px, N, got), CNN_OK);
+        double worst = 0, moved = 0;
+        assert_int_equal(cnn_predict_u8(net, ctx, px, N, p), CNN_OK);
+        for (int j = 0; j < N * K; j++) {
+            worst = fmax(worst, fabs(got[j] - want[j]));
+            moved = fmax(moved, fabs(got[j] - p[j]));
+        }
+        printf("    tta, %d views: worst difference from the reference %.2g; from one view %.2g\n",
+               views, worst, moved);
+        assert_true(worst < 1e-6);
+        assert_true(moved > 1e-3); /* the views do change the answer */
+    }
+    check_error(cnn_predict_u8_tta(net, ctx, px, -1, got), CNN_ERR_ARG, "negative");
+    assert_int_equal(cnn_model_new("dense 10", C, H, W, &other), CNN_OK);
+    check_error(cnn_predict_u8_tta(other, ctx, px, N, got), CNN_ERR_ARG, "context");
+    assert_int_equal(cnn_predict_u8_tta(net, ctx, px, 0, got), CNN_OK);
+    cnn_model_free(other);
+    cnn_ctx_free(ctx);
+    cnn_model_free(net);
+    free(px), free(seen), free(want), free(p), free(got);
+}
+
 /* A run resumed on other data is refused: the checkpoint's fingerprint differs. */
 static void test_resume_other_data(void **state) {
     (void)state;
@@ -1247,6 +1309,7 @@ int main(void) {
         cmocka_unit_test(test_reducer),
         cmocka_unit_test(test_resume_other_data),
         cmocka_unit_test(test_augment_flip),
+        cmocka_unit_test(test_tta_views),
         cmocka_unit_test(test_resume_v1_checkpoint),
     };
     const int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
