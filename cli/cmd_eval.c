@@ -1,7 +1,9 @@
 /*
  * cmd_eval.c - `mnist eval`: accuracy, per-class precision/recall/F1/support, macro and
  * weighted averages, the confusion matrix, the most confident mistakes, and speed.
- * Several --model flags make an ensemble: their probabilities are averaged.
+ * Several --model flags make an ensemble: their probabilities are averaged. --split val
+ * evaluates on the images the models' training held out, to choose (an ensemble, test-time
+ * augmentation) without reading the test set.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -9,6 +11,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "report.h"
 
 #define MAX_MODELS 16
 
@@ -16,7 +19,10 @@ static void usage(FILE *f) {
     fputs("usage: mnist eval --model FILE [--model FILE...] [OPTIONS]\n"
           "  --model FILE      a trained model; several average their probabilities\n"
           "  --data DIR        IDX files (default data/mnist)\n"
-          "  --split NAME      test (default) or train\n"
+          "  --split NAME      test (default), train, or val: the images the models'\n"
+          "                    training held out (found from their metadata)\n"
+          "  --tta             test-time augmentation: average each model over views of every\n"
+          "                    image (1-pixel shifts; mirrors for models trained with flip)\n"
           "  --mistakes N      list the N most confident mistakes (default 10)\n"
           "  --threads N       default: all cores\n"
           "  --limit N         only the first N images of the split\n"
@@ -36,11 +42,11 @@ static int by_confidence(const void *a, const void *b) {
     return (x < y) - (x > y);
 }
 
-static void print_text(const struct cnn_metrics *m, const struct mistake *mk, int n_mk,
-                       double ips, int n_models) {
+static void print_text(const struct cnn_metrics *m, const struct mistake *mk, int n_mk, double ips,
+                       int n_models, int tta) {
     const int k = m->n_classes;
-    printf("accuracy %.2f%% (%ld of %ld)%s\n\n", 100.0 * m->accuracy, m->correct, m->n,
-           n_models > 1 ? " - ensemble" : "");
+    printf("accuracy %.2f%% (%ld of %ld)%s%s\n\n", 100.0 * m->accuracy, m->correct, m->n,
+           n_models > 1 ? " - ensemble" : "", tta ? " - test-time augmentation" : "");
     printf("class  precision  recall      f1  support\n");
     for (int c = 0; c < k; c++)
         printf("%5d  %9.4f  %6.4f  %6.4f  %7ld%s\n", c, m->precision[c], m->recall[c], m->f1[c],
@@ -66,11 +72,12 @@ static void print_text(const struct cnn_metrics *m, const struct mistake *mk, in
     printf("\n%.0f images/s\n", ips);
 }
 
-static void print_json(const struct cnn_metrics *m, const struct mistake *mk, int n_mk,
-                       double ips, char **models, int n_models, const char *split) {
+static void print_json(const struct cnn_metrics *m, const struct mistake *mk, int n_mk, double ips,
+                       char **models, int n_models, const char *split, int tta) {
     const int k = m->n_classes;
     printf("{\"split\":");
     cli_json_str(stdout, split);
+    printf(",\"tta\":%s", tta ? "true" : "false");
     printf(",\"models\":[");
     for (int i = 0; i < n_models; i++) {
         if (i) printf(",");
@@ -100,9 +107,10 @@ static void print_json(const struct cnn_metrics *m, const struct mistake *mk, in
     printf("],\"images_per_s\":%.1f}\n", ips);
 }
 
-/* One model's probabilities for every image of ds, in batches of 256 on `threads` threads;
- * the seconds it took are added to *secs. Prints the error and returns 1 on failure. */
-static int predict_model(const char *path, const struct cnn_dataset *ds, int threads,
+/* One model's probabilities for every image of ds (averaged over its views with tta), in
+ * batches of 256 on `threads` threads; the seconds it took are added to *secs. Prints the
+ * error and returns 1 on failure. */
+static int predict_model(const char *path, const struct cnn_dataset *ds, int threads, int tta,
                          float *probs, double *secs) {
     struct cnn_model *m;
     struct cnn_ctx *ctx = NULL;
@@ -119,7 +127,7 @@ static int predict_model(const char *path, const struct cnn_dataset *ds, int thr
         cli_err("%s: %s", path, cnn_errmsg());
     else {
         const double t0 = cli_now();
-        if (cnn_predict_u8(m, ctx, ds->images, ds->n, probs))
+        if ((tta ? cnn_predict_u8_tta : cnn_predict_u8)(m, ctx, ds->images, ds->n, probs))
             cli_err("%s: %s", path, cnn_errmsg());
         else
             status = 0;
@@ -132,7 +140,7 @@ static int predict_model(const char *path, const struct cnn_dataset *ds, int thr
 
 struct eval_args {
     char *models[MAX_MODELS];
-    int n_models, json, n_mistakes, threads, limit;
+    int n_models, json, n_mistakes, threads, limit, tta;
     const char *data, *split, *probs_path;
 };
 
@@ -157,12 +165,17 @@ static int write_probs(const char *path, const float *p, int n, int k) {
 
 /* Returns -1 to go on, else the exit status. */
 static int parse_args(int argc, char **argv, struct eval_args *a) {
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},   {"data", required_argument, 0, 'd'},
-        {"split", required_argument, 0, 's'},   {"mistakes", required_argument, 0, 'k'},
-        {"threads", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'},
-        {"limit", required_argument, 0, 'n'},   {"probs", required_argument, 0, 'p'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
+                                         {"data", required_argument, 0, 'd'},
+                                         {"split", required_argument, 0, 's'},
+                                         {"mistakes", required_argument, 0, 'k'},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"json", no_argument, 0, 'j'},
+                                         {"limit", required_argument, 0, 'n'},
+                                         {"probs", required_argument, 0, 'p'},
+                                         {"tta", no_argument, 0, 'a'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     int ch;
     memset(a, 0, sizeof *a);
     a->n_mistakes = 10;
@@ -180,8 +193,8 @@ static int parse_args(int argc, char **argv, struct eval_args *a) {
             break;
         case 'd': a->data = optarg; break;
         case 's':
-            if (strcmp(optarg, "test") && strcmp(optarg, "train")) {
-                cli_err("--split: '%s' is neither 'test' nor 'train'", optarg);
+            if (strcmp(optarg, "test") && strcmp(optarg, "train") && strcmp(optarg, "val")) {
+                cli_err("--split: '%s' is not 'test', 'train' or 'val'", optarg);
                 return 2;
             }
             a->split = optarg;
@@ -193,6 +206,9 @@ static int parse_args(int argc, char **argv, struct eval_args *a) {
             if (cli_int("--threads", optarg, 0, 1024, &a->threads)) return 2;
             break;
         case 'j': a->json = 1; break;
+        case 'a':
+            a->tta = 1;
+            break;
         case 'n':
             if (cli_int("--limit", optarg, 1, 100000000, &a->limit)) return 2;
             break;
@@ -213,6 +229,53 @@ static int parse_args(int argc, char **argv, struct eval_args *a) {
     return -1;
 }
 
+/* Every model given with --split val must have held out the images the first one did. */
+static int same_split(const struct cnn_model *first, const char *first_path, const char *path) {
+    static const char *const keys[] = {"data_fingerprint", "val_fingerprint"};
+    struct cnn_model *m;
+    if (cnn_model_load(path, &m) != CNN_OK) {
+        cli_err("%s", cnn_errmsg());
+        return 1;
+    }
+    int rc = 0;
+    for (int i = 0; i < 2 && !rc; i++) {
+        const char *want = cnn_model_meta(first, keys[i]), *have = cnn_model_meta(m, keys[i]);
+        if (!have || strcmp(want, have)) {
+            cli_err("%s: its training held out other images than %s's (%s %s, not %s); "
+                    "--split val needs models trained on the same data and split",
+                    path, first_path, keys[i], have ? have : "missing", want);
+            rc = 1;
+        }
+    }
+    cnn_model_free(m);
+    return rc;
+}
+
+/* The images --split names, into *ds. For val, the images the first model's training held
+ * out of the training set, which every other model must have held out too; *index gives
+ * each one's number in the training file. Returns 0, or 1 after printing the error. */
+static int load_split(const struct eval_args *a, struct cnn_dataset *ds, int **index) {
+    if (strcmp(a->split, "val")) {
+        if (cnn_dataset_load_dir(a->data, a->split, ds) == CNN_OK) return 0;
+        cli_err("%s", cnn_errmsg());
+        return 1;
+    }
+    struct cnn_dataset train = {0};
+    struct cnn_model *first = NULL;
+    int rc = 1;
+    if (cnn_dataset_load_dir(a->data, "train", &train) != CNN_OK ||
+        cnn_model_load(a->models[0], &first) != CNN_OK)
+        cli_err("%s", cnn_errmsg());
+    else if ((rc = report_val_split(first, a->models[0], &train, ds, index)) == 2) {
+        cli_err("%s: trained with --val 0, so it held out no images to evaluate on", a->models[0]);
+        rc = 1;
+    }
+    for (int i = 1; !rc && i < a->n_models; i++) rc = same_split(first, a->models[0], a->models[i]);
+    cnn_model_free(first);
+    cnn_dataset_free(&train);
+    return rc;
+}
+
 int cmd_eval(int argc, char **argv) {
     struct eval_args a;
     int status = parse_args(argc, argv, &a);
@@ -220,11 +283,9 @@ int cmd_eval(int argc, char **argv) {
     struct cnn_dataset ds = {0};
     float *probs = NULL, *sum = NULL;
     struct mistake *mk = NULL;
+    int *index = NULL; /* --split val: each image's number in the training file */
     status = 1;
-    if (cnn_dataset_load_dir(a.data, a.split, &ds) != CNN_OK) {
-        cli_err("%s", cnn_errmsg());
-        return 1;
-    }
+    if (load_split(&a, &ds, &index)) goto done;
     if (a.limit && a.limit < ds.n) ds.n = a.limit; /* the first images; the arrays stay whole */
     const int k = ds.n_classes;
     probs = malloc(sizeof(float) * (size_t)ds.n * k);
@@ -236,7 +297,7 @@ int cmd_eval(int argc, char **argv) {
     }
     double secs = 0;
     for (int i = 0; i < a.n_models; i++) {
-        if (predict_model(a.models[i], &ds, a.threads, probs, &secs)) goto done;
+        if (predict_model(a.models[i], &ds, a.threads, a.tta, probs, &secs)) goto done;
         for (size_t j = 0; j < (size_t)ds.n * k; j++) sum[j] += probs[j] / (float)a.n_models;
     }
     if (a.probs_path && write_probs(a.probs_path, sum, ds.n, k)) goto done;
@@ -247,21 +308,23 @@ int cmd_eval(int argc, char **argv) {
         const float *p = sum + (size_t)i * k;
         const int best = cnn_argmax(p, k);
         cnn_metrics_add(&m, ds.labels[i], best);
-        if (best != ds.labels[i]) mk[n_mk++] = (struct mistake){i, ds.labels[i], best, p[best]};
+        if (best != ds.labels[i])
+            mk[n_mk++] = (struct mistake){index ? index[i] : i, ds.labels[i], best, p[best]};
     }
     cnn_metrics_finish(&m);
     qsort(mk, (size_t)n_mk, sizeof *mk, by_confidence);
     if (n_mk > a.n_mistakes) n_mk = a.n_mistakes;
     const double ips = secs > 0 ? (double)ds.n * a.n_models / secs : 0;
     if (a.json)
-        print_json(&m, mk, n_mk, ips, a.models, a.n_models, a.split);
+        print_json(&m, mk, n_mk, ips, a.models, a.n_models, a.split, a.tta);
     else
-        print_text(&m, mk, n_mk, ips, a.n_models);
+        print_text(&m, mk, n_mk, ips, a.n_models, a.tta);
     status = 0;
 done:
     free(probs);
     free(sum);
     free(mk);
+    free(index);
     cnn_dataset_free(&ds);
     return status;
 }

@@ -13,6 +13,9 @@
 #   train     a small run: model written atomically (no *.tmp* left), JSON log, one stdout line
 #             per epoch, `info --json` metadata, `eval --json` figures consistent with the
 #             confusion matrix, and an ensemble of one model twice equal to the model
+#   val, tta  `eval --split val` finds the held-out images (accuracy = the recorded val_acc,
+#             mistakes numbered as in the training file) and refuses a model without them,
+#             models with different splits and other data; `--tta` changes the probabilities
 #   resume    SIGKILL after the first checkpoint + --resume, SIGINT (exit 130) and SIGTERM
 #             (exit 143) + --resume,
 #             both end with the same weights_crc32 as an uninterrupted run
@@ -436,6 +439,50 @@ for b in 1 3 97 129; do
     check "train --batch $b over $((4 * b + 1)) images, with batch norm"
 done
 
+section "eval --split val and --tta"
+
+# --split val finds the images the run held out; their accuracy is the val_acc it recorded
+expect_exit 0 -- "$mnist" info "$M" --json
+cp "$tmp/out" "$tmp/info.json"
+expect_exit 0 -- "$mnist" eval --model "$M" --data "$data" --split val --json --mistakes 1000
+[ -n "$why" ] || py 'import json, sys
+d, meta = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))["meta"]
+assert d["split"] == "val" and d["tta"] is False and d["n"] == 500, (d["split"], d["n"])
+assert abs(d["accuracy"] - float(meta["val_acc"])) < 1e-6, (d["accuracy"], meta["val_acc"])
+labels = open(sys.argv[3] + "/train-labels-idx1-ubyte", "rb").read()[8:]
+assert d["mistakes"], "no mistakes to check"
+for m in d["mistakes"]:  # numbered as in the training file, where the label is the same
+    assert 0 <= m["index"] < 2000 and labels[m["index"]] == m["label"], m' \
+    "$tmp/out" "$tmp/info.json" "$data"
+check "eval --split val: the 500 held-out images, accuracy = the model's val_acc, indices in the file"
+
+expect_exit 0 -- "$mnist" eval --model "$M" --data "$data" --split val --probs "$tmp/p1.txt"
+expect_exit 0 -- "$mnist" eval --model "$M" --data "$data" --split val --tta --json \
+    --probs "$tmp/p5.txt"
+[ -n "$why" ] || has "$(head -c 200 "$tmp/out")" '"tta":true' && py 'import sys
+rows = [[list(map(float, l.split())) for l in open(f)] for f in sys.argv[1:3]]
+assert len(rows[0]) == len(rows[1]) == 500
+assert all(abs(sum(r) - 1) < 1e-4 for r in rows[1])
+moved = max(abs(a - b) for r0, r1 in zip(*rows) for a, b in zip(r0, r1))
+assert moved > 1e-3, "--tta changed no probability (%g)" % moved' "$tmp/p1.txt" "$tmp/p5.txt"
+check "eval --tta: probabilities still sum to 1, and differ from one view"
+
+expect_exit 0 -- "$mnist" train "${tiny[@]}" --val 0 --epochs 1 --out "$tmp/noval.model"
+expect_exit 1 -- "$mnist" eval --model "$tmp/noval.model" --data "$data" --split val &&
+    hasf "$errline" "$tmp/noval.model" && has "${errline//$tmp/}" 'held out no images'
+check "eval --split val, model trained with --val 0: exit 1, names the model"
+
+expect_exit 1 -- "$mnist" eval --model "$M" --model "$tmp/rem/a.model" --data "$data" --split val &&
+    hasf "$errline" "$tmp/rem/a.model" && has "${errline//$tmp/}" 'held out other images'
+check "eval --split val, models with different splits: exit 1, names the odd one"
+
+mkdir -p "$tmp/t10k-as-train"
+ln -sf "$data/t10k-images-idx3-ubyte" "$tmp/t10k-as-train/train-images-idx3-ubyte"
+ln -sf "$data/t10k-labels-idx1-ubyte" "$tmp/t10k-as-train/train-labels-idx1-ubyte"
+expect_exit 1 -- "$mnist" eval --model "$M" --data "$tmp/t10k-as-train" --split val &&
+    hasf "$errline" "$M" && has "${errline//$tmp/}" 'not the images its training held out'
+check "eval --split val on other data: exit 1, the fingerprints differ"
+
 section "resume paths and class names"
 
 # A resumed run writes its checkpoint back to the file resumed and its model to --out, else to
@@ -858,14 +905,28 @@ run env BUILD="$build" "$root/scripts/ensemble" "${ens[@]}"
     has "$(cat "$tmp/out")" 'member .*member-5\.model: [0-9.]+%' &&
     has "$(cat "$tmp/out")" 'member .*member-6\.model: [0-9.]+%'
 cp "$tmp/out" "$tmp/ens.out"
-# the ensemble's accuracy is the one `mnist eval` gives both models together
-run "$mnist" eval --model "$tmp/ens/member-5.model" --model "$tmp/ens/member-6.model" \
-    --data "$data" --json
+# --tta is taken when the validation split says so, and the ensemble's test accuracy is the one
+# `mnist eval` gives both models together with those views
+pair=(--model "$tmp/ens/member-5.model" --model "$tmp/ens/member-6.model" --data "$data" --json)
+run "$mnist" eval "${pair[@]}" --split val
+cp "$tmp/out" "$tmp/ens.val1.json"
+run "$mnist" eval "${pair[@]}" --split val --tta
+cp "$tmp/out" "$tmp/ens.val5.json"
+views=()
+if grep -q '^validation: .*: --tta$' "$tmp/ens.out"; then views=(--tta); fi
+run "$mnist" eval "${pair[@]}" "${views[@]}"
 [ -n "$why" ] || py 'import json, re, sys
-acc = 100 * json.load(open(sys.argv[1]))["accuracy"]
-shown = re.search(r"^accuracy ([0-9.]+)% .* - ensemble$", open(sys.argv[2]).read(), re.M).group(1)
-assert abs(acc - float(shown)) < 0.006, (acc, shown)' "$tmp/out" "$tmp/ens.out"
-check "ensemble: trains two members in turn, evaluates them together and alone"
+acc = [100 * json.load(open(f))["accuracy"] for f in sys.argv[1:4]]
+out = open(sys.argv[4]).read()
+v = re.search(r"^validation: ([0-9.]+)% one view, ([0-9.]+)% with --tta: (.*)$", out, re.M)
+assert v, "no validation line"
+assert abs(float(v[1]) - acc[0]) < 0.006 and abs(float(v[2]) - acc[1]) < 0.006, (v[0], acc)
+assert (v[3] == "--tta") == (round(acc[1], 2) > round(acc[0], 2)), v[0]
+t = re.search(r"^accuracy ([0-9.]+)% .* - ensemble( - test-time augmentation)?$", out, re.M)
+assert abs(acc[2] - float(t[1])) < 0.006, (acc[2], t[0])
+assert (t[2] is not None) == (v[3] == "--tta"), (t[0], v[0])' \
+    "$tmp/ens.val1.json" "$tmp/ens.val5.json" "$tmp/out" "$tmp/ens.out"
+check "ensemble: trains two members in turn, chooses --tta on validation, evaluates on test"
 
 cp "$tmp/ens/member-5.model" "$tmp/ens5.orig"
 run env BUILD="$build" "$root/scripts/ensemble" "${ens[@]}"
