@@ -319,6 +319,11 @@ static void test_conv_batches(void **state) {
         /* c * oc * tiles >= 2^15 with oc >= 8: dx by Winograd too (pad 4 - p) */
         {2, 48, 16, 16, 64, 5, 1, 2},
         {2, 40, 17, 18, 48, 5, 1, 3},
+        /* wider than 32 tiles and taller than a band: the transforms go in pieces, and the
+         * last row and column of tiles are clipped */
+        {1, 8, 41, 71, 8, 5, 1, 2},
+        {1, 8, 41, 71, 8, 3, 1, 1},
+        {1, 8, 70, 9, 8, 5, 1, 2},
     };
     struct cnn_rng rng;
     cnn_rng_seed(&rng, 13);

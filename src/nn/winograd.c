@@ -127,57 +127,134 @@ void cnn_wino_weights(const float *w, float *u, int oc, int c, int k, int flip) 
     }
 }
 
-/* The 2-D transforms of inputs and outputs work on a run of up to RUN tiles side by side in a
- * tile row: each 1-D transform is then a loop over the run, which the compiler vectorises,
- * and every store to v or from m is contiguous. */
-#define RUN 16
 #define OC_RUN 16
+
+/* The input transform takes a band of tile rows at a time, CW tile columns wide, in two
+ * passes through a small buffer:
+ *   along the rows: each of the band's 2nb + a - 2 image rows, d B for each tile, into h, the
+ *     even image rows in one half and the odd ones in the other, cw floats per row;
+ *   down the columns: B^T (d B) for each tile, where tile row r of the band reads h rows
+ *     r, r + 1, r + 2 (even, odd, even, ...): cw floats apart, so when the band spans the
+ *     whole width (cw = tw) the band's tiles are one run, as they are in v, and this pass,
+ *     which makes the a*a outputs, is one vectorised loop over all of them.
+ * Inlined with k a constant, so that the 1-D transforms unroll. The a outputs of a 1-D
+ * transform go to a rows of one buffer, a runtime distance apart, which GCC cannot tell do not
+ * overlap; `ivdep` says so, and without it the loops ran scalar. */
+#define CW 32
+#define BAND_FLOATS (6 * 10 * CW) /* per parity: a rows of (nb + a/2 - 1) * cw */
+
+static inline __attribute__((always_inline)) void
+input_band(const float *d, size_t wp, float *v, size_t plane, int tw, int nb, int cw, const int k) {
+    const int a = k + 1, hr = nb + a / 2 - 1; /* h rows per parity */
+    float h[2][BAND_FLOATS];                  /* [parity][q][h row][tile] */
+    for (int y = 0; y < 2 * hr; y++) {
+        const float *restrict row = d + (size_t)y * wp;
+        float *restrict dst = h[y & 1] + (size_t)(y >> 1) * cw;
+#pragma GCC ivdep
+        for (int j = 0; j < cw; j++) {
+            const float x[6] = {row[2 * j],
+                                row[2 * j + 1],
+                                row[2 * j + 2],
+                                row[2 * j + 3],
+                                a == 6 ? row[2 * j + 4] : 0,
+                                a == 6 ? row[2 * j + 5] : 0};
+            input_1d(k, x, 1, dst + j, (size_t)hr * cw);
+        }
+    }
+    const int rows = cw == tw ? 1 : nb, len = cw == tw ? nb * tw : cw;
+    for (int q = 0; q < a; q++)
+        for (int r = 0; r < rows; r++) {
+            const float *restrict e = h[0] + ((size_t)q * hr + r) * cw;
+            const float *restrict o = h[1] + ((size_t)q * hr + r) * cw;
+            float *restrict out = v + (size_t)q * plane + (size_t)r * tw;
+#pragma GCC ivdep
+            for (int t = 0; t < len; t++) {
+                const float x[6] = {e[t],
+                                    o[t],
+                                    e[t + cw],
+                                    o[t + cw],
+                                    a == 6 ? e[t + 2 * cw] : 0,
+                                    a == 6 ? o[t + 2 * cw] : 0};
+                input_1d(k, x, 1, out + t, (size_t)a * plane);
+            }
+        }
+}
 
 /* xp (c, 2th + k - 1, 2tw + k - 1), the padded image -> v (a*a, c, th*tw). */
 static void wino_input(const float *xp, float *v, int c, int k, int th, int tw) {
     const int a = k + 1, hp = 2 * th + k - 1, wp = 2 * tw + k - 1, nt = th * tw;
+    const int cw = tw < CW ? tw : CW, band = BAND_FLOATS / (a * cw) - (a / 2 - 1);
     const size_t plane = (size_t)c * nt;
 #pragma omp parallel for schedule(static) if ((size_t)c * nt * a * a >= CNN_OMP_MIN_WORK)
     for (int ci = 0; ci < c; ci++)
-        for (int ty = 0; ty < th; ty++)
-            for (int t0 = 0; t0 < tw; t0 += RUN) {
-                const int n = tw - t0 < RUN ? tw - t0 : RUN, xs = 2 * n + k - 1;
+        for (int ty = 0; ty < th; ty += band)
+            for (int t0 = 0; t0 < tw; t0 += cw) {
+                const int nb = th - ty < band ? th - ty : band, n = tw - t0 < cw ? tw - t0 : cw;
                 const float *d = xp + ((size_t)ci * hp + 2 * ty) * wp + 2 * t0;
-                float t[6][2 * RUN + 4]; /* B^T d: the run's a rows, transformed down */
-                for (int x = 0; x < xs; x++) input_1d(k, d + x, (size_t)wp, &t[0][x], 2 * RUN + 4);
-                const size_t at = (size_t)ci * nt + (size_t)ty * tw + t0;
-                for (int i = 0; i < a; i++) { /* (B^T d) B along each row, tile by tile */
-                    float r[6][RUN];
-                    for (int j = 0; j < n; j++) input_1d(k, &t[i][2 * j], 1, &r[0][j], RUN);
-                    for (int q = 0; q < a; q++) {
-                        float *restrict dst = v + (size_t)(i * a + q) * plane + at;
-                        for (int j = 0; j < n; j++) dst[j] = r[q][j];
-                    }
-                }
+                float *at = v + (size_t)ci * nt + (size_t)ty * tw + t0;
+                if (k == 3)
+                    input_band(d, (size_t)wp, at, plane, tw, nb, n, 3);
+                else
+                    input_band(d, (size_t)wp, at, plane, tw, nb, n, 5);
             }
+}
+
+/* The output transform, band by band like the input's: down the columns, A^T m for each tile
+ * into g (its 2 x a values; the band's tiles one run when it spans the whole width, as they
+ * are in m), then along the rows, (A^T m) A, into the output rows, clipped to the rows_left and
+ * cols_left the image still has. Inlined with k a constant. */
+#define BAND_TILES 512
+
+static inline __attribute__((always_inline)) void output_band(const float *m, size_t plane, int tw,
+                                                              int nb, int cw, float *y, int ow,
+                                                              int rows_left, int cols_left,
+                                                              const int k) {
+    const int a = k + 1, rows = cw == tw ? 1 : nb, len = cw == tw ? nb * tw : cw;
+    float g[2][6][BAND_TILES]; /* [i][q][tile of the band] */
+    for (int q = 0; q < a; q++)
+        for (int r = 0; r < rows; r++) {
+            const float *restrict src = m + (size_t)q * plane + (size_t)r * tw;
+            float *restrict dst = &g[0][q][r * cw];
+#pragma GCC ivdep
+            for (int t = 0; t < len; t++)
+                output_1d(k, src + t, (size_t)a * plane, dst + t, 6 * BAND_TILES);
+        }
+    const int w = cols_left < 2 * cw ? cols_left : 2 * cw;
+    for (int r = 0; r < nb; r++)
+        for (int i = 0; i < 2 && 2 * r + i < rows_left; i++) {
+            const float *restrict gi = &g[i][0][r * cw];
+            float out[2 * CW];
+#pragma GCC ivdep
+            for (int j = 0; j < cw; j++) {
+                const float x[6] = {gi[j],
+                                    gi[BAND_TILES + j],
+                                    gi[2 * BAND_TILES + j],
+                                    gi[3 * BAND_TILES + j],
+                                    a == 6 ? gi[4 * BAND_TILES + j] : 0,
+                                    a == 6 ? gi[5 * BAND_TILES + j] : 0};
+                output_1d(k, x, 1, out + 2 * j, 1);
+            }
+            float *restrict row = y + (size_t)(2 * r + i) * ow;
+            for (int x = 0; x < w; x++) row[x] = out[x];
+        }
 }
 
 /* m (a*a, oc, th*tw) -> y (oc, oh, ow), assigned; the last tiles are clipped at odd sizes. */
 static void wino_output(const float *m, float *y, int oc, int k, int th, int tw, int oh, int ow) {
     const int a = k + 1, nt = th * tw;
+    const int cw = tw < CW ? tw : CW, band = BAND_TILES / cw;
     const size_t plane = (size_t)oc * nt;
 #pragma omp parallel for schedule(static) if ((size_t)oc * nt * a * a >= CNN_OMP_MIN_WORK)
     for (int o = 0; o < oc; o++)
-        for (int ty = 0; ty < th; ty++)
-            for (int t0 = 0; t0 < tw; t0 += RUN) {
-                const int n = tw - t0 < RUN ? tw - t0 : RUN;
-                const size_t at = (size_t)o * nt + (size_t)ty * tw + t0;
-                float t[2][6][RUN], r[2][2 * RUN]; /* A^T m (2, a) per tile, then the rows */
-                for (int j = 0; j < a; j++)
-                    for (int q = 0; q < n; q++)
-                        output_1d(k, m + j * plane + at + q, a * plane, &t[0][j][q], 6 * RUN);
-                for (int i = 0; i < 2; i++)
-                    for (int q = 0; q < n; q++) output_1d(k, &t[i][0][q], RUN, &r[i][2 * q], 1);
-                const int x0 = 2 * t0, w = ow - x0 < 2 * n ? ow - x0 : 2 * n;
-                for (int i = 0; i < 2 && 2 * ty + i < oh; i++) {
-                    float *row = y + ((size_t)o * oh + 2 * ty + i) * ow + x0;
-                    for (int x = 0; x < w; x++) row[x] = r[i][x];
-                }
+        for (int ty = 0; ty < th; ty += band)
+            for (int t0 = 0; t0 < tw; t0 += cw) {
+                const int nb = th - ty < band ? th - ty : band, n = tw - t0 < cw ? tw - t0 : cw;
+                const float *at = m + (size_t)o * nt + (size_t)ty * tw + t0;
+                float *out = y + ((size_t)o * oh + 2 * ty) * ow + 2 * t0;
+                if (k == 3)
+                    output_band(at, plane, tw, nb, n, out, ow, oh - 2 * ty, ow - 2 * t0, 3);
+                else
+                    output_band(at, plane, tw, nb, n, out, ow, oh - 2 * ty, ow - 2 * t0, 5);
             }
 }
 
