@@ -18,7 +18,7 @@ enum { VIEW_SAME, VIEW_RIGHT, VIEW_LEFT, VIEW_DOWN, VIEW_UP, VIEW_MIRROR, VIEWS_
 
 int cnn_tta_views(const struct cnn_model *m) {
     const char *aug = cnn_model_meta(m, "recipe.augment");
-    return aug && !strcmp(aug, "flip") ? VIEWS_MAX : VIEW_MIRROR;
+    return aug && !strcmp(aug, "flip") ? VIEWS_MAX : VIEW_MIRROR; /* all, or those before it */
 }
 
 /* One plane (h, w) seen as `view` into dst (h, w). */
