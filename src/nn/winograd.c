@@ -241,10 +241,9 @@ static inline __attribute__((always_inline)) void output_band(const float *m, si
 
 /* m (a*a, oc, th*tw) -> y (oc, oh, ow), assigned; the last tiles are clipped at odd sizes. */
 static void wino_output(const float *m, float *y, int oc, int k, int th, int tw, int oh, int ow) {
-    const int a = k + 1, nt = th * tw;
-    const int cw = tw < CW ? tw : CW, band = BAND_TILES / cw;
+    const int nt = th * tw, cw = tw < CW ? tw : CW, band = BAND_TILES / cw;
     const size_t plane = (size_t)oc * nt;
-#pragma omp parallel for schedule(static) if ((size_t)oc * nt * a * a >= CNN_OMP_MIN_WORK)
+#pragma omp parallel for schedule(static) if (plane * (k + 1) * (k + 1) >= CNN_OMP_MIN_WORK)
     for (int o = 0; o < oc; o++)
         for (int ty = 0; ty < th; ty += band)
             for (int t0 = 0; t0 < tw; t0 += cw) {
