@@ -18,7 +18,8 @@
  *           G   = [1/4 0 0 0 0; -1/6 (1 1 1 1 1); -1/6 (1 -1 1 -1 1);
  *                  1/24 (1 2 4 8 16); 1/24 (1 -2 4 -8 16); 0 0 0 0 1]
  *           A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 1]
- * Each 2-D transform is its 1-D one down the columns, then along the rows. The reference is
+ * Each 2-D transform is its 1-D one along the rows and down the columns (in either order: they
+ * commute; the input transform goes along the rows first). The reference is
  * cnn_conv2d_forward_naive; test_kernels compares every layer shape that takes this path.
  */
 #include "internal.h"
