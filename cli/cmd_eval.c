@@ -110,14 +110,9 @@ static void print_json(const struct cnn_metrics *m, const struct mistake *mk, in
 /* One model's probabilities for every image of ds (averaged over its views with tta), in
  * batches of 256 on `threads` threads; the seconds it took are added to *secs. Prints the
  * error and returns 1 on failure. */
-static int predict_model(const char *path, const struct cnn_dataset *ds, int threads, int tta,
-                         float *probs, double *secs) {
-    struct cnn_model *m;
+static int predict_model(const struct cnn_model *m, const char *path, const struct cnn_dataset *ds,
+                         int threads, int tta, float *probs, double *secs) {
     struct cnn_ctx *ctx = NULL;
-    if (cnn_model_load(path, &m) != CNN_OK) {
-        cli_err("%s", cnn_errmsg());
-        return 1;
-    }
     int c, h, w, status = 1;
     cnn_model_input_shape(m, &c, &h, &w);
     if (c != 1 || h != ds->h || w != ds->w || cnn_model_n_classes(m) != ds->n_classes)
@@ -134,7 +129,6 @@ static int predict_model(const char *path, const struct cnn_dataset *ds, int thr
         *secs += cli_now() - t0;
     }
     cnn_ctx_free(ctx);
-    cnn_model_free(m);
     return status;
 }
 
@@ -230,13 +224,9 @@ static int parse_args(int argc, char **argv, struct eval_args *a) {
 }
 
 /* Every model given with --split val must have held out the images the first one did. */
-static int same_split(const struct cnn_model *first, const char *first_path, const char *path) {
+static int same_split(const struct cnn_model *first, const char *first_path,
+                      const struct cnn_model *m, const char *path) {
     static const char *const keys[] = {"data_fingerprint", "val_fingerprint"};
-    struct cnn_model *m;
-    if (cnn_model_load(path, &m) != CNN_OK) {
-        cli_err("%s", cnn_errmsg());
-        return 1;
-    }
     int rc = 0;
     for (int i = 0; i < 2 && !rc; i++) {
         const char *want = cnn_model_meta(first, keys[i]), *have = cnn_model_meta(m, keys[i]);
@@ -247,31 +237,30 @@ static int same_split(const struct cnn_model *first, const char *first_path, con
             rc = 1;
         }
     }
-    cnn_model_free(m);
     return rc;
 }
 
-/* The images --split names, into *ds. For val, the images the first model's training held
- * out of the training set, which every other model must have held out too; *index gives
- * each one's number in the training file. Returns 0, or 1 after printing the error. */
-static int load_split(const struct eval_args *a, struct cnn_dataset *ds, int **index) {
+/* The images --split names, into *ds. For val, the images the first of the loaded models'
+ * training held out of the training set, which every other model must have held out too;
+ * *index gives each one's number in the training file. Returns 0, or 1 after printing the
+ * error. */
+static int load_split(const struct eval_args *a, struct cnn_model *const *nets,
+                      struct cnn_dataset *ds, int **index) {
     if (strcmp(a->split, "val")) {
         if (cnn_dataset_load_dir(a->data, a->split, ds) == CNN_OK) return 0;
         cli_err("%s", cnn_errmsg());
         return 1;
     }
     struct cnn_dataset train = {0};
-    struct cnn_model *first = NULL;
     int rc = 1;
-    if (cnn_dataset_load_dir(a->data, "train", &train) != CNN_OK ||
-        cnn_model_load(a->models[0], &first) != CNN_OK)
+    if (cnn_dataset_load_dir(a->data, "train", &train) != CNN_OK)
         cli_err("%s", cnn_errmsg());
-    else if ((rc = report_val_split(first, a->models[0], &train, ds, index)) == 2) {
+    else if ((rc = report_val_split(nets[0], a->models[0], &train, ds, index)) == 2) {
         cli_err("%s: trained with --val 0, so it held out no images to evaluate on", a->models[0]);
         rc = 1;
     }
-    for (int i = 1; !rc && i < a->n_models; i++) rc = same_split(first, a->models[0], a->models[i]);
-    cnn_model_free(first);
+    for (int i = 1; !rc && i < a->n_models; i++)
+        rc = same_split(nets[0], a->models[0], nets[i], a->models[i]);
     cnn_dataset_free(&train);
     return rc;
 }
@@ -284,8 +273,14 @@ int cmd_eval(int argc, char **argv) {
     float *probs = NULL, *sum = NULL;
     struct mistake *mk = NULL;
     int *index = NULL; /* --split val: each image's number in the training file */
+    struct cnn_model *nets[MAX_MODELS] = {0};
     status = 1;
-    if (load_split(&a, &ds, &index)) goto done;
+    for (int i = 0; i < a.n_models; i++)
+        if (cnn_model_load(a.models[i], &nets[i]) != CNN_OK) {
+            cli_err("%s", cnn_errmsg());
+            goto done;
+        }
+    if (load_split(&a, nets, &ds, &index)) goto done;
     if (a.limit && a.limit < ds.n) ds.n = a.limit; /* the first images; the arrays stay whole */
     const int k = ds.n_classes;
     probs = malloc(sizeof(float) * (size_t)ds.n * k);
@@ -297,7 +292,7 @@ int cmd_eval(int argc, char **argv) {
     }
     double secs = 0;
     for (int i = 0; i < a.n_models; i++) {
-        if (predict_model(a.models[i], &ds, a.threads, a.tta, probs, &secs)) goto done;
+        if (predict_model(nets[i], a.models[i], &ds, a.threads, a.tta, probs, &secs)) goto done;
         for (size_t j = 0; j < (size_t)ds.n * k; j++) sum[j] += probs[j] / (float)a.n_models;
     }
     if (a.probs_path && write_probs(a.probs_path, sum, ds.n, k)) goto done;
@@ -325,6 +320,7 @@ done:
     free(sum);
     free(mk);
     free(index);
+    for (int i = 0; i < a.n_models; i++) cnn_model_free(nets[i]);
     cnn_dataset_free(&ds);
     return status;
 }

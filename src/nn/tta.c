@@ -63,9 +63,10 @@ int cnn_predict_u8_tta(const struct cnn_model *m, struct cnn_ctx *ctx, const uin
         float *out = probs + (size_t)i0 * k;
         memset(out, 0, sizeof(float) * (size_t)b * k);
         for (int v = 0; !rc && v < views; v++) {
-            for (size_t q = 0; q < (size_t)b * c; q++)
-                view_plane(pixels + (size_t)i0 * in + q * plane, h, w, v, seen + q * plane);
-            rc = cnn_predict_u8(m, ctx, seen, b, p);
+            const uint8_t *x = pixels + (size_t)i0 * in; /* VIEW_SAME: the images themselves */
+            for (size_t q = 0; v != VIEW_SAME && q < (size_t)b * c; q++)
+                view_plane(x + q * plane, h, w, v, seen + q * plane);
+            rc = cnn_predict_u8(m, ctx, v == VIEW_SAME ? x : seen, b, p);
             for (size_t j = 0; !rc && j < (size_t)b * k; j++) out[j] += p[j] / (float)views;
         }
     }
