@@ -132,6 +132,13 @@ size_t cnn_wino_ws_size(int c, int h, int w, int oc, int k, int p);
  * padding p, no bias: oh = h + 2p - k + 1, ow likewise. ws: cnn_wino_ws_size floats. */
 void cnn_wino_conv(const float *x, const float *u, float *y, float *ws, int c, int h, int w, int oc,
                    int k, int p);
+/* The weight gradient, for n images x (n, c, h, w) and output gradients dy (n, oc, oh, ow):
+ * du (a*a, oc, c) += their products in the transformed domain (zero it before the first call);
+ * then dw (oc, c, k, k) += the kernels' gradient from du. ws: cnn_wino_dw_ws_size floats. */
+size_t cnn_wino_dw_ws_size(int c, int h, int w, int oc, int k, int p);
+void cnn_wino_dw(const float *x, const float *dy, float *du, float *ws, int n, int c, int h, int w,
+                 int oc, int k, int p);
+void cnn_wino_dw_finish(const float *du, float *dw, int oc, int c, int k);
 /* x (c, h, w) -> pad (c, hp, wp) with x at (p, p) and zeros around it; returns x itself when
  * no padding is asked for (p = 0, hp = h, wp = w). (conv2d.c) */
 const float *cnn_pad_planes(const float *restrict x, float *restrict pad, int c, int h, int w,

@@ -324,6 +324,10 @@ static void test_conv_batches(void **state) {
         {1, 8, 41, 71, 8, 5, 1, 2},
         {1, 8, 41, 71, 8, 3, 1, 1},
         {1, 8, 70, 9, 8, 5, 1, 2},
+        /* dw by Winograd (25 tiles or more, oc >= 8) puts the tiles of 256 / tiles images in
+         * one product: here groups of 11 + 2 and 9 + 2 images */
+        {13, 8, 10, 10, 8, 3, 1, 1},
+        {11, 8, 11, 9, 12, 5, 1, 2},
     };
     struct cnn_rng rng;
     cnn_rng_seed(&rng, 13);

@@ -17,13 +17,12 @@
  *   dw (oc, c*k*k)     += dy[i] @ col^T;  db[o] += sum dy[i, o, :]
  *   dcol (c*k*k, oh*ow) = w^T @ dy[i];     dx[i] = col2im(dcol)
  * 3x3 and 5x5 stride-1 layers with 8 or more input channels take Winograd instead
- * (winograd.c) for forward and, where the products are large enough, for dx. Their transformed
- * kernels are prepared with the model (ops->prepare) for inference, and made per call in
- * training, where the params change every step.
- * A team thread (ctx.c) runs this on its own images with one-threaded sgemm. One thread alone
- * with the whole batch lets cnn_gemm, im2col and col2im split each image across threads.
- * Parameters: w then b; weight decay applies to w only.
- * The _naive functions are direct loops in double, the reference for tests.
+ * (winograd.c) for forward and, where the products are large enough, for dx and dw. Their
+ * transformed kernels are prepared with the model (ops->prepare) for inference, and made per call
+ * in training, where the params change every step. A team thread (ctx.c) runs this on its own
+ * images with one-threaded sgemm. One thread alone with the whole batch lets cnn_gemm, im2col and
+ * col2im split each image across threads. Parameters: w then b; weight decay applies to w only. The
+ * _naive functions are direct loops in double, the reference for tests.
  */
 #include <stdio.h>
 #include <math.h>
@@ -110,6 +109,16 @@ static int use_winograd_dx(const struct cnn_layer *l) {
     return use_winograd(&t) && (long)l->in.c * l->out.c * tiles >= least;
 }
 
+/* The weight gradient by Winograd (cnn_wino_dw) where the forward may take it, with at least
+ * 8 output channels and 25 tiles. One thread, backward per image, 2026-12-01: pytorch/examples'
+ * 32 -> 64 at 26x26 364-388 us against 450-470 with im2col; the default preset's 5x5 32 -> 64
+ * at 14x14 284-302 against 474; the fast preset's 16 -> 32 at 14x14 47-50 against 58. At 7x7
+ * (16 tiles, a quarter of their outputs past the edge) it was 5-10% slower. */
+static int use_winograd_dw(const struct cnn_layer *l) {
+    const long tiles = (long)((l->out.h + 1) / 2) * ((l->out.w + 1) / 2);
+    return use_winograd(l) && l->out.c >= WINO_MIN_C && tiles >= 25;
+}
+
 /* Winograd only when each thread has whole images to itself (a team, or one thread). When one
  * image is shared by the threads (latency), im2col's single large product splits better than
  * a*a small ones. */
@@ -117,22 +126,32 @@ static int owns_images(const struct cnn_team *team) {
     return team || cnn_threads_now() == 1;
 }
 
+static size_t max2(size_t a, size_t b) {
+    return a > b ? a : b;
+}
+
 /* One image's im2col matrix (reused for dcol in backward), then its padded copy; or, if
- * larger, what the Winograd forward needs. */
+ * larger, what the Winograd forward needs. Backward: the dx kernels and the dw sums in the
+ * transformed domain where Winograd makes them, then scratch for each step in turn. */
 static size_t conv_ws_size(const struct cnn_layer *l, int n) {
     (void)n;
     const size_t p = (size_t)l->cfg.conv.pad, k = (size_t)l->cfg.conv.k;
     const size_t im = (size_t)l->in.c * k * k * l->out.h * l->out.w +
                       (p ? (size_t)l->in.c * (l->in.h + 2 * p) * (l->in.w + 2 * p) : 0);
-    size_t ws = use_winograd(l) ? wino_u_size(l) + wino_ws_size(l) : 0;
-    ws = im > ws ? im : ws;
-    if (use_winograd_dx(l)) { /* backward: U, then im2col for dw or the dx scratch in turn */
+    const size_t fwd = max2(im, use_winograd(l) ? wino_u_size(l) + wino_ws_size(l) : 0);
+    size_t kept = 0, scratch = 0;
+    if (use_winograd_dx(l)) {
         const struct cnn_layer t = dx_layer(l);
-        const size_t u = wino_u_size(l), wd = u + wino_ws_size(&t);
-        ws = u + im > ws ? u + im : ws;
-        ws = wd > ws ? wd : ws;
+        kept += wino_u_size(l);
+        scratch = wino_ws_size(&t);
     }
-    return ws;
+    if (use_winograd_dw(l)) {
+        kept += wino_u_size(l);
+        scratch = max2(scratch, cnn_wino_dw_ws_size(l->in.c, l->in.h, l->in.w, l->out.c,
+                                                    l->cfg.conv.k, l->cfg.conv.pad));
+    }
+    scratch = max2(scratch, im); /* im2col for whichever of dw and dx does not take Winograd */
+    return max2(fwd, kept + scratch);
 }
 
 /* x (c,h,w) as the kernels below read it: x itself, or a copy in pad (c, hp, wp) at (p, p)
@@ -244,20 +263,34 @@ static void conv_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
     const int oh = l->out.h, ow = l->out.w, ohw = oh * ow, ckk = c * k * k;
     const size_t chw = (size_t)c * h * w;
     const int s = l->cfg.conv.stride, p = l->cfg.conv.pad;
-    /* dx by Winograd under the same rule as forward; its kernels first, kept in ws */
-    const int wdx = b->dx && use_winograd_dx(l) && owns_images(b->team);
+    /* dw and dx by Winograd under the same rule as forward; dx's kernels and dw's sums kept
+     * at the start of ws */
+    const int own = owns_images(b->team);
+    const int wdx = b->dx && use_winograd_dx(l) && own, wdw = use_winograd_dw(l) && own;
     const struct cnn_layer dl = dx_layer(l);
-    float *u = b->ws, *rest = b->ws;
+    float *u = b->ws, *du = b->ws, *rest = b->ws;
     if (wdx) {
         cnn_wino_weights(b->p, u, oc, c, k, 1);
-        rest = u + wino_u_size(l);
+        du = rest = u + wino_u_size(l);
+    }
+    if (wdw) {
+        memset(du, 0, wino_u_size(l) * sizeof(float));
+        rest = du + wino_u_size(l);
     }
     float *dw = b->dp, *db = b->dp + l->n_decay, *col = rest, *pad = col + (size_t)ckk * ohw;
+    for (int i = 0; i < b->n; i++) { /* dy is masked in place when act is fused */
+        cnn_act_grad_sum(l, b->dy + (size_t)i * oc * ohw, b->y + (size_t)i * oc * ohw, db, oc, ohw);
+    }
+    if (wdw) {
+        cnn_wino_dw(b->x, b->dy, du, rest, b->n, c, h, w, oc, k, p);
+        cnn_wino_dw_finish(du, dw, oc, c, k);
+    }
     for (int i = 0; i < b->n; i++) {
-        float *dy = b->dy + (size_t)i * oc * ohw; /* masked in place when act is fused */
-        cnn_act_grad_sum(l, dy, b->y + (size_t)i * oc * ohw, db, oc, ohw);
-        im2col(b->x + i * chw, col, pad, c, h, w, k, s, p, oh, ow);
-        cnn_gemm(0, 1, oc, ckk, ohw, 1.0f, dy, ohw, col, ohw, 1.0f, dw, ckk);
+        float *dy = b->dy + (size_t)i * oc * ohw;
+        if (!wdw) {
+            im2col(b->x + i * chw, col, pad, c, h, w, k, s, p, oh, ow);
+            cnn_gemm(0, 1, oc, ckk, ohw, 1.0f, dy, ohw, col, ohw, 1.0f, dw, ckk);
+        }
         if (wdx) {
             cnn_wino_conv(dy, u, b->dx + i * chw, rest, oc, oh, ow, c, k, dl.cfg.conv.pad);
         } else if (b->dx) {

@@ -19,8 +19,9 @@
  *                  1/24 (1 2 4 8 16); 1/24 (1 -2 4 -8 16); 0 0 0 0 1]
  *           A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 1]
  * Each 2-D transform is its 1-D one along the rows and down the columns (in either order: they
- * commute; the input transform goes along the rows first). The reference is
- * cnn_conv2d_forward_naive; test_kernels compares every layer shape that takes this path.
+ * commute; the input transform goes along the rows first). The weight gradient runs the same
+ * products the other way (section at the end). The references are cnn_conv2d_forward_naive and
+ * cnn_conv2d_backward_naive; test_kernels compares every layer shape that takes this path.
  */
 #include "internal.h"
 
@@ -82,25 +83,53 @@ static inline void at6(const float *m, size_t ms, float *y, size_t ys) {
     y[ys] = m1 - m2 + 2.0f * (m3 - m4) + m5;
 }
 
-/* The transform for kernel size k (3 or 5). */
-static inline void kernel_1d(int k, const float *g, size_t gs, float *u, size_t us) {
-    if (k == 3)
-        g3(g, gs, u, us);
-    else
-        g5(g, gs, u, us);
+/* The transposes, for the weight gradient: an output-gradient pair (y0, y1) -> m (a) by A, and
+ * a transformed-kernel gradient du (a) -> dg (k) by G^T. */
+static inline void a4(float y0, float y1, float *m, size_t ms) {
+    m[0] = y0;
+    m[ms] = y0 + y1;
+    m[2 * ms] = y0 - y1;
+    m[3 * ms] = -y1;
 }
-static inline void input_1d(int k, const float *d, size_t ds, float *v, size_t vs) {
-    if (k == 3)
-        bt4(d, ds, v, vs);
-    else
-        bt6(d, ds, v, vs);
+
+static inline void a6(float y0, float y1, float *m, size_t ms) {
+    m[0] = y0;
+    m[ms] = y0 + y1;
+    m[2 * ms] = y0 - y1;
+    m[3 * ms] = y0 + 2.0f * y1;
+    m[4 * ms] = y0 - 2.0f * y1;
+    m[5 * ms] = y1;
 }
-static inline void output_1d(int k, const float *m, size_t ms, float *y, size_t ys) {
-    if (k == 3)
-        at4(m, ms, y, ys);
-    else
-        at6(m, ms, y, ys);
+
+static inline void gt3(const float *u, size_t us, float *g, size_t gs) {
+    const float u0 = u[0], u1 = u[us], u2 = u[2 * us], u3 = u[3 * us];
+    g[0] = u0 + 0.5f * (u1 + u2);
+    g[gs] = 0.5f * (u1 - u2);
+    g[2 * gs] = 0.5f * (u1 + u2) + u3;
 }
+
+static inline void gt5(const float *u, size_t us, float *g, size_t gs) {
+    const float u0 = u[0], u5 = u[5 * us];
+    const float s = (u[us] + u[2 * us]) * (-1.0f / 6.0f), d = (u[us] - u[2 * us]) * (-1.0f / 6.0f);
+    const float s2 = (u[3 * us] + u[4 * us]) * (1.0f / 24.0f);
+    const float d2 = (u[3 * us] - u[4 * us]) * (1.0f / 24.0f);
+    g[0] = 0.25f * u0 + s + s2;
+    g[gs] = d + 2.0f * d2;
+    g[2 * gs] = s + 4.0f * s2;
+    g[3 * gs] = d + 8.0f * d2;
+    g[4 * gs] = s + 16.0f * s2 + u5;
+}
+
+/* The transforms for kernel size k (3 or 5); k is a constant wherever speed matters, and the
+ * choice folds away. */
+#define BY_K(k, f3, f5, ...) ((k) == 3 ? f3(__VA_ARGS__) : f5(__VA_ARGS__))
+#define kernel_1d(k, ...) BY_K(k, g3, g5, __VA_ARGS__)
+#define input_1d(k, ...) BY_K(k, bt4, bt6, __VA_ARGS__)
+#define output_1d(k, ...) BY_K(k, at4, at6, __VA_ARGS__)
+#define pair_1d(k, ...) BY_K(k, a4, a6, __VA_ARGS__)
+#define kernel_grad_1d(k, ...) BY_K(k, gt3, gt5, __VA_ARGS__)
+/* f(..., k) with k = 3 or 5 a constant, for the band functions inlined below */
+#define WITH_K(k, f, ...) ((k) == 3 ? f(__VA_ARGS__, 3) : f(__VA_ARGS__, 5))
 
 int cnn_wino_supports(int k) {
     return k == 3 || k == 5;
@@ -181,22 +210,20 @@ input_band(const float *d, size_t wp, float *v, size_t plane, int tw, int nb, in
         }
 }
 
-/* xp (c, 2th + k - 1, 2tw + k - 1), the padded image -> v (a*a, c, th*tw). */
-static void wino_input(const float *xp, float *v, int c, int k, int th, int tw) {
+/* xp (c, 2th + k - 1, 2tw + k - 1), the padded image -> v (a*a, c, ld), its th*tw tiles at the
+ * start of each row of ld floats (ld > th*tw leaves room for other images' tiles). */
+static void wino_input(const float *xp, float *v, size_t ld, int c, int k, int th, int tw) {
     const int a = k + 1, hp = 2 * th + k - 1, wp = 2 * tw + k - 1, nt = th * tw;
     const int cw = tw < CW ? tw : CW, band = BAND_FLOATS / (a * cw) - (a / 2 - 1);
-    const size_t plane = (size_t)c * nt;
+    const size_t plane = (size_t)c * ld;
 #pragma omp parallel for schedule(static) if ((size_t)c * nt * a * a >= CNN_OMP_MIN_WORK)
     for (int ci = 0; ci < c; ci++)
         for (int ty = 0; ty < th; ty += band)
             for (int t0 = 0; t0 < tw; t0 += cw) {
                 const int nb = th - ty < band ? th - ty : band, n = tw - t0 < cw ? tw - t0 : cw;
                 const float *d = xp + ((size_t)ci * hp + 2 * ty) * wp + 2 * t0;
-                float *at = v + (size_t)ci * nt + (size_t)ty * tw + t0;
-                if (k == 3)
-                    input_band(d, (size_t)wp, at, plane, tw, nb, n, 3);
-                else
-                    input_band(d, (size_t)wp, at, plane, tw, nb, n, 5);
+                float *at = v + (size_t)ci * ld + (size_t)ty * tw + t0;
+                WITH_K(k, input_band, d, (size_t)wp, at, plane, tw, nb, n);
             }
 }
 
@@ -251,10 +278,7 @@ static void wino_output(const float *m, float *y, int oc, int k, int th, int tw,
                 const int nb = th - ty < band ? th - ty : band, n = tw - t0 < cw ? tw - t0 : cw;
                 const float *at = m + (size_t)o * nt + (size_t)ty * tw + t0;
                 float *out = y + ((size_t)o * oh + 2 * ty) * ow + 2 * t0;
-                if (k == 3)
-                    output_band(at, plane, tw, nb, n, out, ow, oh - 2 * ty, ow - 2 * t0, 3);
-                else
-                    output_band(at, plane, tw, nb, n, out, ow, oh - 2 * ty, ow - 2 * t0, 5);
+                WITH_K(k, output_band, at, plane, tw, nb, n, out, ow, oh - 2 * ty, ow - 2 * t0);
             }
 }
 
@@ -279,7 +303,7 @@ void cnn_wino_conv(const float *x, const float *u, float *y, float *ws, int c, i
     const int hp = 2 * th + k - 1, wp = 2 * tw + k - 1;
     float *v = ws, *m = v + (size_t)a2 * c * nt, *xp = m + (size_t)a2 * oc * nt;
     /* hp = 2th + k - 1 >= oh + k - 1 = h + 2p, and likewise wp: the padded image fits */
-    wino_input(cnn_pad_planes(x, xp, c, h, w, p, hp, wp), v, c, k, th, tw);
+    wino_input(cnn_pad_planes(x, xp, c, h, w, p, hp, wp), v, (size_t)nt, c, k, th, tw);
     /* Runs of OC_RUN output channels, each its a*a products (a*a, no, tiles) in its own part of
      * m, transformed back while they are in cache; the runs split between threads when a single
      * image has the cores (shorter runs where there would be fewer runs than threads). */
@@ -295,5 +319,109 @@ void cnn_wino_conv(const float *x, const float *u, float *y, float *ws, int c, i
             cnn_gemm(0, 0, no, nt, c, 1.0f, u + ((size_t)e * oc + o0) * c, c,
                      v + (size_t)e * c * nt, nt, 0.0f, mr + (size_t)e * no * nt, nt);
         wino_output(mr, y + (size_t)o0 * oh * ow, no, k, th, tw, oh, ow);
+    }
+}
+
+/* ---- the weight gradient ---------------------------------------------------------------------
+ * Y = A^T [U . V] A is linear in U and U = G g G^T linear in g, so for each tile
+ *   dU += M . V,  M = A dY A^T (dY the tile's 2x2 block of dy, zero past the edges),
+ * and at the end dg = G^T dU G. Summed over tiles and images, each of the a*a positions is a
+ * matrix product dU (oc, c) += M (oc, tiles) @ V (c, tiles)^T: a*a multiply-adds per channel
+ * pair and 2x2 block, against im2col's 4*k*k. The tiles of several images go into one product
+ * (WDW_TILES or more), since a 14x14 layer has only 49. */
+#define WDW_TILES 256
+
+/* Images per product for a layer of nt tiles. */
+static int dw_group(int nt) {
+    return (WDW_TILES + nt - 1) / nt;
+}
+
+/* The output transform's transpose, band by band as it goes: along the rows, the pair of each
+ * tile in both of its dy rows into g (2 x a values per tile; rows and columns past the edge,
+ * at odd sizes, read as zeros), then down the columns into m, the band's tiles one run when it
+ * spans the whole width. Inlined with k a constant. */
+static inline __attribute__((always_inline)) void dy_band(const float *dy, int ow, int rows_left,
+                                                          int cols_left, float *m, size_t plane,
+                                                          int tw, int nb, int cw, const int k) {
+    const int a = k + 1, rows = cw == tw ? 1 : nb, len = cw == tw ? nb * tw : cw;
+    const int w = cols_left < 2 * cw ? cols_left : 2 * cw;
+    float g[2][6][BAND_TILES]; /* [i][q][tile of the band] */
+    for (int r = 0; r < nb; r++)
+        for (int i = 0; i < 2; i++) {
+            float in[2 * CW];
+            const int inside = 2 * r + i < rows_left ? w : 0;
+            const float *restrict row = dy + (size_t)(2 * r + i) * ow;
+            for (int x = 0; x < inside; x++) in[x] = row[x];
+            for (int x = inside; x < 2 * cw; x++) in[x] = 0.0f;
+            float *restrict gi = &g[i][0][r * cw];
+#pragma GCC ivdep
+            for (int j = 0; j < cw; j++) pair_1d(k, in[2 * j], in[2 * j + 1], gi + j, BAND_TILES);
+        }
+    for (int q = 0; q < a; q++)
+        for (int r = 0; r < rows; r++) {
+            const float *restrict e = &g[0][q][r * cw], *restrict o = &g[1][q][r * cw];
+            float *restrict dst = m + (size_t)q * plane + (size_t)r * tw;
+#pragma GCC ivdep
+            for (int t = 0; t < len; t++) pair_1d(k, e[t], o[t], dst + t, (size_t)a * plane);
+        }
+}
+
+/* dy (oc, oh, ow) -> m (a*a, oc, ld), M = A dY A^T of each tile at the start of each row. */
+static void wino_dy(const float *dy, float *m, size_t ld, int oc, int k, int th, int tw, int oh,
+                    int ow) {
+    const int cw = tw < CW ? tw : CW, band = BAND_TILES / cw;
+    const size_t plane = (size_t)oc * ld;
+    for (int o = 0; o < oc; o++)
+        for (int ty = 0; ty < th; ty += band)
+            for (int t0 = 0; t0 < tw; t0 += cw) {
+                const int nb = th - ty < band ? th - ty : band, n = tw - t0 < cw ? tw - t0 : cw;
+                const float *at = dy + ((size_t)o * oh + 2 * ty) * ow + 2 * t0;
+                float *out = m + (size_t)o * ld + (size_t)ty * tw + t0;
+                WITH_K(k, dy_band, at, ow, oh - 2 * ty, ow - 2 * t0, out, plane, tw, nb, n);
+            }
+}
+
+size_t cnn_wino_dw_ws_size(int c, int h, int w, int oc, int k, int p) {
+    int th, tw;
+    tiles(h, w, k, p, &th, &tw);
+    const size_t a2 = (size_t)(k + 1) * (k + 1), nt = (size_t)th * tw;
+    const size_t g = (size_t)dw_group((int)nt);
+    return a2 * c * nt * g + a2 * oc * nt * g + (size_t)c * (2 * th + k - 1) * (2 * tw + k - 1);
+}
+
+void cnn_wino_dw(const float *x, const float *dy, float *du, float *ws, int n, int c, int h, int w,
+                 int oc, int k, int p) {
+    int th, tw;
+    tiles(h, w, k, p, &th, &tw);
+    const int a2 = (k + 1) * (k + 1), nt = th * tw, group = dw_group(nt);
+    const int oh = h + 2 * p - k + 1, ow = w + 2 * p - k + 1;
+    const int hp = 2 * th + k - 1, wp = 2 * tw + k - 1;
+    const size_t chw = (size_t)c * h * w, ohw = (size_t)oh * ow;
+    for (int i0 = 0; i0 < n; i0 += group) {
+        const int g = n - i0 < group ? n - i0 : group;
+        const size_t ld = (size_t)g * nt;
+        float *v = ws, *m = v + (size_t)a2 * c * ld, *xp = m + (size_t)a2 * oc * ld;
+        for (int i = 0; i < g; i++) {
+            const float *xi = x + (size_t)(i0 + i) * chw;
+            wino_input(cnn_pad_planes(xi, xp, c, h, w, p, hp, wp), v + (size_t)i * nt, ld, c, k, th,
+                       tw);
+            wino_dy(dy + (size_t)(i0 + i) * oc * ohw, m + (size_t)i * nt, ld, oc, k, th, tw, oh,
+                    ow);
+        }
+        for (int e = 0; e < a2; e++)
+            cnn_gemm(0, 1, oc, c, (int)ld, 1.0f, m + (size_t)e * oc * ld, (int)ld,
+                     v + (size_t)e * c * ld, (int)ld, 1.0f, du + (size_t)e * oc * c, c);
+    }
+}
+
+void cnn_wino_dw_finish(const float *du, float *dw, int oc, int c, int k) {
+    const int a = k + 1, kk = k * k;
+    const long plane = (long)oc * c;
+    for (long oi = 0; oi < plane; oi++) {
+        float t[6 * 5], g[25]; /* G^T along the rows: t (a, k); then down the columns: g (k, k) */
+        for (int i = 0; i < a; i++)
+            kernel_grad_1d(k, du + (size_t)i * a * plane + oi, (size_t)plane, t + i * k, 1);
+        for (int j = 0; j < k; j++) kernel_grad_1d(k, t + j, (size_t)k, g + j, (size_t)k);
+        for (int q = 0; q < kk; q++) dw[oi * kk + q] += g[q];
     }
 }
