@@ -6,7 +6,7 @@
 #     and 100 of them stored sideways with EXIF orientation 6, as a phone stores a portrait.
 #  2. Raw 28x28 MNIST digits written as PGM get the same prediction as `mnist eval`.
 #  3. One bad file among good ones: the others are still classified, exit status 1 at the end.
-#  4. A blank page is "no digit found", never a digit.
+#  4. A blank page is "no digit found", never a digit; a bold digit on a dark canvas is found.
 #  5. "unsure": at most 2% of the renderings and 0.5% of the MNIST test digits; never a digit
 #     drawn with a pen; most letters drawn the same way, and some scribbles (typicality);
 #     always two digits in one picture ("more than one digit found"); --min-confidence and
@@ -77,6 +77,17 @@ cat "$tmp/mixed.out" "$tmp/mixed.err" | sed 's/^/    /'
 check "a bad file among good ones: one error line, the others classified, exit 1" $?
 grep -q "blank.pgm: no digit found" "$tmp/mixed.out"
 check "a blank page: no digit found" $?
+
+# Two bold 6s drawn on a dark canvas, rendered as bench/predict_accuracy renders t10k 5558 and
+# 6068 (the fourth of each run of five is a canvas): each fills most of one quarter of the
+# picture, whose canvas then outvoted the ink in the polarity check, so no digit was found.
+for i in 5558 6068; do mkdir -p "$tmp/bold/$i" && "$build/tools/render_digits" data/mnist "$tmp/bold/$i" 4 $((i - 3)) 1 classic; done
+"$mnist" predict --model "$tmp/m.model" --json "$tmp/bold/5558/t10k-05558.jpg" \
+    "$tmp/bold/6068/t10k-06068.jpg" > "$tmp/bold.jsonl"
+sed 's/^/    /' "$tmp/bold.jsonl"
+grep -q "t10k-05558.jpg 6 canvas" "$tmp/bold/5558/labels.txt" &&
+    [ "$(grep -c '"label":6,' "$tmp/bold.jsonl")" -eq 2 ]
+check "bold 6s filling a quarter of a dark canvas: found, and read as 6" $?
 
 # file names that are not UTF-8 (Latin-1 "café", a lone continuation byte): --json still parses
 cp "$tmp/raw/00000.pgm" "$tmp/$(printf 'caf\351')-$(printf '\200').pgm"
