@@ -213,10 +213,10 @@ input_band(const float *d, size_t wp, float *v, size_t plane, int tw, int nb, in
 /* xp (c, 2th + k - 1, 2tw + k - 1), the padded image -> v (a*a, c, ld), its th*tw tiles at the
  * start of each row of ld floats (ld > th*tw leaves room for other images' tiles). */
 static void wino_input(const float *xp, float *v, size_t ld, int c, int k, int th, int tw) {
-    const int a = k + 1, hp = 2 * th + k - 1, wp = 2 * tw + k - 1, nt = th * tw;
+    const int a = k + 1, hp = 2 * th + k - 1, wp = 2 * tw + k - 1;
     const int cw = tw < CW ? tw : CW, band = BAND_FLOATS / (a * cw) - (a / 2 - 1);
     const size_t plane = (size_t)c * ld;
-#pragma omp parallel for schedule(static) if ((size_t)c * nt * a * a >= CNN_OMP_MIN_WORK)
+#pragma omp parallel for schedule(static) if ((size_t)c * th * tw * a * a >= CNN_OMP_MIN_WORK)
     for (int ci = 0; ci < c; ci++)
         for (int ty = 0; ty < th; ty += band)
             for (int t0 = 0; t0 < tw; t0 += cw) {
