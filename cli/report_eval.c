@@ -7,8 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <zlib.h>
-
 #include "cli.h"
 #include "report.h"
 
@@ -130,47 +128,6 @@ void report_eval_free(struct report_eval *ev) {
 
 /* ---- the validation split ----------------------------------------------------------------- */
 
-/* The trainer's split (src/train/trainer.c): 0..n-1 shuffled by Fisher-Yates with splitmix64
- * seeded by this constant; the last n_val of the permutation are the validation images, taken
- * in ascending order. The fingerprints checked afterwards prove it is the same split. */
-#define TRAINER_VAL_SPLIT_SEED 0x76616c5f73706c74ULL
-
-static void val_indices(int n, int n_val, int *perm, char *is_val, int *val) {
-    struct cnn_rng r;
-    cnn_rng_seed(&r, TRAINER_VAL_SPLIT_SEED);
-    for (int i = 0; i < n; i++) perm[i] = i;
-    for (int i = n - 1; i > 0; i--) {
-        const int j = (int)(cnn_rng_u64(&r) % (uint64_t)(i + 1));
-        const int tmp = perm[i];
-        perm[i] = perm[j], perm[j] = tmp;
-    }
-    for (int i = n - n_val; i < n; i++) is_val[perm[i]] = 1;
-    for (int i = 0, b = 0; i < n; i++)
-        if (is_val[i]) val[b++] = i;
-}
-
-/* As the trainer prints them: crc32 of the first n images and their labels; crc32 of the
- * validation indices (little-endian u32) and of their labels. */
-static void fingerprints(const struct cnn_dataset *d, int n, const int *val, int n_val,
-                         char data_fp[24], char val_fp[24]) {
-    uLong ci = crc32(0L, Z_NULL, 0), cl = ci, cv = ci, cvl = ci;
-    for (size_t off = 0, total = (size_t)n * d->h * d->w; off < total;) {
-        const size_t piece = total - off < (1u << 30) ? total - off : (1u << 30);
-        ci = crc32(ci, d->images + off, (uInt)piece);
-        off += piece;
-    }
-    cl = crc32(cl, d->labels, (uInt)n);
-    for (int i = 0; i < n_val; i++) {
-        const uint32_t v = (uint32_t)val[i];
-        const uint8_t le[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16),
-                               (uint8_t)(v >> 24)};
-        cv = crc32(cv, le, 4);
-        cvl = crc32(cvl, d->labels + val[i], 1);
-    }
-    snprintf(data_fp, 24, "%08lx%08lx", ci & 0xffffffffUL, cl & 0xffffffffUL);
-    snprintf(val_fp, 24, "%08lx%08lx", cv & 0xffffffffUL, cvl & 0xffffffffUL);
-}
-
 /* n (the images the run used) and n_val from the metadata; 0, 1 (error printed) or 2. */
 static int split_sizes(const struct cnn_model *m, const char *path, int have, int *n, int *n_val) {
     const char *ti = cnn_model_meta(m, "train_images"), *rv = cnn_model_meta(m, "recipe.val");
@@ -197,19 +154,20 @@ int report_val_split(const struct cnn_model *m, const char *model_path,
     int n = 0, n_val = 0, rc = split_sizes(m, model_path, train->n, &n, &n_val);
     if (rc) return rc;
     memset(out, 0, sizeof *out);
-    int *perm = malloc(sizeof(int) * (size_t)n);
-    char *is_val = calloc((size_t)n, 1);
     *index = malloc(sizeof(int) * (size_t)n_val);
     out->images = malloc((size_t)n_val * train->h * train->w);
     out->labels = malloc((size_t)n_val);
     rc = 1;
-    if (!perm || !is_val || !*index || !out->images || !out->labels) {
+    if (!*index || !out->images || !out->labels) {
         cli_err("out of memory splitting %d images", n);
         goto done;
     }
-    val_indices(n, n_val, perm, is_val, *index);
+    if (cnn_val_split(n, n_val, *index, NULL)) {
+        cli_err("%s: %s", model_path, cnn_errmsg());
+        goto done;
+    }
     char dfp[24], vfp[24];
-    fingerprints(train, n, *index, n_val, dfp, vfp);
+    cnn_split_fingerprints(train, n, *index, n_val, dfp, vfp);
     if (strcmp(dfp, cnn_model_meta(m, "data_fingerprint")) ||
         strcmp(vfp, cnn_model_meta(m, "val_fingerprint"))) {
         cli_err("%s: these are not the images its training held out (fingerprints %s %s, "
@@ -226,8 +184,6 @@ int report_val_split(const struct cnn_model *m, const char *model_path,
     out->n = n_val, out->h = train->h, out->w = train->w, out->n_classes = train->n_classes;
     rc = 0;
 done:
-    free(perm);
-    free(is_val);
     if (rc) {
         cnn_dataset_free(out);
         free(*index);

@@ -450,6 +450,16 @@ CNN_API int cnn_trainer_epoch(struct cnn_trainer *t, const struct cnn_dataset *d
  * one stays good), or a hook's status. [ctx] [model] */
 CNN_API int cnn_trainer_run(struct cnn_trainer *t, const struct cnn_dataset *data,
                             const struct cnn_train_hooks *hooks);
+/* The validation split of a run over n images holding out n_val (cfg.val), the same for every
+ * seed: the last n_val of a fixed permutation of 0..n-1. val_idx (n_val) gets the held-out
+ * indices and train_idx (n - n_val; may be NULL) the others, both ascending. CNN_ERR_ARG
+ * unless 0 <= n_val < n, CNN_ERR_NOMEM. [safe] */
+CNN_API int cnn_val_split(int n, int n_val, int *val_idx, int *train_idx);
+/* What the trainer records as data_fingerprint and val_fingerprint: hex crc32 of the first n
+ * images and of their labels; of the held-out indices (little-endian u32) and of their labels.
+ * A model's split can be rebuilt with cnn_val_split and checked with these. [safe] */
+CNN_API void cnn_split_fingerprints(const struct cnn_dataset *d, int n, const int *val_idx,
+                                    int n_val, char data_fp[24], char val_fp[24]);
 /* Fit m's typicality (m: the trained model, or the best epoch's copy of it) on the data t
  * trained on: a Gaussian over features of up to 20,000 of its training images, calibrated on
  * the validation split (or, with fewer than 500 validation images, on training images the fit

@@ -791,8 +791,27 @@ static void test_best_model_saved(void **state) {
     assert_int_equal(meta_long(loaded, "recipe.epochs"), 3);
     assert_string_equal(cnn_model_meta(loaded, "recipe.augment"), "affine");
     assert_int_equal(meta_long(loaded, "recipe.seed"), 11);
-    assert_int_equal(strlen(cnn_model_meta(loaded, "data_fingerprint")), 16);
-    assert_int_equal(strlen(cnn_model_meta(loaded, "val_fingerprint")), 16);
+    /* ... which cnn_val_split and cnn_split_fingerprints rebuild: the split is the last
+     * cfg.val of a fixed permutation, both halves ascending and together 0..n-1 */
+    {
+        const int n = cfg.limit, n_val = cfg.val;
+        int *val = malloc(sizeof(int) * (size_t)n_val), *rest = malloc(sizeof(int) * (size_t)n);
+        char *seen = calloc((size_t)n, 1), dfp[24], vfp[24];
+        assert_int_equal(cnn_val_split(n, n_val, val, rest), CNN_OK);
+        for (int i = 0; i < n_val; i++) assert_true(i == 0 || val[i] > val[i - 1]), seen[val[i]]++;
+        for (int i = 0; i < n - n_val; i++)
+            assert_true(i == 0 || rest[i] > rest[i - 1]), seen[rest[i]]++;
+        for (int i = 0; i < n; i++) assert_int_equal(seen[i], 1);
+        cnn_split_fingerprints(&train_ds, n, val, n_val, dfp, vfp);
+        assert_string_equal(dfp, cnn_model_meta(loaded, "data_fingerprint"));
+        assert_string_equal(vfp, cnn_model_meta(loaded, "val_fingerprint"));
+        val[0] ^= 1; /* another split: another fingerprint */
+        cnn_split_fingerprints(&train_ds, n, val, n_val, dfp, vfp);
+        assert_string_not_equal(vfp, cnn_model_meta(loaded, "val_fingerprint"));
+        assert_int_equal(cnn_val_split(n, n, val, NULL), CNN_ERR_ARG);
+        assert_int_equal(cnn_val_split(n, -1, val, NULL), CNN_ERR_ARG);
+        free(val), free(rest), free(seen);
+    }
     assert_string_equal(cnn_model_spec(loaded), cnn_model_spec(net));
     assert_memory_equal(cnn_model_params(loaded), r->best_params, r->n_params * sizeof(float));
     cnn_model_free(loaded);

@@ -285,37 +285,44 @@ static void shuffle(int *idx, int n, uint64_t seed) {
     }
 }
 
-/* Split 0..n-1 into validation (n_val images) and training indices, both ascending. */
+int cnn_val_split(int n, int n_val, int *val_idx, int *train_idx) {
+    if (n < 1 || n_val < 0 || n_val >= n)
+        return cnn_fail(CNN_ERR_ARG, "cannot hold out %d of %d images", n_val, n);
+    int *perm = malloc(sizeof(int) * (size_t)n);
+    char *is_val = calloc((size_t)n, 1);
+    if (!perm || !is_val) {
+        free(perm), free(is_val);
+        return cnn_fail(CNN_ERR_NOMEM, "out of memory splitting %d images", n);
+    }
+    for (int i = 0; i < n; i++) perm[i] = i;
+    shuffle(perm, n, VAL_SPLIT_SEED);
+    for (int i = n - n_val; i < n; i++) is_val[perm[i]] = 1; /* the last n_val of it */
+    for (int i = 0, a = 0, b = 0; i < n; i++) {
+        if (is_val[i])
+            val_idx[b++] = i;
+        else if (train_idx)
+            train_idx[a++] = i;
+    }
+    free(perm), free(is_val);
+    return CNN_OK;
+}
+
+/* This run's split of 0..n-1 (cnn_val_split), and room for the epoch's order. */
 static int split(struct cnn_trainer *t, int n) {
     free(t->train_idx), free(t->val_idx), free(t->order);
     t->n_val = t->cfg.val, t->n_train = n - t->cfg.val;
     t->train_idx = malloc(sizeof(int) * (size_t)n);
     t->val_idx = malloc(sizeof(int) * (size_t)(t->n_val + 1));
     t->order = malloc(sizeof(int) * (size_t)n);
-    char *is_val = calloc((size_t)n, 1);
-    if (!t->train_idx || !t->val_idx || !t->order || !is_val) {
-        free(is_val);
-        t->split_of = NULL;
-        return cnn_fail(CNN_ERR_NOMEM, "out of memory splitting %d images", n);
-    }
-    int *perm = t->order; /* scratch until the first epoch fills it */
-    for (int i = 0; i < n; i++) perm[i] = i;
-    shuffle(perm, n, VAL_SPLIT_SEED);
-    for (int i = n - t->n_val; i < n; i++) is_val[perm[i]] = 1; /* the last n_val of it */
-    for (int i = 0, a = 0, b = 0; i < n; i++) {
-        if (is_val[i])
-            t->val_idx[b++] = i;
-        else
-            t->train_idx[a++] = i;
-    }
-    free(is_val);
-    return CNN_OK;
+    const int rc = !t->train_idx || !t->val_idx || !t->order
+                       ? cnn_fail(CNN_ERR_NOMEM, "out of memory splitting %d images", n)
+                       : cnn_val_split(n, t->n_val, t->val_idx, t->train_idx);
+    if (rc) t->split_of = NULL;
+    return rc;
 }
 
-/* Hex fingerprints: crc32 of the images and of the labels (the data), or of the validation
- * indices as little-endian u32 and their labels (the split). */
-static void fingerprints(const struct cnn_dataset *d, int n, const int *val_idx, int n_val,
-                         char data_fp[24], char val_fp[24]) {
+void cnn_split_fingerprints(const struct cnn_dataset *d, int n, const int *val_idx, int n_val,
+                            char data_fp[24], char val_fp[24]) {
     const size_t hw = (size_t)d->h * d->w;
     uLong ci = crc32(0L, Z_NULL, 0), cl = ci, cv = ci, cvl = ci;
     for (size_t off = 0, total = (size_t)n * hw; off < total;) { /* uInt-sized pieces */
@@ -412,7 +419,7 @@ static int prepare(struct cnn_trainer *t, const struct cnn_dataset *data, struct
     if (t->split_of != data || t->split_n != n) {
         if ((rc = split(t, n))) return rc;
         char dfp[24], vfp[24];
-        fingerprints(data, n, t->val_idx, t->n_val, dfp, vfp);
+        cnn_split_fingerprints(data, n, t->val_idx, t->n_val, dfp, vfp);
         if (t->data_fp[0] && strcmp(dfp, t->data_fp))
             return cnn_fail(CNN_ERR_ARG,
                             "the training data differs from the data this run started on "
