@@ -278,15 +278,9 @@ static void conv_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
         rest = du + wino_u_size(l);
     }
     float *dw = b->dp, *db = b->dp + l->n_decay, *col = rest, *pad = col + (size_t)ckk * ohw;
-    for (int i = 0; i < b->n; i++) { /* dy is masked in place when act is fused */
-        cnn_act_grad_sum(l, b->dy + (size_t)i * oc * ohw, b->y + (size_t)i * oc * ohw, db, oc, ohw);
-    }
-    if (wdw) {
-        cnn_wino_dw(b->x, b->dy, du, rest, b->n, c, h, w, oc, k, p);
-        cnn_wino_dw_finish(du, dw, oc, c, k);
-    }
     for (int i = 0; i < b->n; i++) {
-        float *dy = b->dy + (size_t)i * oc * ohw;
+        float *dy = b->dy + (size_t)i * oc * ohw; /* masked in place when act is fused */
+        cnn_act_grad_sum(l, dy, b->y + (size_t)i * oc * ohw, db, oc, ohw);
         if (!wdw) {
             im2col(b->x + i * chw, col, pad, c, h, w, k, s, p, oh, ow);
             cnn_gemm(0, 1, oc, ckk, ohw, 1.0f, dy, ohw, col, ohw, 1.0f, dw, ckk);
@@ -297,6 +291,10 @@ static void conv_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
             cnn_gemm(1, 0, ckk, ohw, oc, 1.0f, b->p, ckk, dy, ohw, 0.0f, col, ohw);
             col2im(col, b->dx + i * chw, pad, c, h, w, k, s, p, oh, ow);
         }
+    }
+    if (wdw) { /* over the whole batch, its dy all masked by now; rest is free again */
+        cnn_wino_dw(b->x, b->dy, du, rest, b->n, c, h, w, oc, k, p);
+        cnn_wino_dw_finish(du, dw, oc, c, k);
     }
 }
 
