@@ -18,11 +18,12 @@
  *   dcol (c*k*k, oh*ow) = w^T @ dy[i];     dx[i] = col2im(dcol)
  * 3x3 and 5x5 stride-1 layers with 8 or more input channels take Winograd instead
  * (winograd.c) for forward and, where the products are large enough, for dx and dw. Their
- * transformed kernels are prepared with the model (ops->prepare) for inference, and made per call
- * in training, where the params change every step. A team thread (ctx.c) runs this on its own
- * images with one-threaded sgemm. One thread alone with the whole batch lets cnn_gemm, im2col and
- * col2im split each image across threads. Parameters: w then b; weight decay applies to w only. The
- * _naive functions are direct loops in double, the reference for tests.
+ * transformed kernels are prepared with the model (ops->prepare) for inference, and made per
+ * call in training, where the params change every step.
+ * A team thread (ctx.c) runs this on its own images with one-threaded sgemm. One thread alone
+ * with the whole batch lets cnn_gemm, im2col and col2im split each image across threads.
+ * Parameters: w then b; weight decay applies to w only.
+ * The _naive functions are direct loops in double, the reference for tests.
  */
 #include <stdio.h>
 #include <math.h>
@@ -111,9 +112,9 @@ static int use_winograd_dx(const struct cnn_layer *l) {
 
 /* The weight gradient by Winograd (cnn_wino_dw) where the forward may take it, with at least
  * 8 output channels and 25 tiles. One thread, backward per image, 2026-12-01: pytorch/examples'
- * 32 -> 64 at 26x26 364-388 us against 450-470 with im2col; the default preset's 5x5 32 -> 64
- * at 14x14 284-302 against 474; the fast preset's 16 -> 32 at 14x14 47-50 against 58. At 7x7
- * (16 tiles, a quarter of their outputs past the edge) it was 5-10% slower. */
+ * 32 -> 64 at 26x26 368-445 us against 450-470 with im2col; the default preset's 5x5 32 -> 64
+ * at 14x14 302-390 against 474-477; the fast preset's 16 -> 32 at 14x14 47-58 against 58-59.
+ * At 7x7 (16 tiles, a quarter of their outputs past the edge) it was 5-10% slower. */
 static int use_winograd_dw(const struct cnn_layer *l) {
     const long tiles = (long)((l->out.h + 1) / 2) * ((l->out.w + 1) / 2);
     return use_winograd(l) && l->out.c >= WINO_MIN_C && tiles >= 25;

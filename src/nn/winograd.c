@@ -287,11 +287,17 @@ static void tiles(int h, int w, int k, int p, int *th, int *tw) {
     *tw = (w + 2 * p - k + 2) / 2;
 }
 
-size_t cnn_wino_ws_size(int c, int h, int w, int oc, int k, int p) {
+/* Scratch for the tiles of `images` images: v (a*a, c, tiles), m (a*a, oc, tiles), then one
+ * padded image (c, 2th + k - 1, 2tw + k - 1). */
+static size_t scratch_floats(int c, int h, int w, int oc, int k, int p, size_t images) {
     int th, tw;
     tiles(h, w, k, p, &th, &tw);
-    const size_t a2 = (size_t)(k + 1) * (k + 1), nt = (size_t)th * tw;
+    const size_t a2 = (size_t)(k + 1) * (k + 1), nt = (size_t)th * tw * images;
     return a2 * c * nt + a2 * oc * nt + (size_t)c * (2 * th + k - 1) * (2 * tw + k - 1);
+}
+
+size_t cnn_wino_ws_size(int c, int h, int w, int oc, int k, int p) {
+    return scratch_floats(c, h, w, oc, k, p, 1);
 }
 
 void cnn_wino_conv(const float *x, const float *u, float *y, float *ws, int c, int h, int w, int oc,
@@ -384,9 +390,7 @@ static void wino_dy(const float *dy, float *m, size_t ld, int oc, int k, int th,
 size_t cnn_wino_dw_ws_size(int c, int h, int w, int oc, int k, int p) {
     int th, tw;
     tiles(h, w, k, p, &th, &tw);
-    const size_t a2 = (size_t)(k + 1) * (k + 1), nt = (size_t)th * tw;
-    const size_t g = (size_t)dw_group((int)nt);
-    return a2 * c * nt * g + a2 * oc * nt * g + (size_t)c * (2 * th + k - 1) * (2 * tw + k - 1);
+    return scratch_floats(c, h, w, oc, k, p, (size_t)dw_group(th * tw));
 }
 
 void cnn_wino_dw(const float *x, const float *dy, float *du, float *ws, int n, int c, int h, int w,
