@@ -132,6 +132,9 @@ size_t cnn_wino_ws_size(int c, int h, int w, int oc, int k, int p);
  * padding p, no bias: oh = h + 2p - k + 1, ow likewise. ws: cnn_wino_ws_size floats. */
 void cnn_wino_conv(const float *x, const float *u, float *y, float *ws, int c, int h, int w, int oc,
                    int k, int p);
+/* The same for output channels [o0, o1) only (y is still the whole (oc, oh, ow)). */
+void cnn_wino_conv_part(const float *x, const float *u, float *y, float *ws, int c, int h, int w,
+                        int oc, int k, int p, int o0, int o1);
 /* The weight gradient, for n images x (n, c, h, w) and output gradients dy (n, oc, oh, ow):
  * du (a*a, oc, c) += their products in the transformed domain (zero it before the first call);
  * then dw (oc, c, k, k) += the kernels' gradient from du. ws: cnn_wino_dw_ws_size floats. */
@@ -327,16 +330,29 @@ struct cnn_layer_ops {
      * cannot be exported (the exporters say so, naming the layer). */
     void (*export_op)(const struct cnn_layer *l, const float *p, const float *s,
                       struct cnn_export_op *op);
+    /* One image at inference, split between threads (ctx.c, split_forward): output channels
+     * [lo, hi) (a dense layer's units, a flattened shape's elements), on one thread, with f->n
+     * 1 and f->ws this thread's scratch; x and y are the whole image's input and output. NULL:
+     * the layer cannot split an image (the context then runs a single image as before). */
+    void (*forward_part)(const struct cnn_layer *l, const struct cnn_fwd *f, int lo, int hi);
+    /* The input channels that output channels [lo, hi) read. NULL: all of them (the threads
+     * then meet before the layer runs). */
+    void (*part_needs)(const struct cnn_layer *l, int lo, int hi, int *in_lo, int *in_hi);
     int fuses_act; /* forward/backward honour l->act (see struct cnn_layer) */
     int is_act;    /* an elementwise activation with slope cfg.act.slope that a producer fuses */
 };
 
+/* part_needs of a layer whose output channel reads the same input channel alone. */
+void cnn_part_same(const struct cnn_layer *l, int lo, int hi, int *in_lo, int *in_hi);
+
 /* ---- fused activations (activation.c) ------------------------------------------------------
- * For layers with fuses_act. y (rows, len): y[r,:] = act(y[r,:] + bias[r]) (bias may be NULL;
+ * For layers with fuses_act. y (rows, len), rows ld floats apart: y[r,:] = act(y[r,:] + bias[r])
+ * (bias may be NULL;
  * act is the identity when l->act is 0). dy, y (rows, len): dy[r,:] *= act'(y[r,:]) in place
  * (y is the activated output; leaky slopes are > 0 so its sign is the input's), then
  * sum[r] += sum of dy[r,:] (sum may be NULL). */
-void cnn_bias_act(const struct cnn_layer *l, float *y, const float *bias, int rows, int len);
+void cnn_bias_act(const struct cnn_layer *l, float *y, size_t ld, const float *bias, int rows,
+                  int len);
 void cnn_act_grad_sum(const struct cnn_layer *l, float *dy, const float *y, float *sum, int rows,
                       int len);
 
@@ -427,6 +443,12 @@ struct cnn_ctx {
                                    vector, -1 for none (cnn_typicality_layout) */
     int tap_dim;                /* floats of one feature vector */
     float *taps;                /* (max_batch, tap_dim) features of the last call that asked */
+    /* A single image split between the threads (ctx.c, split_forward), or NULL: */
+    int *split_cut;            /* (n_layers, threads + 1): layer i's part for thread t is
+                                  output channels [cut[t], cut[t + 1]) */
+    unsigned char *split_sync; /* (n_layers): the threads meet before layer i */
+    float **split_act;         /* (n_layers + 1): the image's output of each layer, each in a
+                                  buffer of its own (fused layers share their producer's) */
 };
 /* A context with training buffers (gradients, caches) as well. */
 int cnn_ctx_new_train(const struct cnn_model *m, int max_batch, int threads,

@@ -581,6 +581,102 @@ static void test_predict_batch_independent(void **state) {
     if (!(d_chunk <= REL_TOL)) fail_msg("chunked result differs from per-image by %g", d_chunk);
 }
 
+/* ---- one image split between threads ---------------------------------------------------
+ * A context of T > 1 threads runs a single image with every thread computing its share of
+ * each layer's channels (ctx.c, split_forward). Its probabilities and typicality features must
+ * be those of one thread, for networks that take every path: im2col and Winograd convolutions
+ * (stride 2, 1x1, channel counts that do not divide by T, fewer channels than threads), fused
+ * and unfused activations, both pools with and without overlap, flatten, dense layers with
+ * their own activations and batch norm. The threads meet only where a layer reads channels
+ * another thread wrote. */
+static void randomize_state(struct cnn_model *m, struct cnn_rng *rng) {
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct cnn_layer *l = &m->layers[i];
+        const size_t half = l->n_state / 2;
+        for (size_t j = 0; j < half; j++) {
+            m->state[l->s_off + j] = 0.3f * cnn_rng_normal(rng);
+            m->state[l->s_off + half + j] = 0.5f + cnn_rng_uniform(rng);
+        }
+    }
+}
+
+static int count_syncs(const struct cnn_ctx *ctx) {
+    int n = 0;
+    for (int i = 0; i < ctx->n_layers; i++) n += ctx->split_sync[i];
+    return n;
+}
+
+static void test_split_image(void **state) {
+    (void)state;
+    static const struct {
+        const char *spec;
+        int fuse, syncs; /* the threads meet before each conv but the first, and each dense */
+    } nets[] = {
+        {"conv 32 5 pad=2, bn, relu, maxpool 2, conv 64 5 pad=2, bn, relu, maxpool 2, "
+         "dropout 0.25, dense 10",
+         1, 2},
+        {"conv 7 3 pad=1, bn, leakyrelu 0.1, conv 12 3 pad=1, relu, maxpool 3 stride=2, "
+         "conv 9 3 stride=2 pad=1, bn, relu, avgpool 2 stride=1, flatten, dense 24, bn, relu, "
+         "dropout 0.4, dense 10",
+         1, 4},
+        {"conv 5 5, relu, avgpool 2, conv 16 1, bn, relu, conv 11 3, maxpool 2, dense 13, "
+         "leakyrelu 0.2, dense 10",
+         0, 4},
+    };
+    static const int threads[] = {2, 3, 4, 7};
+    enum { N = 3, H = 18, W = 17, K = 10 };
+    static float x[N * H * W], ref[N * K], got[N * K];
+    struct cnn_rng rng;
+    cnn_rng_seed(&rng, 41);
+    fill_normal(x, sizeof x / sizeof x[0], &rng);
+    for (size_t s = 0; s < sizeof nets / sizeof nets[0]; s++) {
+        struct cnn_model *m = NULL;
+        if (cnn_model_new(nets[s].spec, 1, H, W, &m) != CNN_OK) fail_msg("%s", cnn_errmsg());
+        cnn_model_set_fusion(m, nets[s].fuse);
+        cnn_model_init_params(m, &rng);
+        randomize_state(m, &rng);
+        struct cnn_ctx *one = NULL;
+        if (cnn_ctx_new(m, N, 1, &one) != CNN_OK) fail_msg("%s", cnn_errmsg());
+        assert_null(one->split_cut); /* one thread: nothing to split */
+        const int d = one->tap_dim;
+        float *f_ref = calloc((size_t)N * d, sizeof(float)), *f_got = calloc(d, sizeof(float));
+        assert_non_null(f_ref), assert_non_null(f_got);
+        for (int i = 0; i < N; i++)
+            assert_int_equal(cnn_predict_features(m, one, x + (size_t)i * H * W, NULL, 1,
+                                                  ref + i * K, f_ref + (size_t)i * d),
+                             CNN_OK);
+        for (size_t t = 0; t < sizeof threads / sizeof threads[0]; t++) {
+            struct cnn_ctx *ctx = NULL;
+            if (cnn_ctx_new(m, N, threads[t], &ctx) != CNN_OK) fail_msg("%s", cnn_errmsg());
+            assert_non_null(ctx->split_cut);
+            assert_int_equal(count_syncs(ctx), nets[s].syncs);
+            double dp = 0.0, df = 0.0;
+            for (int i = 0; i < N; i++) {
+                assert_int_equal(cnn_predict_features(m, ctx, x + (size_t)i * H * W, NULL, 1,
+                                                      got + i * K, f_got),
+                                 CNN_OK);
+                df = fmax(df, max_diff(f_got, f_ref + (size_t)i * d, (size_t)d));
+            }
+            dp = max_diff(got, ref, (size_t)N * K);
+            printf("split net %zu, %d threads vs 1: probs %.1e, features %.1e\n", s + 1, threads[t],
+                   dp, df);
+            if (!(dp <= REL_TOL))
+                fail_msg("net %zu, %d threads: probs differ by %g", s + 1, threads[t], dp);
+            if (!(df <= 1e-4))
+                fail_msg("net %zu, %d threads: features differ by %g", s + 1, threads[t], df);
+            cnn_ctx_free(ctx);
+        }
+        /* a training context never splits: its layers keep what backward needs */
+        struct cnn_ctx *tctx = NULL;
+        if (cnn_ctx_new_train(m, N, 2, &tctx) != CNN_OK) fail_msg("%s", cnn_errmsg());
+        assert_null(tctx->split_cut);
+        cnn_ctx_free(tctx);
+        cnn_ctx_free(one);
+        free(f_ref), free(f_got);
+        cnn_model_free(m);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm),
@@ -589,6 +685,7 @@ int main(void) {
         cmocka_unit_test(test_team_and_fusion),
         cmocka_unit_test(test_predict_batch_independent),
         cmocka_unit_test(test_prepared_kernels),
+        cmocka_unit_test(test_split_image),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,6 +35,14 @@ static void act_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     for (size_t i = 0; i < total; i++) y[i] = x[i] * (x[i] > 0.0f ? 1.0f : slope);
 }
 
+static void act_forward_part(const struct cnn_layer *l, const struct cnn_fwd *f, int lo, int hi) {
+    const size_t hw = (size_t)l->out.h * l->out.w;
+    const float slope = l->cfg.act.slope;
+    const float *restrict x = f->x;
+    float *restrict y = f->y;
+    for (size_t i = lo * hw; i < hi * hw; i++) y[i] = x[i] * (x[i] > 0.0f ? 1.0f : slope);
+}
+
 static void act_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
     if (!b->dx) return;
     const size_t total = (size_t)b->n * cnn_shape_size(l->in);
@@ -48,20 +56,30 @@ static void act_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
 /* Every select below picks a factor, 1 or the slope, and the multiply is unconditional: GCC
  * will not vectorise `t > 0 ? t : slope * t` (it may not speculate the multiply), and NaN
  * still propagates. */
-void cnn_bias_act(const struct cnn_layer *l, float *y, const float *bias, int rows, int len) {
+static inline void bias_act_row(const struct cnn_layer *l, float *restrict v, float b, int has_b,
+                                int len) {
     const float slope = l->act_slope;
-#pragma omp parallel for schedule(static) if ((size_t)rows * len >= CNN_OMP_MIN_WORK)
-    for (int r = 0; r < rows; r++) {
-        float *restrict v = y + (size_t)r * len;
-        const float b = bias ? bias[r] : 0.0f;
-        if (l->act)
-            for (int q = 0; q < len; q++) {
-                const float t = v[q] + b;
-                v[q] = t * (t > 0.0f ? 1.0f : slope);
-            }
-        else if (bias)
-            for (int q = 0; q < len; q++) v[q] += b;
+    if (l->act)
+        for (int q = 0; q < len; q++) {
+            const float t = v[q] + b;
+            v[q] = t * (t > 0.0f ? 1.0f : slope);
+        }
+    else if (has_b)
+        for (int q = 0; q < len; q++) v[q] += b;
+}
+
+/* Small calls skip OpenMP altogether: a parallel region that runs on one thread still costs
+ * 0.3-0.9 us to enter, and a single image split between threads (ctx.c) makes such calls. */
+void cnn_bias_act(const struct cnn_layer *l, float *y, size_t ld, const float *bias, int rows,
+                  int len) {
+    if ((size_t)rows * len < CNN_OMP_MIN_WORK) {
+        for (int r = 0; r < rows; r++)
+            bias_act_row(l, y + r * ld, bias ? bias[r] : 0.0f, bias != NULL, len);
+        return;
     }
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++)
+        bias_act_row(l, y + r * ld, bias ? bias[r] : 0.0f, bias != NULL, len);
 }
 
 void cnn_act_grad_sum(const struct cnn_layer *l, float *dy, const float *y, float *sum, int rows,
@@ -98,6 +116,8 @@ const struct cnn_layer_ops cnn_relu_ops = {
     .parse = relu_parse,
     .init = act_init,
     .forward = act_forward,
+    .forward_part = act_forward_part,
+    .part_needs = cnn_part_same,
     .backward = act_backward,
     .describe = relu_describe,
     .export_op = act_export,
@@ -109,6 +129,8 @@ const struct cnn_layer_ops cnn_leakyrelu_ops = {
     .parse = leaky_parse,
     .init = act_init,
     .forward = act_forward,
+    .forward_part = act_forward_part,
+    .part_needs = cnn_part_same,
     .backward = act_backward,
     .export_op = act_export,
     .describe = leaky_describe,

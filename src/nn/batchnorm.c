@@ -75,6 +75,19 @@ static size_t bn_ws_size(const struct cnn_layer *l, int n) {
     return 4 * (size_t)l->in.c;
 }
 
+/* y = x * scale + shift over len floats, and the fused activation. */
+static void bn_apply(const struct cnn_layer *l, const float *restrict x, float *restrict y,
+                     size_t len, float scale, float shift) {
+    const float slope = l->act_slope;
+    if (l->act)
+        for (size_t q = 0; q < len; q++) {
+            const float t = x[q] * scale + shift;
+            y[q] = t * (t > 0.0f ? 1.0f : slope);
+        }
+    else
+        for (size_t q = 0; q < len; q++) y[q] = x[q] * scale + shift;
+}
+
 static void bn_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     const int c = l->in.c, n = f->n;
     const size_t hw = (size_t)l->in.h * l->in.w;
@@ -123,18 +136,21 @@ static void bn_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     for (int ch = 0; ch < c; ch++) {
         const float m = f->train ? (float)mean[ch] : rmean[ch];
         const float r = f->train ? (float)acc[ch] : 1.0f / sqrtf(rvar[ch] + BN_EPS);
-        const float scale = gamma[ch] * r, shift = beta[ch] - m * scale, slope = l->act_slope;
+        const float scale = gamma[ch] * r, shift = beta[ch] - m * scale;
         for (int i = 0; i < n; i++) {
-            const float *xp = f->x + ((size_t)i * c + ch) * hw;
-            float *yp = f->y + ((size_t)i * c + ch) * hw;
-            if (l->act)
-                for (size_t q = 0; q < hw; q++) {
-                    const float t = xp[q] * scale + shift;
-                    yp[q] = t * (t > 0.0f ? 1.0f : slope);
-                }
-            else
-                for (size_t q = 0; q < hw; q++) yp[q] = xp[q] * scale + shift;
+            const size_t at = ((size_t)i * c + ch) * hw;
+            bn_apply(l, f->x + at, f->y + at, hw, scale, shift);
         }
+    }
+}
+
+/* Inference, channels [lo, hi) of one image (ops->forward_part). */
+static void bn_forward_part(const struct cnn_layer *l, const struct cnn_fwd *f, int lo, int hi) {
+    const int c = l->in.c;
+    const size_t hw = (size_t)l->in.h * l->in.w;
+    for (int ch = lo; ch < hi; ch++) {
+        const float scale = f->p[ch] * (1.0f / sqrtf(f->s[c + ch] + BN_EPS)); /* as above */
+        bn_apply(l, f->x + ch * hw, f->y + ch * hw, hw, scale, f->p[c + ch] - f->s[ch] * scale);
     }
 }
 
@@ -205,6 +221,8 @@ const struct cnn_layer_ops cnn_batchnorm_ops = {
     .init_params = bn_init_params,
     .forward = bn_forward,
     .backward = bn_backward,
+    .forward_part = bn_forward_part,
+    .part_needs = cnn_part_same,
     .ws_size = bn_ws_size,
     .describe = bn_describe,
     .export_op = bn_export,

@@ -21,7 +21,8 @@
  * transformed kernels are prepared with the model (ops->prepare) for inference, and made per
  * call in training, where the params change every step.
  * A team thread (ctx.c) runs this on its own images with one-threaded sgemm. One thread alone
- * with the whole batch lets cnn_gemm, im2col and col2im split each image across threads.
+ * with the whole batch lets cnn_gemm, im2col and col2im split each image across threads. A
+ * single image at inference is split by output channels instead (conv_forward_part).
  * Parameters: w then b; weight decay applies to w only.
  * The _naive functions are direct loops in double, the reference for tests.
  */
@@ -255,8 +256,26 @@ static void conv_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
             im2col(f->x + i * chw, f->ws, pad, c, h, w, k, s, p, oh, ow);
             cnn_gemm(0, 0, oc, ohw, ckk, 1.0f, wt, ckk, f->ws, ohw, 0.0f, y, ohw);
         }
-        cnn_bias_act(l, y, bias, oc, ohw);
+        cnn_bias_act(l, y, ohw, bias, oc, ohw);
     }
+}
+
+/* Output channels [lo, hi) of one image: the whole input's im2col or Winograd transform, then
+ * only those channels' kernels (ops->forward_part). */
+static void conv_forward_part(const struct cnn_layer *l, const struct cnn_fwd *f, int lo, int hi) {
+    const int c = l->in.c, h = l->in.h, w = l->in.w, k = l->cfg.conv.k, ckk = c * k * k;
+    const int oh = l->out.h, ow = l->out.w, ohw = oh * ow;
+    float *y = f->y + (size_t)lo * ohw;
+    if (use_winograd(l) && f->prep) {
+        cnn_wino_conv_part(f->x, f->prep, f->y, f->ws, c, h, w, l->out.c, k, l->cfg.conv.pad, lo,
+                           hi);
+    } else {
+        im2col(f->x, f->ws, f->ws + (size_t)ckk * ohw, c, h, w, k, l->cfg.conv.stride,
+               l->cfg.conv.pad, oh, ow);
+        cnn_gemm(0, 0, hi - lo, ohw, ckk, 1.0f, f->p + (size_t)lo * ckk, ckk, f->ws, ohw, 0.0f, y,
+                 ohw);
+    }
+    cnn_bias_act(l, y, ohw, f->p + l->n_decay + lo, hi - lo, ohw);
 }
 
 static void conv_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
@@ -329,6 +348,7 @@ const struct cnn_layer_ops cnn_conv2d_ops = {
     .init_params = conv_init_params,
     .forward = conv_forward,
     .backward = conv_backward,
+    .forward_part = conv_forward_part,
     .prepare = conv_prepare,
     .ws_size = conv_ws_size,
     .describe = conv_describe,

@@ -16,9 +16,9 @@
  * A batch of at least one image per thread runs as a team: each thread takes a contiguous
  * slice of the images through every layer, with single-threaded sgemm and its own scratch;
  * the only meetings are batch norm's statistics (cnn_batch_sum) and, after backward, adding
- * the threads' gradient buffers in thread order. A single image (latency) instead runs on one
- * thread and lets cnn_gemm and the layers' own OpenMP loops split it. Activations are fused
- * into the layer before them where it can apply them (model.c).
+ * the threads' gradient buffers in thread order. A single image at inference (latency) is
+ * split instead: each thread computes a part of every layer's output (split_forward below).
+ * Activations are fused into the layer before them where it can apply them (model.c).
  *
  * Backward writes (assigns) dx rather than accumulating into it: in a sequential net every
  * activation has exactly one consumer, so zeroing dx first would only add memory traffic.
@@ -111,8 +111,10 @@ static size_t label_floats(size_t nb) { return round_line((nb + 3) / 4); }
  * the time (perf, the default network on one thread), likely 4 KB aliasing between the
  * padded image and the columns it is copied into. */
 static size_t arena_floats(const struct cnn_model *m, const struct layer_needs *nd, size_t nb,
-                           int train) {
+                           int train, int split) {
     size_t total = nb * cnn_shape_size(m->in) + nb * (size_t)m->n_classes; /* xbuf, probs */
+    for (int i = 0; split && i < m->n_layers; i++)
+        if (!m->layers[i].fused) total += cnn_shape_size(m->layers[i].out);
     for (int i = 0; i < m->n_layers; i++) {
         const struct cnn_layer *l = &m->layers[i];
         total += l->cache_fixed;
@@ -157,13 +159,94 @@ static float *place_activations(struct cnn_ctx *ctx, const struct cnn_model *m,
     return p;
 }
 
+/* ---- one image split between threads -----------------------------------------------------
+ * A single image on a context of T > 1 threads runs as a team in which every thread computes
+ * its share of each layer's output channels (a dense layer's units), and the threads meet only
+ * before a layer that reads channels another thread wrote: a convolution or a dense layer,
+ * which read all of their input. Batch norm, activations, pooling and dropout keep the cut of
+ * the layer before, so each thread goes on with the channels it made. Every thread repeats
+ * the input's im2col or Winograd transform for itself, which costs less than one core reading
+ * what the other wrote. Each layer writes a buffer of its own, so no thread overwrites what
+ * another may still be reading. The cuts and meetings are planned once, here. */
+
+void cnn_part_same(const struct cnn_layer *l, int lo, int hi, int *in_lo, int *in_hi) {
+    (void)l;
+    *in_lo = lo, *in_hi = hi;
+}
+
+/* The cut of the layer before (prev, over prev_c channels) scaled to l's output, if it divides
+ * evenly and each of l's parts reads only the same thread's part of its input. */
+static int inherit_cut(const struct cnn_layer *l, const int *prev, int prev_c, int T, int *cut) {
+    if (!l->ops->part_needs) return 0;
+    for (int t = 0; t <= T; t++) {
+        if ((long)prev[t] * l->out.c % prev_c) return 0;
+        cut[t] = (int)((long)prev[t] * l->out.c / prev_c);
+    }
+    for (int t = 0; t < T; t++) {
+        int lo, hi;
+        if (cut[t] == cut[t + 1]) continue;
+        l->ops->part_needs(l, cut[t], cut[t + 1], &lo, &hi);
+        if (lo < prev[t] || hi > prev[t + 1]) return 0;
+    }
+    return 1;
+}
+
+/* Fills cut and sync (see struct cnn_ctx); 0 when a layer cannot split an image. */
+static int split_plan(const struct cnn_model *m, int T, int *cut, unsigned char *sync) {
+    const int *prev = NULL;
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct cnn_layer *l = &m->layers[i];
+        int *c = cut + (size_t)i * (T + 1);
+        sync[i] = 0;
+        if (l->fused) { /* done by its producer, in its buffer */
+            memcpy(c, prev, (size_t)(T + 1) * sizeof(int));
+            continue;
+        }
+        if (!l->ops->forward_part) return 0;
+        if (!prev || !inherit_cut(l, prev, l->in.c, T, c)) {
+            for (int t = 0; t <= T; t++) c[t] = (int)((long)l->out.c * t / T);
+            sync[i] = prev != NULL; /* the first layer reads the caller's input */
+        }
+        prev = c;
+    }
+    return 1;
+}
+
+static int split_new(struct cnn_ctx *ctx, const struct cnn_model *m) {
+    const int T = ctx->threads, L = m->n_layers;
+    if (ctx->train || T < 2) return CNN_OK;
+    ctx->split_cut = malloc((size_t)L * (T + 1) * sizeof(int));
+    ctx->split_sync = malloc((size_t)L);
+    ctx->split_act = calloc((size_t)L + 1, sizeof(float *));
+    if (!ctx->split_cut || !ctx->split_sync || !ctx->split_act)
+        return cnn_fail(CNN_ERR_NOMEM, "out of memory");
+    if (split_plan(m, T, ctx->split_cut, ctx->split_sync)) return CNN_OK;
+    free(ctx->split_cut), free(ctx->split_sync), free(ctx->split_act);
+    ctx->split_cut = NULL, ctx->split_sync = NULL, ctx->split_act = NULL;
+    return CNN_OK;
+}
+
+static float *place_split(struct cnn_ctx *ctx, const struct cnn_model *m, float *p) {
+    for (int i = 0; ctx->split_cut && i < m->n_layers; i++) {
+        if (m->layers[i].fused) {
+            ctx->split_act[i + 1] = ctx->split_act[i];
+            continue;
+        }
+        ctx->split_act[i + 1] = p;
+        p += cnn_shape_size(m->layers[i].out);
+    }
+    return p;
+}
+
 /* The one place a context's sizes are decided. */
 static int ctx_layout(struct cnn_ctx *ctx, const struct cnn_model *m) {
     const int T = ctx->threads, L = m->n_layers;
     const size_t nb = (size_t)ctx->max_batch;
     const struct layer_needs nd = layer_needs(m, ctx->max_batch);
     const size_t ws = T > 1 ? (size_t)T * nd.ws : nd.ws;
-    const size_t front = arena_floats(m, &nd, nb, ctx->train);
+    const int rc = split_new(ctx, m);
+    if (rc) return rc;
+    const size_t front = arena_floats(m, &nd, nb, ctx->train, ctx->split_cut != NULL);
     const size_t total = front + ws + label_floats(nb);
     if (total > ((size_t)1 << 28))
         return cnn_fail(CNN_ERR_LIMIT, "batch %d would need %zu MB of activations (limit 1024)",
@@ -192,6 +275,7 @@ static int ctx_layout(struct cnn_ctx *ctx, const struct cnn_model *m) {
     float *p = place_activations(ctx, m, &nd, ctx->arena);
     ctx->xbuf = p, p += nb * cnn_shape_size(m->in);
     ctx->probs = p, p += nb * (size_t)m->n_classes;
+    p = place_split(ctx, m, p);
     ctx->ws = ctx->arena + round_line((size_t)(p - ctx->arena));
     ctx->labels = (uint8_t *)(ctx->ws + ws);
     ctx->ws_thread = nd.ws;
@@ -212,6 +296,9 @@ void cnn_ctx_free(struct cnn_ctx *ctx) {
     free(ctx->cache);
     free(ctx->tap_off);
     free(ctx->taps);
+    free(ctx->split_cut);
+    free(ctx->split_sync);
+    free(ctx->split_act);
     free(ctx->spec);
     free(ctx);
 }
@@ -356,14 +443,16 @@ static void tap_channel_means(const float *y, size_t stride, struct cnn_shape s,
         }
 }
 
-/* After layer i ran: the features of layer i and of the activations fused into it. */
-static void tap_layer(struct cnn_ctx *ctx, const struct pass *ps, int i, int n, size_t i0) {
+/* After layer i ran: the features of layer i and of the activations fused into it; act is
+ * ctx->act, or ctx->split_act for a split image (i0 0). */
+static void tap_layer(struct cnn_ctx *ctx, const struct pass *ps, float *const *act, int i, int n,
+                      size_t i0) {
     const struct cnn_model *m = ps->m;
     for (int t = i; t < m->n_layers && (t == i || m->layers[t].fused); t++) {
         if (ctx->tap_off[t] < 0) continue;
         const size_t stride = cnn_shape_size(m->layers[t].out); /* within a thread's slice */
-        tap_channel_means(ctx->act[t + 1] + act_off(ctx, m, t + 1, i0), stride, m->layers[t].out,
-                          n, ps->taps + i0 * ctx->tap_dim, ctx->tap_dim, ctx->tap_off[t]);
+        tap_channel_means(act[t + 1] + act_off(ctx, m, t + 1, i0), stride, m->layers[t].out, n,
+                          ps->taps + i0 * ctx->tap_dim, ctx->tap_dim, ctx->tap_off[t]);
     }
 }
 
@@ -390,7 +479,7 @@ static void forward_layers(struct cnn_ctx *ctx, const struct pass *ps, int n,
             .red = ps->red,
         };
         l->ops->forward(l, &f);
-        if (ps->taps) tap_layer(ctx, ps, i, n, i0);
+        if (ps->taps) tap_layer(ctx, ps, ctx->act, i, n, i0);
     }
 }
 
@@ -419,8 +508,47 @@ static void backward_layers(struct cnn_ctx *ctx, const struct pass *ps, int n,
     }
 }
 
+/* One image at inference, each thread its parts of each layer (see split_plan). */
+static const float *split_forward(struct cnn_ctx *ctx, const struct pass *ps) {
+    const struct cnn_model *m = ps->m;
+    const int T = ctx->threads;
+#pragma omp parallel num_threads(T)
+    {
+        int tid = 0, nt = 1;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+        nt = omp_get_num_threads(); /* the runtime may give fewer threads than asked */
+#endif
+        for (int i = 0; i < m->n_layers; i++) {
+            const struct cnn_layer *l = &m->layers[i];
+            if (l->fused) continue;
+            if (ctx->split_sync[i]) {
+#pragma omp barrier
+            }
+            const struct cnn_fwd f = {
+                .n = 1,
+                .x = i ? ctx->split_act[i] : ps->x,
+                .y = ctx->split_act[i + 1],
+                .p = m->params + l->p_off,
+                .s = m->state + l->s_off,
+                .cache = ctx->cache[i],
+                .prep = m->prepared && l->n_prep ? m->prep + l->q_off : NULL,
+                .ws = ctx->ws + (size_t)tid * ctx->ws_thread,
+            };
+            const int *cut = ctx->split_cut + (size_t)i * (T + 1);
+            for (int t = tid; t < T; t += nt)
+                if (cut[t] < cut[t + 1]) l->ops->forward_part(l, &f, cut[t], cut[t + 1]);
+        }
+    }
+    for (int i = 0; ps->taps && i < m->n_layers; i++)
+        if (!m->layers[i].fused) tap_layer(ctx, ps, ctx->split_act, i, 1, 0);
+    return ctx->split_act[m->n_layers];
+}
+
 static const float *forward_pass(struct cnn_ctx *ctx, const struct pass *ps, int n) {
     assert(n >= 1 && n <= ctx->max_batch);
+    if (n == 1 && ctx->split_cut && !ps->state && cnn_threads_now() > 1)
+        return split_forward(ctx, ps);
     const int T = team_size(ctx, n);
     if (T == 1) {
         forward_layers(ctx, ps, n, NULL, ctx->ws);

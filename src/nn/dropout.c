@@ -10,6 +10,8 @@
  */
 #include <stdio.h>
 
+#include <string.h>
+
 #include "internal.h"
 
 static int dropout_parse(struct cnn_layer *l, struct cnn_spec_item *it) {
@@ -27,6 +29,13 @@ static int dropout_init(struct cnn_layer *l) {
     l->cache_item = cnn_shape_size(l->in);
     l->flops = (double)cnn_shape_size(l->in);
     return CNN_OK;
+}
+
+/* Inference: a copy of channels [lo, hi). */
+static void dropout_forward_part(const struct cnn_layer *l, const struct cnn_fwd *f, int lo,
+                                 int hi) {
+    const size_t hw = (size_t)l->out.h * l->out.w;
+    memcpy(f->y + lo * hw, f->x + lo * hw, (hi - lo) * hw * sizeof(float));
 }
 
 static void dropout_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
@@ -85,6 +94,8 @@ const struct cnn_layer_ops cnn_dropout_ops = {
     .parse = dropout_parse,
     .init = dropout_init,
     .forward = dropout_forward,
+    .forward_part = dropout_forward_part,
+    .part_needs = cnn_part_same,
     .backward = dropout_backward,
     .describe = dropout_describe,
     .export_op = dropout_export,

@@ -24,6 +24,19 @@ static void flatten_forward(const struct cnn_layer *l, const struct cnn_fwd *f) 
     memcpy(f->y, f->x, (size_t)f->n * cnn_shape_size(l->in) * sizeof(float));
 }
 
+/* Output elements [lo, hi) (ops->forward_part); they are the input's channels lo / hw to
+ * (hi - 1) / hw. */
+static void flatten_forward_part(const struct cnn_layer *l, const struct cnn_fwd *f, int lo,
+                                 int hi) {
+    (void)l;
+    memcpy(f->y + lo, f->x + lo, (size_t)(hi - lo) * sizeof(float));
+}
+
+static void flatten_part_needs(const struct cnn_layer *l, int lo, int hi, int *in_lo, int *in_hi) {
+    const int hw = l->in.h * l->in.w;
+    *in_lo = lo / hw, *in_hi = (hi + hw - 1) / hw;
+}
+
 static void flatten_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
     if (b->dx) memcpy(b->dx, b->dy, (size_t)b->n * cnn_shape_size(l->in) * sizeof(float));
 }
@@ -46,6 +59,8 @@ const struct cnn_layer_ops cnn_flatten_ops = {
     .parse = flatten_parse,
     .init = flatten_init,
     .forward = flatten_forward,
+    .forward_part = flatten_forward_part,
+    .part_needs = flatten_part_needs,
     .backward = flatten_backward,
     .describe = flatten_describe,
     .export_op = flatten_export,

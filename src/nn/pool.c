@@ -39,42 +39,46 @@ static int maxpool_init(struct cnn_layer *l) {
     return rc;
 }
 
-static void maxpool_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
-    const int h = l->in.h, w = l->in.w, oh = l->out.h, ow = l->out.w;
-    const int k = l->cfg.pool.k, s = l->cfg.pool.stride, planes = f->n * l->in.c;
-    int32_t *arg = f->train ? (int32_t *)f->cache : NULL; /* argmax: for backward only */
-#pragma omp parallel for schedule(static) if ((size_t)planes * oh * ow * k * k >= CNN_OMP_MIN_WORK)
-    for (int pl = 0; pl < planes; pl++) {
-        const float *xp = f->x + (size_t)pl * h * w;
-        float *yp = f->y + (size_t)pl * oh * ow;
-        int32_t *ap = arg ? arg + (size_t)pl * oh * ow : NULL;
-        if (k == 2 && s == 2) { /* the common case, unrolled: same first-max rule as below */
-            for (int oy = 0; oy < oh; oy++)
-                for (int ox = 0; ox < ow; ox++) {
-                    const int i0 = 2 * oy * w + 2 * ox, c[4] = {i0, i0 + 1, i0 + w, i0 + w + 1};
-                    int best = c[0];
-                    for (int j = 1; j < 4; j++) best = xp[c[j]] > xp[best] ? c[j] : best;
-                    yp[oy * ow + ox] = xp[best];
-                    if (ap) ap[oy * ow + ox] = best;
-                }
-            continue;
-        }
+/* One plane: xp (h, w) -> yp (oh, ow), and the argmax into ap if not NULL. */
+static void maxpool_plane(const struct cnn_layer *l, const float *xp, float *yp, int32_t *ap) {
+    const int w = l->in.w, oh = l->out.h, ow = l->out.w, k = l->cfg.pool.k, s = l->cfg.pool.stride;
+    if (k == 2 && s == 2) { /* the common case, unrolled: same first-max rule as below */
         for (int oy = 0; oy < oh; oy++)
             for (int ox = 0; ox < ow; ox++) {
-                int best = oy * s * w + ox * s;
-                float m = xp[best];
-                for (int ky = 0; ky < k; ky++)
-                    for (int kx = 0; kx < k; kx++) {
-                        const int idx = (oy * s + ky) * w + ox * s + kx;
-                        if (xp[idx] > m) {
-                            m = xp[idx];
-                            best = idx;
-                        }
-                    }
-                yp[oy * ow + ox] = m;
+                const int i0 = 2 * oy * w + 2 * ox, c[4] = {i0, i0 + 1, i0 + w, i0 + w + 1};
+                int best = c[0];
+                for (int j = 1; j < 4; j++) best = xp[c[j]] > xp[best] ? c[j] : best;
+                yp[oy * ow + ox] = xp[best];
                 if (ap) ap[oy * ow + ox] = best;
             }
+        return;
     }
+    for (int oy = 0; oy < oh; oy++)
+        for (int ox = 0; ox < ow; ox++) {
+            int best = oy * s * w + ox * s;
+            float m = xp[best];
+            for (int ky = 0; ky < k; ky++)
+                for (int kx = 0; kx < k; kx++) {
+                    const int idx = (oy * s + ky) * w + ox * s + kx;
+                    if (xp[idx] > m) {
+                        m = xp[idx];
+                        best = idx;
+                    }
+                }
+            yp[oy * ow + ox] = m;
+            if (ap) ap[oy * ow + ox] = best;
+        }
+}
+
+static void maxpool_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
+    const int h = l->in.h, w = l->in.w, oh = l->out.h, ow = l->out.w;
+    const int planes = f->n * l->in.c;
+    int32_t *arg = f->train ? (int32_t *)f->cache : NULL; /* argmax: for backward only */
+#pragma omp parallel for schedule(                                                                 \
+    static) if ((size_t)planes * oh * ow * l->cfg.pool.k * l->cfg.pool.k >= CNN_OMP_MIN_WORK)
+    for (int pl = 0; pl < planes; pl++)
+        maxpool_plane(l, f->x + (size_t)pl * h * w, f->y + (size_t)pl * oh * ow,
+                      arg ? arg + (size_t)pl * oh * ow : NULL);
 }
 
 static void maxpool_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
@@ -91,21 +95,35 @@ static void maxpool_backward(const struct cnn_layer *l, const struct cnn_bwd *b)
     }
 }
 
+static void avgpool_plane(const struct cnn_layer *l, const float *xp, float *yp) {
+    const int w = l->in.w, oh = l->out.h, ow = l->out.w, k = l->cfg.pool.k, s = l->cfg.pool.stride;
+    const float inv = 1.0f / (float)(k * k);
+    for (int oy = 0; oy < oh; oy++)
+        for (int ox = 0; ox < ow; ox++) {
+            float sum = 0.0f;
+            for (int ky = 0; ky < k; ky++)
+                for (int kx = 0; kx < k; kx++) sum += xp[(oy * s + ky) * w + ox * s + kx];
+            yp[oy * ow + ox] = sum * inv;
+        }
+}
+
 static void avgpool_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     const int h = l->in.h, w = l->in.w, oh = l->out.h, ow = l->out.w;
-    const int k = l->cfg.pool.k, s = l->cfg.pool.stride, planes = f->n * l->in.c;
-    const float inv = 1.0f / (float)(k * k);
-#pragma omp parallel for schedule(static) if ((size_t)planes * oh * ow * k * k >= CNN_OMP_MIN_WORK)
-    for (int pl = 0; pl < planes; pl++) {
-        const float *xp = f->x + (size_t)pl * h * w;
-        float *yp = f->y + (size_t)pl * oh * ow;
-        for (int oy = 0; oy < oh; oy++)
-            for (int ox = 0; ox < ow; ox++) {
-                float sum = 0.0f;
-                for (int ky = 0; ky < k; ky++)
-                    for (int kx = 0; kx < k; kx++) sum += xp[(oy * s + ky) * w + ox * s + kx];
-                yp[oy * ow + ox] = sum * inv;
-            }
+    const int planes = f->n * l->in.c;
+#pragma omp parallel for schedule(                                                                 \
+    static) if ((size_t)planes * oh * ow * l->cfg.pool.k * l->cfg.pool.k >= CNN_OMP_MIN_WORK)
+    for (int pl = 0; pl < planes; pl++)
+        avgpool_plane(l, f->x + (size_t)pl * h * w, f->y + (size_t)pl * oh * ow);
+}
+
+/* Inference, one image: planes [lo, hi) (ops->forward_part). */
+static void pool_forward_part(const struct cnn_layer *l, const struct cnn_fwd *f, int lo, int hi) {
+    const size_t hw = (size_t)l->in.h * l->in.w, ohw = (size_t)l->out.h * l->out.w;
+    for (int ch = lo; ch < hi; ch++) {
+        if (l->ops == &cnn_maxpool_ops)
+            maxpool_plane(l, f->x + ch * hw, f->y + ch * ohw, NULL);
+        else
+            avgpool_plane(l, f->x + ch * hw, f->y + ch * ohw);
     }
 }
 
@@ -155,6 +173,8 @@ const struct cnn_layer_ops cnn_maxpool_ops = {
     .parse = pool_parse,
     .init = maxpool_init,
     .forward = maxpool_forward,
+    .forward_part = pool_forward_part,
+    .part_needs = cnn_part_same,
     .backward = maxpool_backward,
     .describe = maxpool_describe,
     .export_op = pool_export,
@@ -165,6 +185,8 @@ const struct cnn_layer_ops cnn_avgpool_ops = {
     .parse = pool_parse,
     .init = pool_init,
     .forward = avgpool_forward,
+    .forward_part = pool_forward_part,
+    .part_needs = cnn_part_same,
     .backward = avgpool_backward,
     .export_op = pool_export,
     .describe = avgpool_describe,
