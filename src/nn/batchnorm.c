@@ -75,6 +75,12 @@ static size_t bn_ws_size(const struct cnn_layer *l, int n) {
     return 4 * (size_t)l->in.c;
 }
 
+/* 1/std from the running variance, at inference; bn_forward and bn_forward_part both take it
+ * from here, so a split image rounds exactly as a batch does. */
+static inline float bn_running_rstd(float var) {
+    return 1.0f / sqrtf(var + BN_EPS);
+}
+
 /* y = x * scale + shift over len floats, and the fused activation. */
 static void bn_apply(const struct cnn_layer *l, const float *restrict x, float *restrict y,
                      size_t len, float scale, float shift) {
@@ -135,7 +141,7 @@ static void bn_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
 #pragma omp parallel for schedule(static) if (par)
     for (int ch = 0; ch < c; ch++) {
         const float m = f->train ? (float)mean[ch] : rmean[ch];
-        const float r = f->train ? (float)acc[ch] : 1.0f / sqrtf(rvar[ch] + BN_EPS);
+        const float r = f->train ? (float)acc[ch] : bn_running_rstd(rvar[ch]);
         const float scale = gamma[ch] * r, shift = beta[ch] - m * scale;
         for (int i = 0; i < n; i++) {
             const size_t at = ((size_t)i * c + ch) * hw;
@@ -149,7 +155,7 @@ static void bn_forward_part(const struct cnn_layer *l, const struct cnn_fwd *f, 
     const int c = l->in.c;
     const size_t hw = (size_t)l->in.h * l->in.w;
     for (int ch = lo; ch < hi; ch++) {
-        const float scale = f->p[ch] * (1.0f / sqrtf(f->s[c + ch] + BN_EPS)); /* as above */
+        const float scale = f->p[ch] * bn_running_rstd(f->s[c + ch]);
         bn_apply(l, f->x + ch * hw, f->y + ch * hw, hw, scale, f->p[c + ch] - f->s[ch] * scale);
     }
 }

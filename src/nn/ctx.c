@@ -456,6 +456,11 @@ static void tap_layer(struct cnn_ctx *ctx, const struct pass *ps, float *const *
     }
 }
 
+/* What inference may use of the layer's prepared slice: NULL when the model has none. */
+static const float *layer_prep(const struct cnn_model *m, const struct cnn_layer *l) {
+    return m->prepared && l->n_prep ? m->prep + l->q_off : NULL;
+}
+
 static void forward_layers(struct cnn_ctx *ctx, const struct pass *ps, int n,
                            const struct cnn_team *team, float *ws) {
     const struct cnn_model *m = ps->m;
@@ -472,7 +477,7 @@ static void forward_layers(struct cnn_ctx *ctx, const struct pass *ps, int n,
             .s = m->state + l->s_off,
             .s_update = ps->state ? ps->state + l->s_off : NULL,
             .cache = ctx->cache[i] + i0 * l->cache_item,
-            .prep = !ps->state && m->prepared && l->n_prep ? m->prep + l->q_off : NULL,
+            .prep = ps->state ? NULL : layer_prep(m, l),
             .ws = ws,
             .seed = ps->seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(i + 1)),
             .team = team,
@@ -532,7 +537,7 @@ static const float *split_forward(struct cnn_ctx *ctx, const struct pass *ps) {
                 .p = m->params + l->p_off,
                 .s = m->state + l->s_off,
                 .cache = ctx->cache[i],
-                .prep = m->prepared && l->n_prep ? m->prep + l->q_off : NULL,
+                .prep = layer_prep(m, l),
                 .ws = ctx->ws + (size_t)tid * ctx->ws_thread,
             };
             const int *cut = ctx->split_cut + (size_t)i * (T + 1);
