@@ -16,6 +16,7 @@
 #ifndef CNN_INTERNAL_H
 #define CNN_INTERNAL_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -212,6 +213,15 @@ struct cnn_layer {
     int act;
     float act_slope;
     int fused;
+    /* Folding (model.c): a batch norm right after a layer whose ops->absorbs_affine is set is
+     * folded into that layer's prepared params for inference (folds = 1 on the producer, whose
+     * n_prep then starts with its n_params folded params; folded = 1 on the batch norm), unless
+     * typicality reads the producer's own output. In an inference context the batch norm
+     * shares the producer's buffer: skipped on a prepared model, where the producer applies
+     * the batch norm's fused activation (fold_act, fold_slope), else run in place. */
+    int folds, folded;
+    int fold_act;
+    float fold_slope;
 };
 
 /* Data-parallel execution (ctx.c). With T threads and a batch of n >= T images, each thread
@@ -307,6 +317,13 @@ struct cnn_export_op {
 int cnn_export_walk(const struct cnn_model *m, struct cnn_export_op *ops);
 /* gamma / sqrt(var + eps) and beta - mean * that, per channel: batch norm as y = a x + c. */
 void cnn_export_bn_affine(const struct cnn_export_op *bn, int c, float *a, float *shift);
+/* One channel of a batch norm at inference as y = x * scale + shift. The one formula for it
+ * (batchnorm.c's forward and folding, the exporters), so every path rounds alike. */
+static inline void cnn_bn_affine(float gamma, float beta, float mean, float var, float eps,
+                                 float *scale, float *shift) {
+    *scale = gamma * (1.0f / sqrtf(var + eps));
+    *shift = beta - mean * *scale;
+}
 
 struct cnn_layer_ops {
     const char *name; /* the spec keyword */
@@ -338,6 +355,13 @@ struct cnn_layer_ops {
     /* The input channels that output channels [lo, hi) read. NULL: all of them (the threads
      * then meet before the layer runs). */
     void (*part_needs)(const struct cnn_layer *l, int lo, int hi, int *in_lo, int *in_hi);
+    /* Inference as a per-channel affine folded into the layer before (model.c): w (rows, row_len)
+     * and b (rows), that layer's params with one row per channel, become those of that layer
+     * followed by this one. NULL: this kind never folds. */
+    void (*fold_into)(const struct cnn_layer *l, const float *p, const float *s, float *w,
+                      size_t row_len, float *b);
+    int absorbs_affine; /* params are w (out.c rows) then b (out.c), and forward takes them
+                         * folded from the prepared slice when l->folds (see cnn_layer) */
     int fuses_act; /* forward/backward honour l->act (see struct cnn_layer) */
     int is_act;    /* an elementwise activation with slope cfg.act.slope that a producer fuses */
 };
@@ -347,12 +371,11 @@ void cnn_part_same(const struct cnn_layer *l, int lo, int hi, int *in_lo, int *i
 
 /* ---- fused activations (activation.c) ------------------------------------------------------
  * For layers with fuses_act. y (rows, len), rows ld floats apart: y[r,:] = act(y[r,:] + bias[r])
- * (bias may be NULL;
- * act is the identity when l->act is 0). dy, y (rows, len): dy[r,:] *= act'(y[r,:]) in place
- * (y is the activated output; leaky slopes are > 0 so its sign is the input's), then
- * sum[r] += sum of dy[r,:] (sum may be NULL). */
-void cnn_bias_act(const struct cnn_layer *l, float *y, size_t ld, const float *bias, int rows,
-                  int len);
+ * (bias may be NULL; act is the identity when act is 0, else x * (x > 0 ? 1 : slope)).
+ * dy, y (rows, len): dy[r,:] *= act'(y[r,:]) in place (l->act; y is the activated output;
+ * leaky slopes are > 0 so its sign is the input's), then sum[r] += sum of dy[r,:] (sum may be
+ * NULL). */
+void cnn_bias_act(int act, float slope, float *y, size_t ld, const float *bias, int rows, int len);
 void cnn_act_grad_sum(const struct cnn_layer *l, float *dy, const float *y, float *sum, int rows,
                       int len);
 
@@ -494,6 +517,9 @@ struct cnn_typicality {
     int dim, k, n_cal;
     float *w, *wmu, *cal;
 };
+/* Whether the features read the channel means of l's output (after the activations that
+ * follow it): l shrinks the picture and its output is still spatial. */
+int cnn_typicality_taps(const struct cnn_layer *l);
 /* Feature layout: tap_off (n_layers) gets each tapped layer's offset or -1; returns dim. */
 int cnn_typicality_layout(const struct cnn_model *m, int *tap_off);
 struct cnn_typicality *cnn_typicality_alloc(int dim, int k, int n_cal);

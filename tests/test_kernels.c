@@ -457,15 +457,17 @@ static void test_team_and_fusion(void **state) {
  * thread, in a team, and where two threads share one image. The same predictions must come
  * from the unprepared model (kernels made per call, or im2col where two threads share an
  * image), and a trainer's step must drop the prepared kernels, not predict from stale ones. */
+/* probs (n, 10) and, unless NULL, the typicality features (n, tap_dim) of n images on a new
+ * inference context: as one batch, or one image at a time. */
 static void predict_all(struct cnn_model *m, int threads, int per_image, const float *x, int n,
-                        int in, float *probs) {
+                        int in, float *probs, float *features) {
     struct cnn_ctx *ctx = NULL;
     if (cnn_ctx_new(m, n, threads, &ctx) != CNN_OK) fail_msg("%s", cnn_errmsg());
-    if (per_image)
-        for (int i = 0; i < n; i++)
-            assert_int_equal(cnn_predict(m, ctx, x + (size_t)i * in, 1, probs + i * 10), CNN_OK);
-    else
-        assert_int_equal(cnn_predict(m, ctx, x, n, probs), CNN_OK);
+    const int d = ctx->tap_dim, b = per_image ? 1 : n;
+    for (int i = 0; i < n; i += b)
+        assert_int_equal(cnn_predict_features(m, ctx, x + (size_t)i * in, NULL, b, probs + i * 10,
+                                              features ? features + (size_t)i * d : NULL),
+                         CNN_OK);
     cnn_ctx_free(ctx);
 }
 
@@ -487,7 +489,7 @@ static void test_prepared_kernels(void **state) {
     static float x[N * IN], ref[N * 10], got[N * 10];
     fill_normal(x, N * IN, &rng);
     m->prepared = 0; /* the reference: each call on its own, im2col for shared images */
-    predict_all(m, 2, 1, x, N, IN, ref);
+    predict_all(m, 2, 1, x, N, IN, ref, NULL);
     static const struct {
         int prepared, threads, per_image;
         const char *name;
@@ -501,7 +503,7 @@ static void test_prepared_kernels(void **state) {
             cnn_model_prepare(m);
         else
             m->prepared = 0;
-        predict_all(m, ways[w].threads, ways[w].per_image, x, N, IN, got);
+        predict_all(m, ways[w].threads, ways[w].per_image, x, N, IN, got, NULL);
         const double d = max_diff(got, ref, (size_t)N * 10);
         printf("prep  %-34s vs im2col: max |diff| %.1e\n", ways[w].name, d);
         if (!(d <= REL_TOL)) fail_msg("%s: probabilities differ by %g", ways[w].name, d);
@@ -517,14 +519,43 @@ static void test_prepared_kernels(void **state) {
     if (cnn_trainer_new(m, &cfg, &t) != CNN_OK) fail_msg("%s", cnn_errmsg());
     const uint8_t labels[N] = {1, 2, 3, 4, 5};
     assert_int_equal(cnn_trainer_step(t, x, labels, N, NULL, NULL), CNN_OK);
-    predict_all(m, 1, 1, x, N, IN, got);
+    predict_all(m, 1, 1, x, N, IN, got, NULL);
     cnn_model_prepare(m); /* from the new params: what the step's predictions must equal */
-    predict_all(m, 1, 1, x, N, IN, ref);
+    predict_all(m, 1, 1, x, N, IN, ref, NULL);
     const double d = max_diff(got, ref, (size_t)N * 10);
     printf("prep  after a trainer step: max |diff| %.1e against kernels prepared afresh\n", d);
     if (!(d <= REL_TOL)) fail_msg("after a step, stale kernels: probabilities differ by %g", d);
     cnn_trainer_free(t);
     cnn_model_free(m);
+}
+
+/* Running statistics away from 0 and 1 for every batch norm: a mean, then a variance > 0 (the
+ * model's own state, written directly: cnn_model_state is a read-only view). */
+static void randomize_state(struct cnn_model *m, struct cnn_rng *rng) {
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct cnn_layer *l = &m->layers[i];
+        const size_t half = l->n_state / 2;
+        for (size_t j = 0; j < half; j++) {
+            m->state[l->s_off + j] = 0.3f * cnn_rng_normal(rng);
+            m->state[l->s_off + half + j] = 0.5f + cnn_rng_uniform(rng);
+        }
+    }
+    cnn_model_prepare(m); /* the state is folded into the convolutions' prepared weights */
+}
+
+/* A model of spec on 1 x h x w inputs with random weights, biases, batch-norm gammas and betas
+ * away from 0 and 1, and random running statistics. */
+static struct cnn_model *random_net(const char *spec, int h, int w, struct cnn_rng *rng) {
+    struct cnn_model *m = NULL;
+    if (cnn_model_new(spec, 1, h, w, &m) != CNN_OK) fail_msg("%s", cnn_errmsg());
+    cnn_model_init_params(m, rng);
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct cnn_layer *l = &m->layers[i];
+        for (size_t j = l->n_decay; j < l->n_params; j++)
+            m->params[l->p_off + j] += 0.5f * cnn_rng_normal(rng);
+    }
+    randomize_state(m, rng);
+    return m;
 }
 
 /* ---- predict: eval mode treats every image on its own -------------------------------------- */
@@ -539,18 +570,7 @@ static void test_predict_batch_independent(void **state) {
     struct cnn_rng rng;
     cnn_rng_seed(&rng, 17);
     cnn_model_init_params(m, &rng);
-    /* non-trivial running statistics: mean, then var > 0, for each bn (the model's own
-     * state, written directly: cnn_model_state is a read-only view) */
-    float *state_v = m->state;
-    for (int i = 0; i < m->n_layers; i++) {
-        const struct cnn_layer *l = &m->layers[i];
-        float *s = state_v + l->s_off;
-        const size_t half = l->n_state / 2;
-        for (size_t j = 0; j < half; j++) {
-            s[j] = 0.3f * cnn_rng_normal(&rng);
-            s[half + j] = 0.5f + cnn_rng_uniform(&rng);
-        }
-    }
+    randomize_state(m, &rng);
     static float x[N * C * H * W], p_chunked[N * K], p_batch[N * K], p_one[N * K];
     fill_normal(x, sizeof x / sizeof x[0], &rng);
     /* a context for batches of 4: predict walks the 9 images in chunks of 4, 4, 1 */
@@ -589,17 +609,6 @@ static void test_predict_batch_independent(void **state) {
  * and unfused activations, both pools with and without overlap, flatten, dense layers with
  * their own activations and batch norm. The threads meet only where a layer reads channels
  * another thread wrote. */
-static void randomize_state(struct cnn_model *m, struct cnn_rng *rng) {
-    for (int i = 0; i < m->n_layers; i++) {
-        const struct cnn_layer *l = &m->layers[i];
-        const size_t half = l->n_state / 2;
-        for (size_t j = 0; j < half; j++) {
-            m->state[l->s_off + j] = 0.3f * cnn_rng_normal(rng);
-            m->state[l->s_off + half + j] = 0.5f + cnn_rng_uniform(rng);
-        }
-    }
-}
-
 static int count_syncs(const struct cnn_ctx *ctx) {
     int n = 0;
     for (int i = 0; i < ctx->n_layers; i++) n += ctx->split_sync[i];
@@ -630,11 +639,8 @@ static void test_split_image(void **state) {
     cnn_rng_seed(&rng, 41);
     fill_normal(x, sizeof x / sizeof x[0], &rng);
     for (size_t s = 0; s < sizeof nets / sizeof nets[0]; s++) {
-        struct cnn_model *m = NULL;
-        if (cnn_model_new(nets[s].spec, 1, H, W, &m) != CNN_OK) fail_msg("%s", cnn_errmsg());
+        struct cnn_model *m = random_net(nets[s].spec, H, W, &rng);
         cnn_model_set_fusion(m, nets[s].fuse);
-        cnn_model_init_params(m, &rng);
-        randomize_state(m, &rng);
         struct cnn_ctx *one = NULL;
         if (cnn_ctx_new(m, N, 1, &one) != CNN_OK) fail_msg("%s", cnn_errmsg());
         assert_null(one->split_cut); /* one thread: nothing to split */
@@ -677,6 +683,107 @@ static void test_split_image(void **state) {
     }
 }
 
+/* ---- batch norm folded into the convolution before it -------------------------------------
+ * At inference on a prepared model, a bn right after a conv is folded into the conv's prepared
+ * weights and skipped (model.c, ctx.c); unprepared, it runs in place in the conv's buffer. Both
+ * must give what the bn as its own layer gives (the unprepared model, one thread), with every
+ * way of running an image: one thread, a team, one image split between threads, fusion off,
+ * and an inference pass on a training context (where the conv writes the bn's own buffer, which
+ * the next layer reads). A conv whose output
+ * typicality reads (it shrinks the picture) must not fold. And the fold must really be what
+ * runs: after it is prepared, the bn's own state no longer matters until the next prepare. */
+static void test_folded_batchnorm(void **state) {
+    (void)state;
+    static const struct {
+        const char *spec;
+        int bns, folds; /* a dense layer's bn, and a strided conv's, stay apart */
+    } nets[] = {
+        {"conv 8 5 pad=2, bn, relu, maxpool 2, conv 12 3 pad=1, bn, leakyrelu 0.1, maxpool 2, "
+         "dense 10",
+         2, 2},
+        {"conv 9 5 pad=2, bn, maxpool 2, conv 16 5 pad=2, bn, avgpool 2, flatten, dense 16, bn, "
+         "relu, dense 10",
+         3, 2},
+        {"conv 8 3 stride=2, bn, relu, conv 10 3 pad=1, bn, relu, maxpool 2, dense 10", 2, 1},
+    };
+    enum { N = 5, H = 18, W = 17, IN = H * W, K = 10 };
+    static float x[N * IN], ref[N * K], got[N * K];
+    struct cnn_rng rng;
+    cnn_rng_seed(&rng, 43);
+    fill_normal(x, sizeof x / sizeof x[0], &rng);
+    for (size_t s = 0; s < sizeof nets / sizeof nets[0]; s++) {
+        struct cnn_model *m = random_net(nets[s].spec, H, W, &rng);
+        int folds = 0;
+        for (int i = 0; i < m->n_layers; i++) folds += m->layers[i].folds;
+        assert_int_equal(folds, nets[s].folds);
+        struct cnn_ctx *probe = NULL;
+        if (cnn_ctx_new(m, 1, 1, &probe) != CNN_OK) fail_msg("%s", cnn_errmsg());
+        const int d = probe->tap_dim;
+        cnn_ctx_free(probe);
+        float *f_ref = calloc((size_t)N * d, sizeof(float));
+        float *f_got = calloc((size_t)N * d, sizeof(float));
+        assert_non_null(f_ref), assert_non_null(f_got);
+        m->prepared = 0;
+        predict_all(m, 1, 1, x, N, IN, ref, f_ref);
+        double f_max = 0.0;
+        for (size_t j = 0; j < (size_t)N * d; j++) f_max = fmax(f_max, fabs(f_ref[j]));
+        static const struct {
+            int prepared, fuse, threads, per_image;
+            const char *name;
+        } ways[] = {
+            {1, 1, 1, 1, "folded, 1 thread"},        {1, 1, 2, 0, "folded, team of 2"},
+            {1, 1, 2, 1, "folded, split between 2"}, {1, 1, 3, 1, "folded, split between 3"},
+            {1, 0, 2, 1, "folded, unfused, split"},  {1, 0, 1, 0, "folded, unfused, 1 thread"},
+            {0, 1, 2, 0, "in place, team of 2"},     {0, 1, 2, 1, "in place, split between 2"}};
+        for (size_t w = 0; w < sizeof ways / sizeof ways[0]; w++) {
+            cnn_model_set_fusion(m, ways[w].fuse);
+            if (ways[w].prepared)
+                cnn_model_prepare(m);
+            else
+                m->prepared = 0;
+            predict_all(m, ways[w].threads, ways[w].per_image, x, N, IN, got, f_got);
+            const double dp = max_diff(got, ref, (size_t)N * K);
+            const double df = max_diff(f_got, f_ref, (size_t)N * d) / fmax(f_max, 1.0);
+            printf("fold  net %zu, %-26s vs bn alone: probs %.1e, features %.1e (of %.1f)\n", s + 1,
+                   ways[w].name, dp, df, f_max);
+            if (!(dp <= REL_TOL && df <= 1e-5))
+                fail_msg("net %zu, %s: probs differ by %g, features by %g", s + 1, ways[w].name, dp,
+                         df);
+        }
+        cnn_model_set_fusion(m, 1);
+        cnn_model_prepare(m);
+
+        /* an inference pass on a training context, on the prepared model */
+        struct cnn_ctx *tctx = NULL;
+        if (cnn_ctx_new_train(m, N, 1, &tctx) != CNN_OK) fail_msg("%s", cnn_errmsg());
+        const float *logits = cnn_ctx_forward(tctx, m, x, N, NULL, 0, NULL);
+        cnn_softmax(logits, N, K, got);
+        cnn_ctx_free(tctx);
+        const double dt = max_diff(got, ref, (size_t)N * K);
+        printf("fold  net %zu, %-26s vs bn alone: probs %.1e\n", s + 1, "training context", dt);
+        if (!(dt <= REL_TOL)) fail_msg("net %zu, training context: probs differ by %g", s + 1, dt);
+
+        /* the folded copy is what runs: the bn's state changed behind it changes nothing for
+         * a folded bn until the model is prepared again */
+        for (size_t j = 0; j < m->n_state; j++) m->state[j] *= 1.5f;
+        predict_all(m, 2, 1, x, N, IN, got, NULL);
+        const double stale = max_diff(got, ref, (size_t)N * K);
+        m->prepared = 0;
+        predict_all(m, 2, 1, x, N, IN, got, NULL);
+        const double fresh = max_diff(got, ref, (size_t)N * K);
+        printf("fold  net %zu, state changed after prepare: probs %.1e folded, %.1e unprepared\n",
+               s + 1, stale, fresh);
+        if (!(fresh > 1e-4)) fail_msg("net %zu: the changed state changed nothing", s + 1);
+        const int all_folded = nets[s].folds == nets[s].bns;
+        if (all_folded && !(stale <= REL_TOL))
+            fail_msg("net %zu: a folded bn still ran from its state (%g)", s + 1, stale);
+        if (!all_folded && !(stale > 1e-4))
+            fail_msg("net %zu: an unfolded bn did not read its state (%g)", s + 1, stale);
+        free(f_ref), free(f_got);
+        cnn_model_free(m);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm),
@@ -686,6 +793,7 @@ int main(void) {
         cmocka_unit_test(test_predict_batch_independent),
         cmocka_unit_test(test_prepared_kernels),
         cmocka_unit_test(test_split_image),
+        cmocka_unit_test(test_folded_batchnorm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -244,6 +244,7 @@ static struct cnn_model *make_model(const char *spec, int steps, uint64_t seed) 
     cnn_ctx_free(ctx);
     cnn_optim_free(opt);
     cnn_model_set_norm(m, 0.1307f, 0.3081f);
+    cnn_model_prepare(m); /* the steps above wrote params and state behind the trainer's back */
     return m;
 }
 

@@ -58,6 +58,7 @@ static struct cnn_model *random_model(const char *spec, uint64_t seed) {
     cnn_rng_seed(&r, seed);
     cnn_model_init_params(m, &r);
     for (size_t i = 0; i < m->n_state; i++) m->state[i] = 0.5f + 0.1f * (float)(i % 7); /* bn */
+    cnn_model_prepare(m); /* which folds that state into the convolutions before */
     cnn_model_set_norm(m, 0.2f, 0.3f);
     return m;
 }

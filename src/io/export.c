@@ -28,10 +28,6 @@ int cnn_export_walk(const struct cnn_model *m, struct cnn_export_op *ops) {
 }
 
 void cnn_export_bn_affine(const struct cnn_export_op *bn, int c, float *a, float *shift) {
-    for (int ch = 0; ch < c; ch++) {
-        /* as batchnorm.c computes it at inference, to the bit */
-        const float r = 1.0f / sqrtf(bn->var[ch] + bn->eps);
-        a[ch] = bn->w[ch] * r;
-        shift[ch] = bn->b[ch] - bn->mean[ch] * a[ch];
-    }
+    for (int ch = 0; ch < c; ch++)
+        cnn_bn_affine(bn->w[ch], bn->b[ch], bn->mean[ch], bn->var[ch], bn->eps, &a[ch], &shift[ch]);
 }

@@ -56,10 +56,9 @@ static void act_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
 /* Every select below picks a factor, 1 or the slope, and the multiply is unconditional: GCC
  * will not vectorise `t > 0 ? t : slope * t` (it may not speculate the multiply), and NaN
  * still propagates. */
-static inline void bias_act_row(const struct cnn_layer *l, float *restrict v, float b, int has_b,
+static inline void bias_act_row(int act, float slope, float *restrict v, float b, int has_b,
                                 int len) {
-    const float slope = l->act_slope;
-    if (l->act)
+    if (act)
         for (int q = 0; q < len; q++) {
             const float t = v[q] + b;
             v[q] = t * (t > 0.0f ? 1.0f : slope);
@@ -70,16 +69,15 @@ static inline void bias_act_row(const struct cnn_layer *l, float *restrict v, fl
 
 /* Small calls skip OpenMP altogether: a parallel region that runs on one thread still costs
  * 0.3-0.9 us to enter, and a single image split between threads (ctx.c) makes such calls. */
-void cnn_bias_act(const struct cnn_layer *l, float *y, size_t ld, const float *bias, int rows,
-                  int len) {
+void cnn_bias_act(int act, float slope, float *y, size_t ld, const float *bias, int rows, int len) {
     if ((size_t)rows * len < CNN_OMP_MIN_WORK) {
         for (int r = 0; r < rows; r++)
-            bias_act_row(l, y + r * ld, bias ? bias[r] : 0.0f, bias != NULL, len);
+            bias_act_row(act, slope, y + r * ld, bias ? bias[r] : 0.0f, bias != NULL, len);
         return;
     }
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < rows; r++)
-        bias_act_row(l, y + r * ld, bias ? bias[r] : 0.0f, bias != NULL, len);
+        bias_act_row(act, slope, y + r * ld, bias ? bias[r] : 0.0f, bias != NULL, len);
 }
 
 void cnn_act_grad_sum(const struct cnn_layer *l, float *dy, const float *y, float *sum, int rows,

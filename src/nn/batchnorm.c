@@ -11,6 +11,9 @@
  *   backward (xhat = (x - mu) * rstd, N = n*h*w):
  *          dgamma += sum(dy * xhat); dbeta += sum(dy)
  *          dx = gamma * rstd / N * (N dy - sum(dy) - xhat * sum(dy * xhat))
+ * At inference a bn right after a convolution is folded into it (model.c): each output
+ * channel's kernel times scale = gamma / sqrt(running_var + 1e-5), its bias times scale plus
+ * beta - running_mean * scale (bn_fold_into).
  * Cache: mu (c), rstd (c). Parameters are not weight-decayed. Sums are in double so that
  * the statistics do not depend on how large the batch is.
  */
@@ -75,15 +78,19 @@ static size_t bn_ws_size(const struct cnn_layer *l, int n) {
     return 4 * (size_t)l->in.c;
 }
 
-/* 1/std from the running variance, at inference; bn_forward and bn_forward_part both take it
- * from here, so a split image rounds exactly as a batch does. */
-static inline float bn_running_rstd(float var) {
-    return 1.0f / sqrtf(var + BN_EPS);
+/* Channel ch at inference as y = x * scale + shift; p and s are the layer's params and state.
+ * bn_forward, bn_forward_part and bn_fold_into all take it from here, so a split image rounds
+ * exactly as a batch does. */
+static inline void bn_running_affine(const float *p, const float *s, int c, int ch, float *scale,
+                                     float *shift) {
+    cnn_bn_affine(p[ch], p[c + ch], s[ch], s[c + ch], BN_EPS, scale, shift);
 }
 
-/* y = x * scale + shift over len floats, and the fused activation. */
-static void bn_apply(const struct cnn_layer *l, const float *restrict x, float *restrict y,
-                     size_t len, float scale, float shift) {
+/* y = x * scale + shift over len floats, and the fused activation. x may be y: a batch norm
+ * folded into the layer before runs in place in an inference context (ctx.c). Each y[q] reads
+ * only x[q], so that is safe, and GCC's overlap test still takes the vector loop for it. */
+static void bn_apply(const struct cnn_layer *l, const float *x, float *y, size_t len, float scale,
+                     float shift) {
     const float slope = l->act_slope;
     if (l->act)
         for (size_t q = 0; q < len; q++) {
@@ -140,9 +147,13 @@ static void bn_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     }
 #pragma omp parallel for schedule(static) if (par)
     for (int ch = 0; ch < c; ch++) {
-        const float m = f->train ? (float)mean[ch] : rmean[ch];
-        const float r = f->train ? (float)acc[ch] : bn_running_rstd(rvar[ch]);
-        const float scale = gamma[ch] * r, shift = beta[ch] - m * scale;
+        float scale, shift;
+        if (f->train) {
+            scale = gamma[ch] * (float)acc[ch];
+            shift = beta[ch] - (float)mean[ch] * scale;
+        } else {
+            bn_running_affine(f->p, f->s, c, ch, &scale, &shift);
+        }
         for (int i = 0; i < n; i++) {
             const size_t at = ((size_t)i * c + ch) * hw;
             bn_apply(l, f->x + at, f->y + at, hw, scale, shift);
@@ -155,8 +166,21 @@ static void bn_forward_part(const struct cnn_layer *l, const struct cnn_fwd *f, 
     const int c = l->in.c;
     const size_t hw = (size_t)l->in.h * l->in.w;
     for (int ch = lo; ch < hi; ch++) {
-        const float scale = f->p[ch] * bn_running_rstd(f->s[c + ch]);
-        bn_apply(l, f->x + ch * hw, f->y + ch * hw, hw, scale, f->p[c + ch] - f->s[ch] * scale);
+        float scale, shift;
+        bn_running_affine(f->p, f->s, c, ch, &scale, &shift);
+        bn_apply(l, f->x + ch * hw, f->y + ch * hw, hw, scale, shift);
+    }
+}
+
+/* ops->fold_into: row ch of w and b(ch) times scale, plus shift into b(ch). */
+static void bn_fold_into(const struct cnn_layer *l, const float *p, const float *s, float *w,
+                         size_t row_len, float *b) {
+    const int c = l->in.c;
+    for (int ch = 0; ch < c; ch++) {
+        float scale, shift;
+        bn_running_affine(p, s, c, ch, &scale, &shift);
+        for (size_t q = 0; q < row_len; q++) w[(size_t)ch * row_len + q] *= scale;
+        b[ch] = b[ch] * scale + shift;
     }
 }
 
@@ -229,6 +253,7 @@ const struct cnn_layer_ops cnn_batchnorm_ops = {
     .backward = bn_backward,
     .forward_part = bn_forward_part,
     .part_needs = cnn_part_same,
+    .fold_into = bn_fold_into,
     .ws_size = bn_ws_size,
     .describe = bn_describe,
     .export_op = bn_export,

@@ -19,7 +19,8 @@
  * 3x3 and 5x5 stride-1 layers with 8 or more input channels take Winograd instead
  * (winograd.c) for forward and, where the products are large enough, for dx and dw. Their
  * transformed kernels are prepared with the model (ops->prepare) for inference, and made per
- * call in training, where the params change every step.
+ * call in training, where the params change every step. A batch norm right after the layer is
+ * folded into its prepared params for inference (model.c; conv_use).
  * A team thread (ctx.c) runs this on its own images with one-threaded sgemm. One thread alone
  * with the whole batch lets cnn_gemm, im2col and col2im split each image across threads. A
  * single image at inference is split by output channels instead (conv_forward_part).
@@ -232,19 +233,37 @@ static void col2im(const float *restrict col, float *restrict dx, float *restric
     }
 }
 
+/* What a forward computes with: the layer's params, its fused activation and, prepared with
+ * the model, the Winograd kernels (prep, NULL where there are none). On a model whose batch
+ * norm after this layer is folded in (l->folds), the prepared slice holds the folded params
+ * first, the kernels made from them after, and the batch norm's activation is applied here. */
+struct conv_use {
+    const float *w, *b, *u;
+    int act;
+    float slope;
+};
+
+static struct conv_use conv_use(const struct cnn_layer *l, const struct cnn_fwd *f) {
+    if (l->folds && f->prep)
+        return (struct conv_use){f->prep, f->prep + l->n_decay,
+                                 use_winograd(l) ? f->prep + l->n_params : NULL, l->fold_act,
+                                 l->fold_slope};
+    return (struct conv_use){f->p, f->p + l->n_decay, f->prep, l->act, l->act_slope};
+}
+
 static void conv_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     const int c = l->in.c, h = l->in.h, w = l->in.w, oc = l->out.c, k = l->cfg.conv.k;
     const int oh = l->out.h, ow = l->out.w, ohw = oh * ow, ckk = c * k * k;
     const size_t chw = (size_t)c * h * w;
-    const float *wt = f->p, *bias = f->p + l->n_decay;
+    const struct conv_use cu = conv_use(l, f);
     float *pad = f->ws + (size_t)ckk * ohw;
     const int s = l->cfg.conv.stride, p = l->cfg.conv.pad;
     const int wino = use_winograd(l) && (owns_images(f->team) || f->prep);
     /* the transformed kernels: prepared with the model, or made here for this call */
-    const float *u = f->prep;
+    const float *u = cu.u;
     float *wws = f->ws;
     if (wino && !u) {
-        cnn_wino_weights(wt, f->ws, oc, c, k, 0);
+        cnn_wino_weights(cu.w, f->ws, oc, c, k, 0);
         u = f->ws;
         wws = f->ws + wino_u_size(l);
     }
@@ -254,9 +273,9 @@ static void conv_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
             cnn_wino_conv(f->x + i * chw, u, y, wws, c, h, w, oc, k, p);
         } else {
             im2col(f->x + i * chw, f->ws, pad, c, h, w, k, s, p, oh, ow);
-            cnn_gemm(0, 0, oc, ohw, ckk, 1.0f, wt, ckk, f->ws, ohw, 0.0f, y, ohw);
+            cnn_gemm(0, 0, oc, ohw, ckk, 1.0f, cu.w, ckk, f->ws, ohw, 0.0f, y, ohw);
         }
-        cnn_bias_act(l, y, ohw, bias, oc, ohw);
+        cnn_bias_act(cu.act, cu.slope, y, ohw, cu.b, oc, ohw);
     }
 }
 
@@ -265,17 +284,17 @@ static void conv_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
 static void conv_forward_part(const struct cnn_layer *l, const struct cnn_fwd *f, int lo, int hi) {
     const int c = l->in.c, h = l->in.h, w = l->in.w, k = l->cfg.conv.k, ckk = c * k * k;
     const int oh = l->out.h, ow = l->out.w, ohw = oh * ow;
+    const struct conv_use cu = conv_use(l, f);
     float *y = f->y + (size_t)lo * ohw;
-    if (use_winograd(l) && f->prep) {
-        cnn_wino_conv_part(f->x, f->prep, f->y, f->ws, c, h, w, l->out.c, k, l->cfg.conv.pad, lo,
-                           hi);
+    if (use_winograd(l) && cu.u) {
+        cnn_wino_conv_part(f->x, cu.u, f->y, f->ws, c, h, w, l->out.c, k, l->cfg.conv.pad, lo, hi);
     } else {
         im2col(f->x, f->ws, f->ws + (size_t)ckk * ohw, c, h, w, k, l->cfg.conv.stride,
                l->cfg.conv.pad, oh, ow);
-        cnn_gemm(0, 0, hi - lo, ohw, ckk, 1.0f, f->p + (size_t)lo * ckk, ckk, f->ws, ohw, 0.0f, y,
+        cnn_gemm(0, 0, hi - lo, ohw, ckk, 1.0f, cu.w + (size_t)lo * ckk, ckk, f->ws, ohw, 0.0f, y,
                  ohw);
     }
-    cnn_bias_act(l, y, ohw, f->p + l->n_decay + lo, hi - lo, ohw);
+    cnn_bias_act(cu.act, cu.slope, y, ohw, cu.b + lo, hi - lo, ohw);
 }
 
 static void conv_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
@@ -353,6 +372,7 @@ const struct cnn_layer_ops cnn_conv2d_ops = {
     .ws_size = conv_ws_size,
     .describe = conv_describe,
     .export_op = conv_export,
+    .absorbs_affine = 1,
     .fuses_act = 1,
 };
 

@@ -18,7 +18,8 @@
  * the only meetings are batch norm's statistics (cnn_batch_sum) and, after backward, adding
  * the threads' gradient buffers in thread order. A single image at inference (latency) is
  * split instead: each thread computes a part of every layer's output (split_forward below).
- * Activations are fused into the layer before them where it can apply them (model.c).
+ * Activations are fused into the layer before them where it can apply them, and at inference a
+ * batch norm into the convolution before it (model.c).
  *
  * Backward writes (assigns) dx rather than accumulating into it: in a sequential net every
  * activation has exactly one consumer, so zeroing dx first would only add memory traffic.
@@ -102,6 +103,13 @@ static struct layer_needs layer_needs(const struct cnn_model *m, int max_batch) 
     return nd;
 }
 
+/* Layer l writes into its input's buffer: a fused activation, which the layer before applies,
+ * or, in an inference context, a batch norm folded into the layer before (struct cnn_layer),
+ * which is then skipped or, on an unprepared model, runs in place. */
+static int in_place(const struct cnn_layer *l, int train) {
+    return l->fused || (l->folded && !train);
+}
+
 /* Floats of the labels buffer (bytes) for batches of nb, in whole cache lines. */
 static size_t label_floats(size_t nb) { return round_line((nb + 3) / 4); }
 
@@ -114,11 +122,12 @@ static size_t arena_floats(const struct cnn_model *m, const struct layer_needs *
                            int train, int split) {
     size_t total = nb * cnn_shape_size(m->in) + nb * (size_t)m->n_classes; /* xbuf, probs */
     for (int i = 0; split && i < m->n_layers; i++)
-        if (!m->layers[i].fused) total += cnn_shape_size(m->layers[i].out);
+        if (!in_place(&m->layers[i], train)) total += cnn_shape_size(m->layers[i].out);
     for (int i = 0; i < m->n_layers; i++) {
         const struct cnn_layer *l = &m->layers[i];
         total += l->cache_fixed;
-        if (train && !l->fused) total += nb * (2 * cnn_shape_size(l->out) + l->cache_item);
+        if (train && !in_place(l, train))
+            total += nb * (2 * cnn_shape_size(l->out) + l->cache_item);
     }
     if (!train) total += 2 * nb * nd->maxout + nb * (size_t)m->n_classes; /* + the logits */
     return round_line(total);
@@ -138,10 +147,10 @@ static float *place_activations(struct cnn_ctx *ctx, const struct cnn_model *m,
     for (int i = 0; i < L; i++) {
         const struct cnn_layer *l = &m->layers[i];
         const size_t out = cnn_shape_size(l->out);
-        if (l->fused) { /* done in place by layer i-1: same buffers */
+        if (in_place(l, ctx->train)) { /* same buffers as layer i-1 */
             ctx->act[i + 1] = ctx->act[i];
             ctx->dact[i + 1] = ctx->dact[i];
-            ctx->cache[i] = p;
+            ctx->cache[i] = p, p += l->cache_fixed;
         } else if (ctx->train) {
             ctx->act[i + 1] = p, p += nb * out;
             ctx->dact[i + 1] = p, p += nb * out;
@@ -198,7 +207,7 @@ static int split_plan(const struct cnn_model *m, int T, int *cut, unsigned char 
         const struct cnn_layer *l = &m->layers[i];
         int *c = cut + (size_t)i * (T + 1);
         sync[i] = 0;
-        if (l->fused) { /* done by its producer, in its buffer */
+        if (in_place(l, 0)) { /* in its producer's buffer, on its producer's channels */
             memcpy(c, prev, (size_t)(T + 1) * sizeof(int));
             continue;
         }
@@ -228,7 +237,7 @@ static int split_new(struct cnn_ctx *ctx, const struct cnn_model *m) {
 
 static float *place_split(struct cnn_ctx *ctx, const struct cnn_model *m, float *p) {
     for (int i = 0; ctx->split_cut && i < m->n_layers; i++) {
-        if (m->layers[i].fused) {
+        if (in_place(&m->layers[i], 0)) {
             ctx->split_act[i + 1] = ctx->split_act[i];
             continue;
         }
@@ -456,9 +465,29 @@ static void tap_layer(struct cnn_ctx *ctx, const struct pass *ps, float *const *
     }
 }
 
-/* What inference may use of the layer's prepared slice: NULL when the model has none. */
-static const float *layer_prep(const struct cnn_model *m, const struct cnn_layer *l) {
-    return m->prepared && l->n_prep ? m->prep + l->q_off : NULL;
+/* What an inference pass may use of the layer's prepared slice: NULL when the model has none
+ * (a training pass works from the params alone). */
+static const float *layer_prep(const struct pass *ps, const struct cnn_layer *l) {
+    return !ps->state && ps->m->prepared && l->n_prep ? ps->m->prep + l->q_off : NULL;
+}
+
+/* Whether layer l is folded into the layer before in this pass, which then does its work:
+ * an inference pass on a prepared model (struct cnn_layer). */
+static int folded_now(const struct pass *ps, const struct cnn_layer *l) {
+    return l->folded && !ps->state && ps->m->prepared;
+}
+
+/* Layer i has nothing to do in this pass: fused, or folded. */
+static int skipped(const struct pass *ps, int i) {
+    const struct cnn_layer *l = &ps->m->layers[i];
+    return l->fused || folded_now(ps, l);
+}
+
+/* The activation layer i writes: its own, or, where it folds the batch norm after it, that
+ * batch norm's (in an inference context the same buffer; in a training context, the one the
+ * next layer reads). */
+static int out_index(const struct pass *ps, int i) {
+    return i + 1 + (i + 1 < ps->m->n_layers && folded_now(ps, &ps->m->layers[i + 1]));
 }
 
 static void forward_layers(struct cnn_ctx *ctx, const struct pass *ps, int n,
@@ -467,17 +496,18 @@ static void forward_layers(struct cnn_ctx *ctx, const struct pass *ps, int n,
     const size_t i0 = team ? (size_t)team->i0 : 0;
     for (int i = 0; i < m->n_layers; i++) {
         const struct cnn_layer *l = &m->layers[i];
-        if (l->fused) continue;
+        if (skipped(ps, i)) continue;
+        const int o = out_index(ps, i);
         const struct cnn_fwd f = {
             .n = n,
             .train = ps->state != NULL,
             .x = (i ? ctx->act[i] : ps->x) + act_off(ctx, m, i, i0),
-            .y = ctx->act[i + 1] + act_off(ctx, m, i + 1, i0),
+            .y = ctx->act[o] + act_off(ctx, m, o, i0),
             .p = m->params + l->p_off,
             .s = m->state + l->s_off,
             .s_update = ps->state ? ps->state + l->s_off : NULL,
             .cache = ctx->cache[i] + i0 * l->cache_item,
-            .prep = ps->state ? NULL : layer_prep(m, l),
+            .prep = layer_prep(ps, l),
             .ws = ws,
             .seed = ps->seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(i + 1)),
             .team = team,
@@ -526,18 +556,18 @@ static const float *split_forward(struct cnn_ctx *ctx, const struct pass *ps) {
 #endif
         for (int i = 0; i < m->n_layers; i++) {
             const struct cnn_layer *l = &m->layers[i];
-            if (l->fused) continue;
+            if (skipped(ps, i)) continue;
             if (ctx->split_sync[i]) {
 #pragma omp barrier
             }
             const struct cnn_fwd f = {
                 .n = 1,
                 .x = i ? ctx->split_act[i] : ps->x,
-                .y = ctx->split_act[i + 1],
+                .y = ctx->split_act[out_index(ps, i)],
                 .p = m->params + l->p_off,
                 .s = m->state + l->s_off,
                 .cache = ctx->cache[i],
-                .prep = layer_prep(m, l),
+                .prep = layer_prep(ps, l),
                 .ws = ctx->ws + (size_t)tid * ctx->ws_thread,
             };
             const int *cut = ctx->split_cut + (size_t)i * (T + 1);
@@ -546,7 +576,7 @@ static const float *split_forward(struct cnn_ctx *ctx, const struct pass *ps) {
         }
     }
     for (int i = 0; ps->taps && i < m->n_layers; i++)
-        if (!m->layers[i].fused) tap_layer(ctx, ps, ctx->split_act, i, 1, 0);
+        if (!skipped(ps, i)) tap_layer(ctx, ps, ctx->split_act, i, 1, 0);
     return ctx->split_act[m->n_layers];
 }
 

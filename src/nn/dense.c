@@ -46,7 +46,7 @@ static void dense_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     for (int i = 0; i < n; i++)
         for (int o = 0; o < out; o++) y[(size_t)i * out + o] = bias[o];
     cnn_gemm(0, 1, n, out, in, 1.0f, f->x, in, f->p, in, 1.0f, f->y, out);
-    if (l->act) cnn_bias_act(l, f->y, 0, NULL, 1, n * out);
+    if (l->act) cnn_bias_act(l->act, l->act_slope, f->y, 0, NULL, 1, n * out);
 }
 
 /* Units [lo, hi) of one image: their rows of the weights, all of the input (part_needs NULL). */
@@ -56,7 +56,7 @@ static void dense_forward_part(const struct cnn_layer *l, const struct cnn_fwd *
     for (int o = lo; o < hi; o++) f->y[o] = bias[o];
     cnn_gemm(0, 1, 1, hi - lo, in, 1.0f, f->x, in, f->p + (size_t)lo * in, in, 1.0f, f->y + lo,
              hi - lo);
-    if (l->act) cnn_bias_act(l, f->y + lo, 0, NULL, 1, hi - lo);
+    if (l->act) cnn_bias_act(l->act, l->act_slope, f->y + lo, 0, NULL, 1, hi - lo);
 }
 
 static void dense_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {

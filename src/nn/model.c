@@ -72,6 +72,24 @@ void cnn_model_set_fusion(struct cnn_model *m, int on) {
             a->fused = 1;
         }
     }
+    /* a layer that absorbs a batch norm applies, at inference, what the batch norm would */
+    for (int i = 0; i + 1 < m->n_layers; i++) {
+        struct cnn_layer *l = &m->layers[i];
+        l->fold_act = l->folds ? l[1].act : 0;
+        l->fold_slope = l->folds ? l[1].act_slope : 0.0f;
+    }
+}
+
+/* Which batch norms fold into the layer before them at inference (see struct cnn_layer): not
+ * where typicality reads that layer's output, which folding would change. Before lay_out: a
+ * producer's prepared slice then also holds its folded params. */
+static void mark_folds(struct cnn_model *m) {
+    for (int i = 0; i + 1 < m->n_layers; i++) {
+        struct cnn_layer *l = &m->layers[i], *next = &m->layers[i + 1];
+        if (!l->ops->absorbs_affine || !next->ops->fold_into || cnn_typicality_taps(l)) continue;
+        l->folds = next->folded = 1;
+        l->n_prep += l->n_params;
+    }
 }
 
 void cnn_model_free(struct cnn_model *m) {
@@ -212,6 +230,7 @@ int cnn_model_new_bounded(const char *spec, int c, int h, int w, size_t max_para
         goto fail;
     }
     if ((rc = build_layers(m, spec))) goto fail;
+    mark_folds(m);
     cnn_model_set_fusion(m, 1);
     if ((rc = lay_out(m, max_params))) goto fail;
     *out = m;
@@ -235,7 +254,17 @@ void cnn_model_init_params(struct cnn_model *m, struct cnn_rng *rng) {
 void cnn_model_prepare(struct cnn_model *m) {
     for (int i = 0; i < m->n_layers; i++) {
         const struct cnn_layer *l = &m->layers[i];
-        if (l->n_prep) l->ops->prepare(l, m->params + l->p_off, m->prep + l->q_off);
+        const float *p = m->params + l->p_off;
+        float *q = m->prep + l->q_off;
+        size_t own = l->n_prep; /* what ops->prepare derives, after any folded params */
+        if (l->folds) {
+            const struct cnn_layer *bn = l + 1;
+            memcpy(q, p, l->n_params * sizeof(float));
+            bn->ops->fold_into(bn, m->params + bn->p_off, m->state + bn->s_off, q,
+                               l->n_decay / (size_t)l->out.c, q + l->n_decay);
+            p = q, q += l->n_params, own -= l->n_params;
+        }
+        if (own) l->ops->prepare(l, p, q);
     }
     m->prepared = 1;
 }

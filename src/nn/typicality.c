@@ -40,13 +40,16 @@ static int is_spatial(struct cnn_shape s) {
     return s.h * s.w > 1;
 }
 
+int cnn_typicality_taps(const struct cnn_layer *l) {
+    return is_spatial(l->out) && (size_t)l->out.h * l->out.w < (size_t)l->in.h * l->in.w;
+}
+
 int cnn_typicality_layout(const struct cnn_model *m, int *tap_off) {
     int dim = 0;
     for (int i = 0; i < m->n_layers; i++) tap_off[i] = -1;
     for (int i = 0; i < m->n_layers; i++) {
         const struct cnn_layer *l = &m->layers[i];
-        if (!is_spatial(l->out) || (size_t)l->out.h * l->out.w >= (size_t)l->in.h * l->in.w)
-            continue;
+        if (!cnn_typicality_taps(l)) continue;
         int t = i; /* past the activations that follow, so fusion never changes what is read */
         while (t + 1 < m->n_layers && m->layers[t + 1].ops->is_act) t++;
         tap_off[t] = dim;

@@ -200,6 +200,8 @@ static int step_batch(struct cnn_trainer *t, const float *x, const uint8_t *y, i
     struct cnn_ctx *ctx = t->ctx;
     float loss;
     int correct;
+    m->prepared = 0; /* the step writes the running statistics, then the params: inference on
+                      * the model works from them alone from now on */
     t->red.rc = 0;
     t->red.i0 = t->ranks > 1 ? i0 : 0;
     t->red.n_total = t->ranks > 1 ? n_total : 0;
@@ -222,9 +224,10 @@ static int step_batch(struct cnn_trainer *t, const float *x, const uint8_t *y, i
     const float lr = cnn_sched_lr(&t->cfg.sched, t->step, total, t->per_epoch);
     if (lr_out) *lr_out = lr;
     if (!isfinite(loss))
-        return cnn_fail(CNN_ERR_NAN, "loss became %s at step %ld (learning rate %g); lower the "
-                        "learning rate", isnan(loss) ? "NaN" : "Inf", t->step + 1, (double)lr);
-    m->prepared = 0; /* inference on the model works from its params from now on */
+        return cnn_fail(CNN_ERR_NAN,
+                        "loss became %s at step %ld (learning rate %g); lower the "
+                        "learning rate",
+                        isnan(loss) ? "NaN" : "Inf", t->step + 1, (double)lr);
     const int rc = cnn_optim_step(t->opt, m->params, ctx->grads, m->decay_mask, m->n_params, lr);
     if (rc) return rc;
     t->step++;
@@ -555,6 +558,9 @@ static int end_of_epoch(struct cnn_trainer *t, const struct cnn_dataset *d,
     int i0, v0;
     const int m = share_of(t, batch_size(p, last), &i0), nv = share_of(t, t->n_val, &v0);
     make_batch(t, d, t->order + (size_t)last * p->B + i0, m, 0, 0, 0);
+    /* inference from here as on a loaded model: Winograd kernels and batch norms folded, so
+     * the recorded validation accuracy is the one `mnist eval --split val` computes */
+    cnn_model_prepare(t->model);
     const float *logits = cnn_ctx_forward(t->ctx, t->model, t->ctx->xbuf, m, NULL, 0, NULL);
     /* the last batch's loss, the validation loss and correct answers, summed over the ranks */
     double s[3] = {cnn_softmax_xent(logits, t->ctx->labels, m, t->model->n_classes, 0.0f,
