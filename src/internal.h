@@ -551,6 +551,9 @@ void cnn_conv2d_forward_naive(const float *x, const float *w, const float *b, fl
 void cnn_conv2d_backward_naive(const float *x, const float *w, const float *dy, float *dx,
                                float *dw, float *db, int n, int c, int h, int wd, int oc, int k,
                                int stride, int pad);
+/* pool.c: x (n,c,h,w) -> y (n,c,oh,ow), the max over each k x k window at stride s (the first
+ * maximum, as y = x[i] > y ? x[i] : y from the window's first element). */
+void cnn_maxpool_forward_naive(const float *x, float *y, int n, int c, int h, int w, int k, int s);
 
 /* ---- model files (model_io.c) -------------------------------------------------------------
  * Layout: "CNNMODEL", u32 version, u32 flags, then sections {u32 tag, u64 length, bytes},

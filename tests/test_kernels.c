@@ -268,6 +268,51 @@ static void print_conv_stats(const char *title, const struct conv_stats *st) {
            fmax(fmax(st->y.max_abs, st->dx.max_abs), fmax(st->dw.max_abs, st->db.max_abs)));
 }
 
+/* Max pooling, inference (the vectorised 2x2 path, and forward_part) and training (the argmax
+ * path) against cnn_maxpool_forward_naive, to the bit: inputs on a coarse grid so that windows
+ * hold ties, some NaN, odd sizes whose last row and column no window covers. */
+static void test_maxpool(void **state) {
+    (void)state;
+    static const int shapes[][4] = {{28, 28, 2, 2}, {14, 14, 2, 2}, {7, 7, 2, 2}, {5, 6, 2, 2},
+                                    {7, 9, 3, 2},   {6, 6, 2, 1},   {9, 8, 3, 3}};
+    enum { N = 3, C = 4 };
+    struct cnn_rng rng;
+    cnn_rng_seed(&rng, 47);
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+        const int h = shapes[t][0], w = shapes[t][1], k = shapes[t][2], st = shapes[t][3];
+        char spec[64];
+        snprintf(spec, sizeof spec, "maxpool %d stride=%d, dense 10", k, st);
+        struct cnn_model *m = NULL;
+        if (cnn_model_new(spec, C, h, w, &m) != CNN_OK) fail_msg("%s", cnn_errmsg());
+        const struct cnn_layer *l = &m->layers[0];
+        const size_t in = (size_t)N * C * h * w, out = (size_t)N * cnn_shape_size(l->out);
+        float *x = malloc(in * sizeof(float)), *ref = malloc(out * sizeof(float));
+        float *got = malloc(out * sizeof(float));
+        int32_t *arg = malloc(out * sizeof(int32_t));
+        assert_non_null(x), assert_non_null(ref), assert_non_null(got), assert_non_null(arg);
+        for (size_t j = 0; j < in; j++) x[j] = (float)(int)(4.0f * cnn_rng_normal(&rng)) / 4.0f;
+        for (size_t j = 0; j < in; j += 37) x[j] = NAN;
+        cnn_maxpool_forward_naive(x, ref, N, C, h, w, k, st);
+        for (int train = 0; train <= 1; train++) {
+            struct cnn_fwd f = {.n = N, .train = train, .x = x, .y = got};
+            f.cache = (float *)arg;
+            memset(got, 0, out * sizeof(float));
+            l->ops->forward(l, &f);
+            assert_memory_equal(got, ref, out * sizeof(float));
+        }
+        const size_t img = cnn_shape_size(l->out); /* one image, its channels in two parts */
+        struct cnn_fwd f = {.n = 1, .x = x, .y = got};
+        memset(got, 0, out * sizeof(float));
+        l->ops->forward_part(l, &f, 0, 1);
+        l->ops->forward_part(l, &f, 1, C);
+        assert_memory_equal(got, ref, img * sizeof(float));
+        printf("maxpool %dx%d k=%d s=%d: inference, training and parts equal the reference\n", h, w,
+               k, st);
+        free(x), free(ref), free(got), free(arg);
+        cnn_model_free(m);
+    }
+}
+
 /* k 1,3,5 x stride 1,2 x pad 0..2 (< k) x c 1,3 x oc 1,4 x n 1,3, with (h, w) cycling
  * through square and non-square sizes from 5 to 9. */
 static void test_conv_grid(void **state) {
@@ -787,6 +832,7 @@ static void test_folded_batchnorm(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_maxpool),
         cmocka_unit_test(test_conv_grid),
         cmocka_unit_test(test_conv_batches),
         cmocka_unit_test(test_team_and_fusion),
