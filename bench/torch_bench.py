@@ -29,6 +29,10 @@ torch_version, measured as `mnist bench` does:
 GFLOP/s use --mflops (bench/compare passes mnist's count for the spec, so both sides share
 one FLOP count) or, without it, this script's own count (conv and dense multiply-adds x 2).
 
+--mode latency prints {spec, threads, latency_iters, latency_us_median, latency_us_p90,
+torch_version}: half a second of batch inference to warm up, then the latency as above, as
+`mnist bench --latency-only` does (bench/compare alternates the two in rounds).
+
 --mode accuracy trains --epochs epochs on the training set (all 60,000 images, or --limit N
 first ones) with plain SGD (lr --lr, momentum --momentum, no weight decay, constant rate),
 batch --batch, a fresh shuffle every epoch, and the last batch taking the remainder (one
@@ -173,24 +177,57 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def single_image_latency(net, px, iters):
+    """Median and p90 microseconds of iters single-image predictions (pixels to probabilities),
+    the images taken in turn from px; inside inference_mode, net in eval mode."""
+    lat = []
+    for i in range(iters):
+        one = px[i % px.shape[0]:i % px.shape[0] + 1]
+        s = time.perf_counter()
+        F.softmax(net(normalise(one)), dim=1)
+        lat.append((time.perf_counter() - s) * 1e6)
+    lat.sort()
+    return lat[len(lat) // 2], lat[int(len(lat) * 0.9)]
+
+
+def test_pixels(args, n_img):
+    """The first n_img test images and labels, or random ones (real False) without the files."""
+    try:
+        xs, ys = load_split(args.data, "test")  # the smaller file: speed needs only n_img images
+        if xs.shape[0] < n_img:
+            raise ValueError
+        return (torch.from_numpy(xs[:n_img].copy()),
+                torch.from_numpy(ys[:n_img].astype(np.int64)), True)
+    except (SystemExit, ValueError):
+        g = torch.Generator().manual_seed(1)
+        return (torch.randint(0, 256, (n_img, 28, 28), dtype=torch.uint8, generator=g),
+                torch.randint(0, 10, (n_img,), generator=g), False)
+
+
+def latency(args):
+    """--mode latency: as `mnist bench --latency-only`, half a second of batch inference to
+    warm up, then the single-image latency alone."""
+    net, _ = build_net(args.arch)
+    px, _, _ = test_pixels(args, args.infer_batch)
+    net.eval()
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 0.5:
+            F.softmax(net(normalise(px)), dim=1)
+        med, p90 = single_image_latency(net, px, args.latency_iters)
+    print(json.dumps({
+        "spec": args.arch, "threads": torch.get_num_threads(),
+        "latency_iters": args.latency_iters, "latency_us_median": round(med, 1),
+        "latency_us_p90": round(p90, 1), "torch_version": torch.__version__,
+    }))
+
+
 def speed(args):
     net, mflops = build_net(args.arch)
     if args.mflops is not None:
         mflops = args.mflops
     n_img = max(args.batch, args.infer_batch)
-    real = True
-    try:
-        xs, ys = load_split(args.data, "test")  # the smaller file: speed needs only n_img images
-        if xs.shape[0] < n_img:
-            raise ValueError
-        px = torch.from_numpy(xs[:n_img].copy())
-        labels = torch.from_numpy(ys[:n_img].astype(np.int64))
-        del xs, ys
-    except (SystemExit, ValueError):
-        real = False
-        g = torch.Generator().manual_seed(1)
-        px = torch.randint(0, 256, (n_img, 28, 28), dtype=torch.uint8, generator=g)
-        labels = torch.randint(0, 10, (n_img,), generator=g)
+    px, labels, real = test_pixels(args, n_img)
     x, y = normalise(px[:args.batch]), labels[:args.batch]
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
 
@@ -219,15 +256,7 @@ def speed(args):
                 break
         infer_ips = reps * args.infer_batch / (time.perf_counter() - t0)
 
-        # single-image latency
-        lat = []
-        for i in range(args.latency_iters):
-            one = px[i % n_img:i % n_img + 1]
-            s = time.perf_counter()
-            F.softmax(net(normalise(one)), dim=1)
-            lat.append((time.perf_counter() - s) * 1e6)
-    lat.sort()
-    med, p90 = lat[len(lat) // 2], lat[int(len(lat) * 0.9)]
+        med, p90 = single_image_latency(net, px, args.latency_iters)
     print(json.dumps({
         "spec": args.arch, "threads": torch.get_num_threads(), "batch": args.batch,
         "real_data": real, "mflops_per_image": round(mflops, 4),
@@ -290,7 +319,7 @@ def accuracy(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mode", choices=("speed", "accuracy"), required=True)
+    ap.add_argument("--mode", choices=("speed", "latency", "accuracy"), required=True)
     ap.add_argument("--arch", required=True, help="network spec, mnist's syntax")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
@@ -316,6 +345,8 @@ def main():
     torch.set_num_interop_threads(1)
     if args.mode == "speed":
         speed(args)
+    elif args.mode == "latency":
+        latency(args)
     else:
         accuracy(args)
 

@@ -5,7 +5,9 @@
  *   inference images/s at --infer-batch; single-image latency (median and p90);
  *   peak RSS of the process (inference first, on a fresh model as `mnist predict` holds it,
  *   then training); GFLOP/s from the forward FLOPs (training counts 3x).
- * bench/compare runs it beside PyTorch on the same network.
+ *   --latency-only: the latency alone (after the same warm-up), in about a second.
+ * bench/compare runs it beside PyTorch on the same network, and the latency alone in rounds
+ * that alternate with PyTorch's.
  */
 #include <getopt.h>
 #include <stdlib.h>
@@ -20,6 +22,7 @@ static void usage(FILE *f) {
           "  --train-batches N    timed training batches (default 50)\n"
           "  --infer-batch N      batch size for throughput inference (default 1000)\n"
           "  --latency-iters N    single-image predictions timed (default 500)\n"
+          "  --latency-only       measure the single-image latency alone\n"
           "  --optimizer NAME     sgd | adam | adamw (default sgd, momentum 0.9)\n"
           "  --threads N          default: all cores\n"
           "  --data DIR           MNIST IDX files to use (default data/mnist; random if absent)\n"
@@ -34,20 +37,26 @@ static int cmp_double(const void *a, const void *b) {
 
 struct bench_args {
     const char *spec, *data;
-    int batch, train_batches, infer_batch, lat_iters, threads, json, kind;
+    int batch, train_batches, infer_batch, lat_iters, threads, json, kind, latency_only;
 };
 
 /* Returns -1 to go on, else the exit status. */
 static int parse_args(int argc, char **argv, struct bench_args *a) {
-    static const struct option opts[] = {
-        {"arch", required_argument, 0, 'a'},          {"preset", required_argument, 0, 'p'},
-        {"batch", required_argument, 0, 'b'},         {"train-batches", required_argument, 0, 'n'},
-        {"infer-batch", required_argument, 0, 'i'},   {"latency-iters", required_argument, 0, 'l'},
-        {"optimizer", required_argument, 0, 'o'},     {"threads", required_argument, 0, 't'},
-        {"data", required_argument, 0, 'd'},          {"json", no_argument, 0, 'j'},
-        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
+    static const struct option opts[] = {{"arch", required_argument, 0, 'a'},
+                                         {"preset", required_argument, 0, 'p'},
+                                         {"batch", required_argument, 0, 'b'},
+                                         {"train-batches", required_argument, 0, 'n'},
+                                         {"infer-batch", required_argument, 0, 'i'},
+                                         {"latency-iters", required_argument, 0, 'l'},
+                                         {"optimizer", required_argument, 0, 'o'},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"data", required_argument, 0, 'd'},
+                                         {"json", no_argument, 0, 'j'},
+                                         {"latency-only", no_argument, 0, 'L'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     static const char *const optim_names[] = {"sgd", "adam", "adamw"};
-    *a = (struct bench_args){NULL, "data/mnist", 64, 50, 1000, 500, 0, 0, CNN_OPT_SGD};
+    *a = (struct bench_args){NULL, "data/mnist", 64, 50, 1000, 500, 0, 0, CNN_OPT_SGD, 0};
     int ch;
     optind = 1;
     opterr = 0;
@@ -79,6 +88,9 @@ static int parse_args(int argc, char **argv, struct bench_args *a) {
             break;
         case 'd': a->data = optarg; break;
         case 'j': a->json = 1; break;
+        case 'L':
+            a->latency_only = 1;
+            break;
         case 'h': usage(stdout); return 0;
         default: cli_bad_option(argc, argv, ch); cli_usage_hint("bench"); return 2;
         }
@@ -141,8 +153,9 @@ done:
     return ips;
 }
 
-/* Batch throughput (chunks of 256, as predict does), then single-image latency (median, p90)
- * on a context like `mnist predict` holds. 0 or 1 (printed). */
+/* Batch throughput (chunks of 256, as predict does; not with --latency-only: 0), then
+ * single-image latency (median, p90) on a context like `mnist predict` holds. 0 or 1
+ * (printed). */
 static int bench_infer(const struct bench_args *a, const struct cnn_model *m, const uint8_t *px,
                        int n_img, double out[3]) {
     struct cnn_ctx *ctx = NULL;
@@ -159,12 +172,15 @@ static int bench_infer(const struct bench_args *a, const struct cnn_model *m, co
     double t0 = cli_now();
     do cnn_predict_u8(m, ctx, px, a->infer_batch, probs);
     while (cli_now() - t0 < 0.5);
-    t0 = cli_now();
-    do {
-        cnn_predict_u8(m, ctx, px, a->infer_batch, probs);
-        reps++;
-    } while (cli_now() - t0 < 2.0 && reps < 100);
-    out[0] = (double)reps * a->infer_batch / (cli_now() - t0);
+    out[0] = 0.0;
+    if (!a->latency_only) {
+        t0 = cli_now();
+        do {
+            cnn_predict_u8(m, ctx, px, a->infer_batch, probs);
+            reps++;
+        } while (cli_now() - t0 < 2.0 && reps < 100);
+        out[0] = (double)reps * a->infer_batch / (cli_now() - t0);
+    }
     for (int i = 0; i < a->lat_iters; i++) {
         const double s = cli_now();
         cnn_predict_u8(m, ctx, px + (size_t)(i % n_img) * 784, 1, probs);
@@ -187,6 +203,19 @@ static void print_results(const struct bench_args *a, const struct cnn_model *m,
     getrusage(RUSAGE_SELF, &ru);
     const double rss_mb = (double)ru.ru_maxrss / 1024.0;
     const int threads = a->threads ? a->threads : cnn_default_threads();
+    if (a->latency_only) {
+        if (a->json) {
+            printf("{\"spec\":");
+            cli_json_str(stdout, cnn_model_spec(m));
+            printf(",\"threads\":%d,\"latency_iters\":%d,\"latency_us_median\":%.1f,"
+                   "\"latency_us_p90\":%.1f}\n",
+                   threads, a->lat_iters, inf[1], inf[2]);
+        } else {
+            printf("spec: %s\n%d threads\n", cnn_model_spec(m), threads);
+            printf("latency, one image:         median %.0f us, p90 %.0f us\n", inf[1], inf[2]);
+        }
+        return;
+    }
     if (a->json) {
         printf("{\"spec\":");
         cli_json_str(stdout, cnn_model_spec(m));
@@ -240,7 +269,7 @@ int cmd_bench(int argc, char **argv) {
      * training, the allocator's state from the freed training buffers (glibc raises its mmap
      * threshold when they go) added 4-14 MB to the peak. Speed does not depend on the weights. */
     if (bench_infer(&a, m, px, n_img, inf)) goto done;
-    const double train_ips = bench_train(&a, m, px, labels);
+    const double train_ips = a.latency_only ? 0.0 : bench_train(&a, m, px, labels);
     if (train_ips < 0) goto done;
     print_results(&a, m, real, mflops, train_ips, inf);
     status = 0;

@@ -300,6 +300,18 @@ check "eval without --model: exit 2, names --model"
 expect_exit 2 --usage -- "$mnist" eval --model "$tmp/x.model" --split nope && hasf "$errline" "--split"
 check "eval --split nope: exit 2, names --split"
 
+# bench --latency-only: the latency alone, as bench/compare's alternating rounds run it
+expect_exit 0 -- "$mnist" bench --arch "conv 4 3, relu, maxpool 2, dense 10" --threads 2 \
+    --latency-only --latency-iters 30 --json --data "$data"
+[ -n "$why" ] || py 'import json, sys
+d = json.load(open(sys.argv[1]))
+assert set(d) == {"spec", "threads", "latency_iters", "latency_us_median", "latency_us_p90"}, d
+assert d["latency_iters"] == 30 and d["threads"] == 2, d
+assert 0 < d["latency_us_median"] <= d["latency_us_p90"], d' "$tmp/out"
+check "bench --latency-only --json: the latency alone, 0 < median <= p90"
+expect_exit 2 -- "$mnist" bench --latency-only --latency-iters 0 && hasf "$errline" "--latency-iters"
+check "bench --latency-only --latency-iters 0: exit 2, one line naming the flag"
+
 # ---------------------------------------------------------------------------------------------
 section "info"
 
