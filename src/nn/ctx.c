@@ -446,9 +446,7 @@ static void tap_channel_means(const float *y, size_t stride, struct cnn_shape s,
     for (int j = 0; j < n; j++)
         for (int c = 0; c < s.c; c++) {
             const float *p = y + (size_t)j * stride + (size_t)c * hw;
-            float sum = 0.0f;
-            for (size_t q = 0; q < hw; q++) sum += p[q];
-            taps[(size_t)j * tap_dim + off + c] = sum / (float)hw;
+            taps[(size_t)j * tap_dim + off + c] = cnn_sum8(p, hw) / (float)hw;
         }
 }
 
