@@ -63,14 +63,14 @@ static void maxpool_plane(const struct cnn_layer *l, const float *xp, float *yp,
         maxpool2_plane(xp, yp, w, oh, ow);
         return;
     }
-    if (k == 2 && s == 2) { /* the common case, unrolled: same first-max rule as below */
+    if (k == 2 && s == 2) { /* training's common case, unrolled: same first-max rule as below */
         for (int oy = 0; oy < oh; oy++)
             for (int ox = 0; ox < ow; ox++) {
                 const int i0 = 2 * oy * w + 2 * ox, c[4] = {i0, i0 + 1, i0 + w, i0 + w + 1};
                 int best = c[0];
                 for (int j = 1; j < 4; j++) best = xp[c[j]] > xp[best] ? c[j] : best;
                 yp[oy * ow + ox] = xp[best];
-                if (ap) ap[oy * ow + ox] = best;
+                ap[oy * ow + ox] = best;
             }
         return;
     }
