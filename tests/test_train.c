@@ -1226,7 +1226,8 @@ static void test_resume_v1_checkpoint(void **state) {
     assert_int_equal(cnn_trainer_run(t, &train_ds, NULL), CNN_OK);
     const char *core = openblas_get_corename();
     const int haswell = !strcasecmp(core, "haswell") || !strncasecmp(core, "zen", 3);
-    const char *ref = haswell ? "tests/data/v1-resumed-haswell.model" : "tests/data/v1-resumed.model";
+    const char *ref =
+        haswell ? "tests/data/v1-resumed-haswell.model" : "tests/data/v1-resumed.model";
     print_message("v1 checkpoint, OpenBLAS kernels %s: against %s\n", core, ref);
     if (cnn_model_load(ref, &want) != CNN_OK) fail_msg("%s", cnn_errmsg());
     assert_same_weights(want, net, "v1 checkpoint resumed");
