@@ -121,24 +121,35 @@ void cnn_gemm_naive(int ta, int tb, int m, int n, int k, float alpha, const floa
                     const float *b, int ldb, float beta, float *c, int ldc);
 
 /* ---- Winograd convolution (winograd.c) -------------------------------------------------------
- * Stride-1 cross-correlation with k x k kernels, k = 3 or 5 (cnn_wino_supports), by F(2x2, kxk)
- * with a = k + 1: a*a products instead of im2col's one. */
+ * Stride-1 cross-correlation with k x k kernels, k = 3 or 5 (cnn_wino_supports), by F(m x m,
+ * k x k): a*a products instead of im2col's one, a = m + k - 1. Batches take m = cnn_wino_m(k),
+ * F(4x4, 3x3) or F(2x2, 5x5); one image split between threads (cnn_wino_conv_part) and the
+ * weight gradient take m = 2. */
 int cnn_wino_supports(int k);
-/* w (oc, c, k, k) -> u (a*a, oc, c), the transformed kernels; with flip, those of the input
- * gradient: u (a*a, c, oc) from each w[o][ci] turned 180 degrees. */
-void cnn_wino_weights(const float *w, float *u, int oc, int c, int k, int flip);
-/* Scratch floats cnn_wino_conv needs for one image of (c, h, w) with oc kernels, padding p. */
+int cnn_wino_m(int k);
+/* Floats of the transformed kernels (a*a, oc, c) for m x m tiles, and of the weight gradient's
+ * sums in its transformed domain (a*a, oc, c), a = k + 1. */
+size_t cnn_wino_u_floats(int oc, int c, int k, int m);
+size_t cnn_wino_du_floats(int oc, int c, int k);
+/* w (oc, c, k, k) -> u (a*a, oc, c), the transformed kernels for m x m tiles; with flip, those
+ * of the input gradient: u (a*a, c, oc) from each w[o][ci] turned 180 degrees. */
+void cnn_wino_weights(const float *w, float *u, int oc, int c, int k, int m, int flip);
+/* Scratch floats cnn_wino_conv and cnn_wino_conv_part need for images of (c, h, w) with oc
+ * kernels, padding p. */
 size_t cnn_wino_ws_size(int c, int h, int w, int oc, int k, int p);
-/* y (oc, oh, ow) = x (c, h, w) correlated with the kernels u (from cnn_wino_weights), zero
- * padding p, no bias: oh = h + 2p - k + 1, ow likewise. ws: cnn_wino_ws_size floats. */
-void cnn_wino_conv(const float *x, const float *u, float *y, float *ws, int c, int h, int w, int oc,
-                   int k, int p);
-/* The same for output channels [o0, o1) only (y is still the whole (oc, oh, ow)). */
+/* y (n, oc, oh, ow) = x (n, c, h, w) correlated with the kernels u (cnn_wino_weights with
+ * m = cnn_wino_m(k)), zero padding p, no bias: oh = h + 2p - k + 1, ow likewise. The tiles of
+ * a few images go into each product. ws: cnn_wino_ws_size floats. */
+void cnn_wino_conv(const float *x, int n, const float *u, float *y, float *ws, int c, int h, int w,
+                   int oc, int k, int p);
+/* One image, output channels [o0, o1) only (y is still the whole (oc, oh, ow)), with the kernels
+ * u for m = 2. */
 void cnn_wino_conv_part(const float *x, const float *u, float *y, float *ws, int c, int h, int w,
                         int oc, int k, int p, int o0, int o1);
 /* The weight gradient, for n images x (n, c, h, w) and output gradients dy (n, oc, oh, ow):
- * du (a*a, oc, c) += their products in the transformed domain (zero it before the first call);
- * then dw (oc, c, k, k) += the kernels' gradient from du. ws: cnn_wino_dw_ws_size floats. */
+ * du (a*a, oc, c), a = k + 1, += their products in the transformed domain (zero it before the
+ * first call); then dw (oc, c, k, k) += the kernels' gradient from du. ws: cnn_wino_dw_ws_size
+ * floats. */
 size_t cnn_wino_dw_ws_size(int c, int h, int w, int oc, int k, int p);
 void cnn_wino_dw(const float *x, const float *dy, float *du, float *ws, int n, int c, int h, int w,
                  int oc, int k, int p);

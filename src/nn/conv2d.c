@@ -51,10 +51,23 @@ static int use_winograd(const struct cnn_layer *l) {
     return cnn_wino_supports(l->cfg.conv.k) && l->cfg.conv.stride == 1 && l->in.c >= WINO_MIN_C;
 }
 
-/* Transformed kernels: (a*a, oc, c) floats, a = k + 1. */
+/* Transformed kernels (a*a, oc, c): for a batch's m x m tiles (cnn_wino_m); for one image
+ * split between threads, whose tiles are 2x2, a second set where m is not 2 (3x3 layers). With
+ * 4x4 tiles each thread's share of one image would be 36 short products, each a call into
+ * OpenBLAS, which takes a lock for its buffers that both threads then wait on: single-image
+ * latency was 5-20% worse. And the weight gradient's sums, (a*a, oc, c) with a = k + 1. */
 static size_t wino_u_size(const struct cnn_layer *l) {
-    const size_t a = (size_t)l->cfg.conv.k + 1;
-    return a * a * l->out.c * l->in.c;
+    const int k = l->cfg.conv.k;
+    return cnn_wino_u_floats(l->out.c, l->in.c, k, cnn_wino_m(k));
+}
+
+static size_t wino_part_u_size(const struct cnn_layer *l) {
+    const int k = l->cfg.conv.k;
+    return cnn_wino_m(k) == 2 ? 0 : cnn_wino_u_floats(l->out.c, l->in.c, k, 2);
+}
+
+static size_t wino_du_size(const struct cnn_layer *l) {
+    return cnn_wino_du_floats(l->out.c, l->in.c, l->cfg.conv.k);
 }
 
 static int conv_init(struct cnn_layer *l) {
@@ -70,7 +83,7 @@ static int conv_init(struct cnn_layer *l) {
     l->n_decay = (size_t)l->out.c * ckk;
     l->n_params = l->n_decay + (size_t)l->out.c;
     l->flops = 2.0 * (double)ckk * l->out.c * l->out.h * l->out.w;
-    l->n_prep = use_winograd(l) ? wino_u_size(l) : 0;
+    l->n_prep = use_winograd(l) ? wino_u_size(l) + wino_part_u_size(l) : 0;
     return CNN_OK;
 }
 
@@ -149,7 +162,7 @@ static size_t conv_ws_size(const struct cnn_layer *l, int n) {
         scratch = wino_ws_size(&t);
     }
     if (use_winograd_dw(l)) {
-        kept += wino_u_size(l);
+        kept += wino_du_size(l);
         scratch = max2(scratch, cnn_wino_dw_ws_size(l->in.c, l->in.h, l->in.w, l->out.c,
                                                     l->cfg.conv.k, l->cfg.conv.pad));
     }
@@ -234,21 +247,24 @@ static void col2im(const float *restrict col, float *restrict dx, float *restric
 }
 
 /* What a forward computes with: the layer's params, its fused activation and, prepared with
- * the model, the Winograd kernels (prep, NULL where there are none). On a model whose batch
- * norm after this layer is folded in (l->folds), the prepared slice holds the folded params
- * first, the kernels made from them after, and the batch norm's activation is applied here. */
+ * the model, the Winograd kernels for a batch (u) and for one split image (u_part; NULL where
+ * there are none). On a model whose batch norm after this layer is folded in (l->folds), the
+ * prepared slice holds the folded params first, the kernels made from them after, and the
+ * batch norm's activation is applied here. */
 struct conv_use {
-    const float *w, *b, *u;
+    const float *w, *b, *u, *u_part;
     int act;
     float slope;
 };
 
 static struct conv_use conv_use(const struct cnn_layer *l, const struct cnn_fwd *f) {
+    struct conv_use cu = {f->p, f->p + l->n_decay, f->prep, NULL, l->act, l->act_slope};
     if (l->folds && f->prep)
-        return (struct conv_use){f->prep, f->prep + l->n_decay,
-                                 use_winograd(l) ? f->prep + l->n_params : NULL, l->fold_act,
-                                 l->fold_slope};
-    return (struct conv_use){f->p, f->p + l->n_decay, f->prep, l->act, l->act_slope};
+        cu = (struct conv_use){
+            f->prep, f->prep + l->n_decay, use_winograd(l) ? f->prep + l->n_params : NULL,
+            NULL,    l->fold_act,          l->fold_slope};
+    if (cu.u) cu.u_part = wino_part_u_size(l) ? cu.u + wino_u_size(l) : cu.u;
+    return cu;
 }
 
 static void conv_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
@@ -263,15 +279,14 @@ static void conv_forward(const struct cnn_layer *l, const struct cnn_fwd *f) {
     const float *u = cu.u;
     float *wws = f->ws;
     if (wino && !u) {
-        cnn_wino_weights(cu.w, f->ws, oc, c, k, 0);
+        cnn_wino_weights(cu.w, f->ws, oc, c, k, cnn_wino_m(k), 0);
         u = f->ws;
         wws = f->ws + wino_u_size(l);
     }
+    if (wino) cnn_wino_conv(f->x, f->n, u, f->y, wws, c, h, w, oc, k, p);
     for (int i = 0; i < f->n; i++) {
         float *y = f->y + (size_t)i * oc * ohw;
-        if (wino) {
-            cnn_wino_conv(f->x + i * chw, u, y, wws, c, h, w, oc, k, p);
-        } else {
+        if (!wino) {
             im2col(f->x + i * chw, f->ws, pad, c, h, w, k, s, p, oh, ow);
             cnn_gemm(0, 0, oc, ohw, ckk, 1.0f, cu.w, ckk, f->ws, ohw, 0.0f, y, ohw);
         }
@@ -286,8 +301,9 @@ static void conv_forward_part(const struct cnn_layer *l, const struct cnn_fwd *f
     const int oh = l->out.h, ow = l->out.w, ohw = oh * ow;
     const struct conv_use cu = conv_use(l, f);
     float *y = f->y + (size_t)lo * ohw;
-    if (use_winograd(l) && cu.u) {
-        cnn_wino_conv_part(f->x, cu.u, f->y, f->ws, c, h, w, l->out.c, k, l->cfg.conv.pad, lo, hi);
+    if (use_winograd(l) && cu.u_part) {
+        cnn_wino_conv_part(f->x, cu.u_part, f->y, f->ws, c, h, w, l->out.c, k, l->cfg.conv.pad, lo,
+                           hi);
     } else {
         im2col(f->x, f->ws, f->ws + (size_t)ckk * ohw, c, h, w, k, l->cfg.conv.stride,
                l->cfg.conv.pad, oh, ow);
@@ -309,12 +325,12 @@ static void conv_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
     const struct cnn_layer dl = dx_layer(l);
     float *u = b->ws, *du = b->ws, *rest = b->ws;
     if (wdx) {
-        cnn_wino_weights(b->p, u, oc, c, k, 1);
+        cnn_wino_weights(b->p, u, oc, c, k, cnn_wino_m(k), 1);
         du = rest = u + wino_u_size(l);
     }
     if (wdw) {
-        memset(du, 0, wino_u_size(l) * sizeof(float));
-        rest = du + wino_u_size(l);
+        memset(du, 0, wino_du_size(l) * sizeof(float));
+        rest = du + wino_du_size(l);
     }
     float *dw = b->dp, *db = b->dp + l->n_decay, *col = rest, *pad = col + (size_t)ckk * ohw;
     for (int i = 0; i < b->n; i++) {
@@ -324,21 +340,23 @@ static void conv_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
             im2col(b->x + i * chw, col, pad, c, h, w, k, s, p, oh, ow);
             cnn_gemm(0, 1, oc, ckk, ohw, 1.0f, dy, ohw, col, ohw, 1.0f, dw, ckk);
         }
-        if (wdx) {
-            cnn_wino_conv(dy, u, b->dx + i * chw, rest, oc, oh, ow, c, k, dl.cfg.conv.pad);
-        } else if (b->dx) {
+        if (b->dx && !wdx) {
             cnn_gemm(1, 0, ckk, ohw, oc, 1.0f, b->p, ckk, dy, ohw, 0.0f, col, ohw);
             col2im(col, b->dx + i * chw, pad, c, h, w, k, s, p, oh, ow);
         }
     }
-    if (wdw) { /* over the whole batch, its dy all masked by now; rest is free again */
+    /* over the whole batch, its dy all masked by now; rest is free again */
+    if (wdx) cnn_wino_conv(b->dy, b->n, u, b->dx, rest, oc, oh, ow, c, k, dl.cfg.conv.pad);
+    if (wdw) {
         cnn_wino_dw(b->x, b->dy, du, rest, b->n, c, h, w, oc, k, p);
         cnn_wino_dw_finish(du, dw, oc, c, k);
     }
 }
 
 static void conv_prepare(const struct cnn_layer *l, const float *p, float *prep) {
-    cnn_wino_weights(p, prep, l->out.c, l->in.c, l->cfg.conv.k, 0);
+    const int k = l->cfg.conv.k;
+    cnn_wino_weights(p, prep, l->out.c, l->in.c, k, cnn_wino_m(k), 0);
+    if (wino_part_u_size(l)) cnn_wino_weights(p, prep + wino_u_size(l), l->out.c, l->in.c, k, 2, 0);
 }
 
 static void conv_describe(const struct cnn_layer *l, char *buf, size_t len) {
