@@ -9,7 +9,7 @@
 static const struct cli_preset presets[] = {
     /* fast: one epoch of three 3x3 blocks with SGD + Nesterov at a high one-cycle peak; chosen
      * for the time to 99.0% (bench/README.md), 99.09-99.29% on the test set over seeds 1-5 */
-    {"fast", "three small 3x3 conv blocks, one epoch: >= 99.0% in under 10 seconds",
+    {"fast", "three small 3x3 conv blocks, one epoch: >= 99.0% in about 10 seconds",
      "conv 16 3 pad=1, bn, relu, maxpool 2, conv 32 3 pad=1, bn, relu, maxpool 2, "
      "conv 64 3 pad=1, bn, relu, maxpool 2, dense 10",
      1, 64, CNN_OPT_SGD, CNN_SCHED_ONECYCLE, 0, 0.3f, 0.0f, 0.05f, 1, CNN_AUG_NONE, 0},
