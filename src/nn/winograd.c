@@ -351,16 +351,34 @@ static size_t scratch_floats(int c, int h, int w, int oc, int k, int p, int m, s
     return a * a * c * nt + a * a * oc * nt + (size_t)c * (m * th + k - 1) * (m * tw + k - 1);
 }
 
+/* How many images' m x m tiles fill one product with at least `least` columns. */
+static int images_per_product(int h, int w, int k, int p, int m, int least) {
+    int th, tw;
+    tiles(h, w, k, p, m, &th, &tw);
+    return (least + th * tw - 1) / (th * tw);
+}
+
+/* x (n, c, h, w) -> v (a*a, c, ld): each image padded into xp (c, m*th + k - 1, m*tw + k - 1),
+ * then its th*tw tiles transformed into columns [i*th*tw, (i+1)*th*tw) of each row. */
+static void images_input(const float *x, int n, float *xp, float *v, size_t ld, int c, int h, int w,
+                         int p, int m, int k, int th, int tw) {
+    /* hp = m*th + k - 1 >= oh + k - 1 = h + 2p, and likewise wp: the padded image fits */
+    const int hp = m * th + k - 1, wp = m * tw + k - 1;
+    const size_t chw = (size_t)c * h * w;
+    for (int i = 0; i < n; i++)
+        wino_input(cnn_pad_planes(x + i * chw, xp, c, h, w, p, hp, wp), v + (size_t)i * th * tw, ld,
+                   c, m, k, th, tw);
+}
+
 /* The forward puts the tiles of several images into one product (FWD_TILES or more), as the
  * weight gradient does: a 24x24 output has 36 tiles of 4x4, and a*a = 36 products that short
  * each cost a call into OpenBLAS, whose buffers are taken under a lock the threads of a team
- * share (2 threads, pytorch/examples: 10% fewer images/s by image than F(2x2, 3x3) was). */
+ * share (2 threads, pytorch/examples, one image per product: 10% fewer images/s than with
+ * F(2x2, 3x3)). */
 #define FWD_TILES 128
 
 static int forward_group(int h, int w, int k, int p) {
-    int th, tw;
-    tiles(h, w, k, p, cnn_wino_m(k), &th, &tw);
-    return (FWD_TILES + th * tw - 1) / (th * tw);
+    return images_per_product(h, w, k, p, cnn_wino_m(k), FWD_TILES);
 }
 
 size_t cnn_wino_ws_size(int c, int h, int w, int oc, int k, int p) {
@@ -378,18 +396,15 @@ static void conv_tiles(const float *x, int n, const float *u, float *y, float *w
     tiles(h, w, k, p, mo, &th, &tw);
     const int a2 = (mo + k - 1) * (mo + k - 1), nt = th * tw, part = o1 - o0;
     const int oh = h + 2 * p - k + 1, ow = w + 2 * p - k + 1;
-    const int hp = mo * th + k - 1, wp = mo * tw + k - 1;
-    const size_t ld = (size_t)n * nt, chw = (size_t)c * h * w, ohw = (size_t)oh * ow;
+    const size_t ld = (size_t)n * nt, ohw = (size_t)oh * ow;
     float *v = ws, *m = v + (size_t)a2 * c * ld, *xp = m + (size_t)a2 * oc * ld;
-    /* hp = m*th + k - 1 >= oh + k - 1 = h + 2p, and likewise wp: the padded image fits */
-    for (int i = 0; i < n; i++)
-        wino_input(cnn_pad_planes(x + i * chw, xp, c, h, w, p, hp, wp), v + (size_t)i * nt, ld, c,
-                   mo, k, th, tw);
+    images_input(x, n, xp, v, ld, c, h, w, p, mo, k, th, tw);
     /* Runs of OC_RUN output channels, each its a*a products (a*a, no, tiles), transformed back
      * while they are in cache. The runs split between threads when a single image has the
      * cores (shorter runs where there would be fewer runs than threads); each thread reuses the
      * part of m of its first run for all of its runs, which keeps the scratch in L2 (on the
-     * default network's second layer, m for all runs at once is 451 KB of a 1 MB L2). */
+     * default network's second layer, m for all runs at once is 451 KB an image of a 1 MB L2,
+     * and a product holds 3 images). */
     const int threads = cnn_threads_now();
     int len = OC_RUN;
     if ((part + len - 1) / len < threads) len = (part + threads - 1) / threads;
@@ -441,11 +456,6 @@ void cnn_wino_conv_part(const float *x, const float *u, float *y, float *ws, int
  * (WDW_TILES or more), since a 14x14 layer has only 49. */
 #define WDW_TILES 256
 
-/* Images per product for a layer of nt tiles. */
-static int dw_group(int nt) {
-    return (WDW_TILES + nt - 1) / nt;
-}
-
 /* The output transform's transpose, band by band as it goes: along the rows, the pair of each
  * tile in both of its dy rows into g (2 x a values per tile; rows and columns past the edge,
  * at odd sizes, read as zeros), then down the columns into m, the band's tiles one run when it
@@ -492,30 +502,26 @@ static void wino_dy(const float *dy, float *m, size_t ld, int oc, int k, int th,
 }
 
 size_t cnn_wino_dw_ws_size(int c, int h, int w, int oc, int k, int p) {
-    int th, tw;
-    tiles(h, w, k, p, 2, &th, &tw);
-    return scratch_floats(c, h, w, oc, k, p, 2, (size_t)dw_group(th * tw));
+    return scratch_floats(c, h, w, oc, k, p, 2,
+                          (size_t)images_per_product(h, w, k, p, 2, WDW_TILES));
 }
 
 void cnn_wino_dw(const float *x, const float *dy, float *du, float *ws, int n, int c, int h, int w,
                  int oc, int k, int p) {
     int th, tw;
     tiles(h, w, k, p, 2, &th, &tw);
-    const int a2 = (k + 1) * (k + 1), nt = th * tw, group = dw_group(nt);
+    const int a2 = (k + 1) * (k + 1), nt = th * tw;
+    const int group = images_per_product(h, w, k, p, 2, WDW_TILES);
     const int oh = h + 2 * p - k + 1, ow = w + 2 * p - k + 1;
-    const int hp = 2 * th + k - 1, wp = 2 * tw + k - 1;
     const size_t chw = (size_t)c * h * w, ohw = (size_t)oh * ow;
     for (int i0 = 0; i0 < n; i0 += group) {
         const int g = n - i0 < group ? n - i0 : group;
         const size_t ld = (size_t)g * nt;
         float *v = ws, *m = v + (size_t)a2 * c * ld, *xp = m + (size_t)a2 * oc * ld;
-        for (int i = 0; i < g; i++) {
-            const float *xi = x + (size_t)(i0 + i) * chw;
-            wino_input(cnn_pad_planes(xi, xp, c, h, w, p, hp, wp), v + (size_t)i * nt, ld, c, 2, k,
-                       th, tw);
+        images_input(x + (size_t)i0 * chw, g, xp, v, ld, c, h, w, p, 2, k, th, tw);
+        for (int i = 0; i < g; i++)
             wino_dy(dy + (size_t)(i0 + i) * oc * ohw, m + (size_t)i * nt, ld, oc, k, th, tw, oh,
                     ow);
-        }
         for (int e = 0; e < a2; e++)
             cnn_gemm(0, 1, oc, c, (int)ld, 1.0f, m + (size_t)e * oc * ld, (int)ld,
                      v + (size_t)e * c * ld, (int)ld, 1.0f, du + (size_t)e * oc * c, c);
