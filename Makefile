@@ -49,8 +49,9 @@ CFLAGS += -fsanitize=thread -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=thread
 endif
 # libpng and libjpeg-turbo decode PNG and JPEG, libexif reads their orientation (src/data/decode.c);
-# stb the rarer formats.
-PRIVATE_LIBS := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lpng -ljpeg -lexif -lz -lm -lpthread
+# stb the rarer formats. libxsmm makes the small matrix products (src/nn/gemm.c); it needs -ldl
+# and -lrt, and OpenBLAS after it.
+PRIVATE_LIBS := -lxsmm -ldl -lrt -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lpng -ljpeg -lexif -lz -lm -lpthread
 LDLIBS := $(PRIVATE_LIBS) $(OMPFLAG)
 # `mnist serve` only: libmicrohttpd for HTTP, jansson for JSON.
 SERVE_LIBS := -lmicrohttpd -ljansson
@@ -97,8 +98,10 @@ $(BUILD)/libcnn.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# libxsmm comes as a static library only (Debian's libxsmm-dev): it is linked in, unexported.
 $(BUILD)/libcnn.so.$(VERSION): $(LIB_OBJ)
-	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined -Wl,--exclude-libs,libxsmm.a \
+	    $(LDFLAGS) -o $@ $^ $(LDLIBS)
 	@ln -sf libcnn.so.$(VERSION) $(BUILD)/$(SONAME)
 	@ln -sf $(SONAME) $(BUILD)/libcnn.so
 
@@ -208,7 +211,7 @@ FUZZ_SAN := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_IGNORE := fuzz/coverage-ignore.txt
 FUZZ_CFLAGS := -g -O1 $(FUZZ_SAN) -fsanitize-coverage-ignorelist=$(FUZZ_IGNORE) -fno-omit-frame-pointer -std=c11 -Wall -Wextra \
     -Wno-unknown-pragmas -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -I$(BLAS_INC) -MMD -MP
-FUZZ_LDLIBS := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lpng -ljpeg -lexif -lz -lm
+FUZZ_LDLIBS := -lxsmm -ldl -lrt -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lpng -ljpeg -lexif -lz -lm
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
 
 .PHONY: fuzz

@@ -2,7 +2,7 @@
  * test_kernels.c - every optimised path against its _naive reference: the plain version is the
  * specification, the fast one must agree with it.
  *
- *   cnn_gemm (OpenBLAS)         vs cnn_gemm_naive              all four transpose pairs
+ *   cnn_gemm (libxsmm, OpenBLAS) vs cnn_gemm_naive             all four transpose pairs
  *   conv forward (im2col+gemm)  vs cnn_conv2d_forward_naive    through cnn_conv2d_ops, with a
  *   conv backward (dx, dw, db)  vs cnn_conv2d_backward_naive   workspace of exactly ws_size
  *   cnn_predict on a batch      vs the same images one at a time (eval mode is per image)
@@ -17,6 +17,10 @@
  * the reference itself on |inputs|. Padding of strided matrices and the outputs are prefilled
  * with NaN where the contract says they are not read, so a stray read or a missing write
  * fails rather than passing by luck.
+ *
+ * Instruction sets: libxsmm makes the small products with the best the processor has;
+ * tests/test_gemm_targets.sh runs this program again with LIBXSMM_TARGET set to AVX2, SSE and
+ * "generic" (no libxsmm: OpenBLAS makes every product), and test_gemm prints which it ran.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -28,6 +32,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <libxsmm.h>
 
 #include "../src/internal.h"
 
@@ -142,11 +147,15 @@ static void gemm_case(struct gemm_stats *st, int ta, int tb, int m, int n, int k
 
 static void test_gemm(void **state) {
     (void)state;
-    /* m = 1 and n = 1 take sgemv; from 2^16 multiply-adds cnn_gemm cuts C into one block per
-     * thread, by rows when m > n (the last three: by columns, rows, rows of one column) */
-    static const int sizes[][3] = {{1, 1, 1},     {7, 5, 3},     {64, 33, 17}, {3, 70, 129},
-                                   {33, 1, 64},   {1, 70, 129},  {1, 300, 1000},
-                                   {40, 300, 32}, {300, 40, 32}, {600, 1, 500}};
+    /* m = 1 and n = 1 take sgemv; libxsmm takes alpha 1, beta 0 or 1, B not transposed, up to
+     * 2^21 multiply-adds (Winograd's shapes: 16 x 147 x 32, 32 x 49 x 32), OpenBLAS the rest;
+     * from 2^16 multiply-adds cnn_gemm cuts C into one block per thread, by rows when m > n
+     * (the last four: by columns, rows, rows, rows of one column; 300 x 130 x 64 is above
+     * libxsmm's bound, so its blocks, below it, still go to OpenBLAS) */
+    static const int sizes[][3] = {{1, 1, 1},    {7, 5, 3},     {64, 33, 17},   {3, 70, 129},
+                                   {33, 1, 64},  {1, 70, 129},  {1, 300, 1000}, {16, 147, 32},
+                                   {32, 49, 32}, {40, 300, 32}, {300, 40, 32},  {300, 130, 64},
+                                   {600, 1, 500}};
     static const float ab[][2] = {{1.0f, 0.0f}, {1.0f, 1.0f}, {0.75f, -1.5f}, {-2.0f, 0.5f}};
     struct cnn_rng rng;
     cnn_rng_seed(&rng, 7);
@@ -161,8 +170,9 @@ static void test_gemm(void **state) {
                         if (ab[q][1] == 0.0f)
                             gemm_case(&st, ta, tb, m, n, k, ab[q][0], 0.0f, pad, 1, &rng);
                     }
-    printf("gemm  %d cases, %zu elements: max |diff| %.2e, max diff/magnitude %.2e\n", st.cases,
-           st.c.n, st.c.max_abs, st.c.max_rel);
+    printf("gemm  %d cases, %zu elements: max |diff| %.2e, max diff/magnitude %.2e"
+           " (libxsmm target %s)\n",
+           st.cases, st.c.n, st.c.max_abs, st.c.max_rel, libxsmm_get_target_arch());
 }
 
 /* ---- conv --------------------------------------------------------------------------------- */
