@@ -26,6 +26,7 @@
  * product take the same path as the whole (same sums, same order).
  */
 #include <pthread.h>
+#include <string.h>
 
 #include <cblas.h>
 #include <immintrin.h>
@@ -55,33 +56,40 @@ __attribute__((target("avx"))) static void clear_upper(void) {
 
 /* The product by libxsmm; 0 where it has no kernel. Row-major C = op(A) B is column-major
  * C^T = B^T op(A)^T: libxsmm's (m, n, k) are our (n, m, k), its A our B, its B our A, read
- * transposed when ta. The last kernels a thread used are kept: a layer's a*a products share one
- * shape, and a lookup in libxsmm's registry costs a tenth of a small product. */
-struct small_kernel {
-    int m, n, k, lda, ldb, ldc, ta, beta;
-    libxsmm_smmfunction f;
+ * transposed when ta. Each thread keeps the answers for the last shapes it asked about, kernel
+ * or none: a layer's a*a products share one shape, and a lookup in libxsmm's registry costs a
+ * tenth of a small product. */
+struct small_shape {
+    int m, n, k, lda, ldb, ldc, ta, beta; /* ints only: compared with memcmp */
 };
+
+struct small_kernel {
+    struct small_shape shape;
+    int known;
+    libxsmm_smmfunction f; /* NULL: libxsmm has none for the shape */
+};
+
+#define SMALL_KEPT 4
+
+static libxsmm_smmfunction small_kernel_for(const struct small_shape *s, float beta) {
+    static _Thread_local struct small_kernel kept[SMALL_KEPT];
+    static _Thread_local int next;
+    for (int i = 0; i < SMALL_KEPT; i++)
+        if (kept[i].known && !memcmp(&kept[i].shape, s, sizeof *s)) return kept[i].f;
+    const float one = 1.0f;
+    const int flags = s->ta ? LIBXSMM_GEMM_FLAG_TRANS_B : LIBXSMM_GEMM_FLAG_NONE;
+    const libxsmm_smmfunction f =
+        libxsmm_smmdispatch(s->n, s->m, s->k, &s->ldb, &s->lda, &s->ldc, &one, &beta, &flags, NULL);
+    kept[next] = (struct small_kernel){*s, 1, f};
+    next = (next + 1) % SMALL_KEPT;
+    return f;
+}
 
 static int small_gemm(int ta, int m, int n, int k, const float *a, int lda, const float *b, int ldb,
                       float beta, float *c, int ldc) {
-    static _Thread_local struct small_kernel kept[4];
-    static _Thread_local int next;
-    const struct small_kernel key = {m, n, k, lda, ldb, ldc, ta, beta != 0.0f, NULL};
-    libxsmm_smmfunction f = NULL;
-    for (int i = 0; i < 4 && !f; i++)
-        if (kept[i].f && kept[i].m == m && kept[i].n == n && kept[i].k == k && kept[i].lda == lda &&
-            kept[i].ldb == ldb && kept[i].ldc == ldc && kept[i].ta == ta &&
-            kept[i].beta == key.beta)
-            f = kept[i].f;
-    if (!f) {
-        const float one = 1.0f;
-        const int flags = ta ? LIBXSMM_GEMM_FLAG_TRANS_B : LIBXSMM_GEMM_FLAG_NONE;
-        f = libxsmm_smmdispatch(n, m, k, &ldb, &lda, &ldc, &one, &beta, &flags, NULL);
-        if (!f) return 0;
-        kept[next] = key;
-        kept[next].f = f;
-        next = (next + 1) % 4;
-    }
+    const struct small_shape shape = {m, n, k, lda, ldb, ldc, ta, beta != 0.0f};
+    const libxsmm_smmfunction f = small_kernel_for(&shape, beta);
+    if (!f) return 0;
     f(b, a, c);
     if (__builtin_cpu_supports("avx")) clear_upper(); /* not on an SSE-only processor */
     return 1;
