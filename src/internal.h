@@ -123,10 +123,11 @@ void cnn_gemm_naive(int ta, int tb, int m, int n, int k, float alpha, const floa
 /* ---- Winograd convolution (winograd.c) -------------------------------------------------------
  * Stride-1 cross-correlation with k x k kernels, k = 3 or 5 (cnn_wino_supports), by F(m x m,
  * k x k): a*a products instead of im2col's one, a = m + k - 1. Batches take m = cnn_wino_m(k),
- * F(4x4, 3x3) or F(2x2, 5x5); one image split between threads (cnn_wino_conv_part) and the
- * weight gradient take m = 2. */
+ * F(4x4, 3x3) or F(4x4, 5x5); one image split between threads (cnn_wino_conv_part) takes
+ * m = cnn_wino_part_m(k), and the weight gradient m = 2. */
 int cnn_wino_supports(int k);
 int cnn_wino_m(int k);
+int cnn_wino_part_m(int k);
 /* Floats of the transformed kernels (a*a, oc, c) for m x m tiles, and of the weight gradient's
  * sums in its transformed domain (a*a, oc, c), a = k + 1. */
 size_t cnn_wino_u_floats(int oc, int c, int k, int m);
@@ -143,7 +144,7 @@ size_t cnn_wino_ws_size(int c, int h, int w, int oc, int k, int p);
 void cnn_wino_conv(const float *x, int n, const float *u, float *y, float *ws, int c, int h, int w,
                    int oc, int k, int p);
 /* One image, output channels [o0, o1) only (y is still the whole (oc, oh, ow)), with the kernels
- * u for m = 2. */
+ * u for m = cnn_wino_part_m(k). */
 void cnn_wino_conv_part(const float *x, const float *u, float *y, float *ws, int c, int h, int w,
                         int oc, int k, int p, int o0, int o1);
 /* The weight gradient, for n images x (n, c, h, w) and output gradients dy (n, oc, oh, ow):

@@ -590,6 +590,53 @@ static void test_prepared_kernels(void **state) {
     cnn_model_free(m);
 }
 
+/* One image split between threads computes each thread's output channels with forward_part,
+ * from the kernels prepared with the model; 5x5 layers by F(4x4, 5x5), which batches do not
+ * take (cnn_wino_part_m), 3x3 by F(2x2, 3x3). Each configuration in three parts, the middle one
+ * of a single channel, against the reference over all of them. */
+static void test_conv_parts(void **state) {
+    (void)state;
+    static const struct conv_cfg cfgs[] = {
+        {1, 32, 14, 14, 64, 5, 1, 2}, {1, 8, 15, 15, 12, 5, 1, 2}, {1, 9, 9, 6, 10, 5, 1, 4},
+        {1, 16, 7, 7, 9, 5, 1, 0},    {1, 8, 13, 11, 7, 5, 1, 1},  {1, 16, 14, 14, 32, 3, 1, 1},
+        {1, 9, 5, 7, 5, 3, 1, 2}};
+    struct cnn_rng rng;
+    cnn_rng_seed(&rng, 43);
+    struct cmp all = {0};
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
+        const struct conv_cfg *g = &cfgs[i];
+        const struct cnn_layer l = conv_layer(g);
+        assert_true(l.n_prep > 0); /* a Winograd layer */
+        const size_t nx = (size_t)g->c * g->h * g->w, ny = (size_t)g->oc * l.out.h * l.out.w;
+        const size_t nw = (size_t)g->oc * g->c * g->k * g->k, nws = l.ops->ws_size(&l, 1);
+        float *x = falloc(nx), *p = falloc(l.n_params), *prep = falloc(l.n_prep);
+        float *y = falloc(ny), *yr = falloc(ny), *my = falloc(ny), *ws = falloc(nws);
+        fill_normal(x, nx, &rng);
+        fill_normal(p, l.n_params, &rng);
+        fill_value(y, ny, NAN);
+        l.ops->prepare(&l, p, prep);
+        const struct cnn_fwd f = {.n = 1, .x = x, .y = y, .p = p, .prep = prep, .ws = ws};
+        const int cut[] = {0, g->oc / 2, g->oc / 2 + 1, g->oc};
+        for (int t = 0; t < 3; t++) {
+            fill_value(ws, nws, NAN); /* scratch carries nothing in */
+            l.ops->forward_part(&l, &f, cut[t], cut[t + 1]);
+        }
+        cnn_conv2d_forward_naive(x, p, p + nw, yr, 1, g->c, g->h, g->w, g->oc, g->k, 1, g->pad);
+        float *ax = abs_copy(x, nx), *ap = abs_copy(p, l.n_params);
+        cnn_conv2d_forward_naive(ax, ap, ap + nw, my, 1, g->c, g->h, g->w, g->oc, g->k, 1, g->pad);
+        struct cmp c = {0};
+        compare(&c, y, yr, my, ny);
+        char what[160];
+        snprintf(what, sizeof what, "conv parts c=%d %dx%d oc=%d k=%d pad=%d", g->c, g->h, g->w,
+                 g->oc, g->k, g->pad);
+        check_cmp(&c, what);
+        merge(&all, &c);
+        free(x), free(p), free(prep), free(y), free(yr), free(my), free(ws), free(ax), free(ap);
+    }
+    printf("conv  one image in parts, %zu cases: max diff/magnitude %.1e (max |diff| %.1e)\n",
+           sizeof cfgs / sizeof cfgs[0], all.max_rel, all.max_abs);
+}
+
 /* Running statistics away from 0 and 1 for every batch norm: a mean, then a variance > 0 (the
  * model's own state, written directly: cnn_model_state is a read-only view). */
 static void randomize_state(struct cnn_model *m, struct cnn_rng *rng) {
@@ -854,6 +901,7 @@ int main(void) {
         cmocka_unit_test(test_team_and_fusion),
         cmocka_unit_test(test_predict_batch_independent),
         cmocka_unit_test(test_prepared_kernels),
+        cmocka_unit_test(test_conv_parts),
         cmocka_unit_test(test_split_image),
         cmocka_unit_test(test_folded_batchnorm),
     };

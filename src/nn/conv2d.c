@@ -52,18 +52,17 @@ static int use_winograd(const struct cnn_layer *l) {
 }
 
 /* Transformed kernels (a*a, oc, c): for a batch's m x m tiles (cnn_wino_m); for one image
- * split between threads, whose tiles are 2x2, a second set where m is not 2 (3x3 layers). With
- * 4x4 tiles each thread's share of one image would be 36 short products, each a call into
- * OpenBLAS, which takes a lock for its buffers that both threads then wait on: single-image
- * latency was 5-20% worse. And the weight gradient's sums, (a*a, oc, c) with a = k + 1. */
+ * split between threads, a second set where its tiles differ (cnn_wino_part_m: 4x4 against a
+ * batch's 2x2 for 5x5 layers, 2x2 against 4x4 for 3x3 ones). And the weight gradient's sums,
+ * (a*a, oc, c) with a = k + 1. */
 static size_t wino_u_size(const struct cnn_layer *l) {
     const int k = l->cfg.conv.k;
     return cnn_wino_u_floats(l->out.c, l->in.c, k, cnn_wino_m(k));
 }
 
 static size_t wino_part_u_size(const struct cnn_layer *l) {
-    const int k = l->cfg.conv.k;
-    return cnn_wino_m(k) == 2 ? 0 : cnn_wino_u_floats(l->out.c, l->in.c, k, 2);
+    const int k = l->cfg.conv.k, m = cnn_wino_part_m(k);
+    return cnn_wino_m(k) == m ? 0 : cnn_wino_u_floats(l->out.c, l->in.c, k, m);
 }
 
 static size_t wino_du_size(const struct cnn_layer *l) {
@@ -356,7 +355,8 @@ static void conv_backward(const struct cnn_layer *l, const struct cnn_bwd *b) {
 static void conv_prepare(const struct cnn_layer *l, const float *p, float *prep) {
     const int k = l->cfg.conv.k;
     cnn_wino_weights(p, prep, l->out.c, l->in.c, k, cnn_wino_m(k), 0);
-    if (wino_part_u_size(l)) cnn_wino_weights(p, prep + wino_u_size(l), l->out.c, l->in.c, k, 2, 0);
+    if (wino_part_u_size(l))
+        cnn_wino_weights(p, prep + wino_u_size(l), l->out.c, l->in.c, k, cnn_wino_part_m(k), 0);
 }
 
 static void conv_describe(const struct cnn_layer *l, char *buf, size_t len) {

@@ -1,6 +1,6 @@
 /*
- * winograd.c - Winograd minimal filtering for stride-1 convolutions: F(4x4, 3x3), F(2x2, 3x3)
- * and F(2x2, 5x5) (Lavin & Gray 2015), the fast path of conv2d.c.
+ * winograd.c - Winograd minimal filtering for stride-1 convolutions: F(4x4, 3x3), F(4x4, 5x5),
+ * F(2x2, 3x3) and F(2x2, 5x5) (Lavin & Gray 2015), the fast path of conv2d.c.
  *
  * Each m x m block of outputs comes from an a x a patch d of the zero-padded input,
  * a = m + k - 1:
@@ -8,11 +8,13 @@
  * g being the k x k kernel. The sums over input channels of the a*a elementwise products are
  * a*a matrix products (oc, c) @ (c, tiles): a*a multiply-adds per channel pair and m x m block,
  * against im2col's m*m*k*k. The forward (and the input gradient, a forward with the kernels
- * turned) takes F(4x4, 3x3), 4x fewer, and F(2x2, 5x5), 2.78x fewer: a = 6 for both. The
- * weight gradient takes F(2x2, 3x3), 2.25x fewer, and F(2x2, 5x5).
+ * turned) takes F(4x4, 3x3), 4x fewer (a = 6), and F(4x4, 5x5), 6.25x fewer (a = 8). The
+ * weight gradient takes F(2x2, 3x3), 2.25x fewer, and F(2x2, 5x5), 2.78x fewer; so does one
+ * image split between the threads (cnn_wino_part_m).
  *
  * The matrices (Toom-Cook: interpolation at 0, 1, -1 and infinity for a = 4; at 0, 1, -1, 2,
- * -2 and infinity for a = 6), as cross-correlation, PyTorch's convention:
+ * -2 and infinity for a = 6; at 0, 1, -1, 2, -2, 1/2, -1/2 and infinity for a = 8), as
+ * cross-correlation, PyTorch's convention:
  *   F(2,3): B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
  *           G   = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
  *           A^T = [1 1 1 0; 0 1 -1 -1]
@@ -23,6 +25,17 @@
  *           A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 1]
  *   F(4,3): G   = [1/4 0 0; -1/6 (1 1 1); -1/6 (1 -1 1); 1/24 (1 2 4); 1/24 (1 -2 4); 0 0 1]
  *           A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+ *   a = 8:  B^T = [1 0 -21/4 0 21/4 0 -1 0; 0 1 1 -17/4 -17/4 1 1 0;
+ *                  0 -1 1 17/4 -17/4 -1 1 0; 0 1/2 1/4 -5/2 -5/4 2 1 0;
+ *                  0 -1/2 1/4 5/2 -5/4 -2 1 0; 0 2 4 -5/2 -5 1/2 1 0;
+ *                  0 -2 4 5/2 -5 -1/2 1 0; 0 -1 0 21/4 0 -21/4 0 1]
+ *   F(4,5): G   = [1 0 0 0 0; -2/9 (1 1 1 1 1); -2/9 (1 -1 1 -1 1); 1/90 (1 2 4 8 16);
+ *                  1/90 (1 -2 4 -8 16); 32/45 (1 1/2 1/4 1/8 1/16);
+ *                  32/45 (1 -1/2 1/4 -1/8 1/16); 0 0 0 0 1]
+ *           A^T = [1 1 1 1 1 1 1 0; 0 1 -1 2 -2 1/2 -1/2 0; 0 1 1 4 4 1/4 1/4 0;
+ *                  0 1 -1 8 -8 1/8 -1/8 1]
+ *   In float32, F(4x4, 5x5) is within 9e-7 of the direct sums' magnitude on 64 channels of
+ *   random normal data, as F(4x4, 3x3) is (1.0e-6); F(2x2, 5x5) 4.3e-7.
  * Each 2-D transform is its 1-D one along the rows and down the columns (in either order: they
  * commute; the input transform goes along the rows first). The weight gradient runs the same
  * products the other way (section at the end). The references are cnn_conv2d_forward_naive and
@@ -68,6 +81,23 @@ static inline void g36(const float *g, size_t gs, float *u, size_t us) {
     u[5 * us] = g2;
 }
 
+static inline void g58(const float *g, size_t gs, float *u, size_t us) {
+    const float g0 = g[0], g1 = g[gs], g2 = g[2 * gs], g3 = g[3 * gs], g4 = g[4 * gs];
+    const float even = g0 + g2 + g4, odd = g1 + g3;
+    const float even2 = (1.0f / 90.0f) * g0 + (2.0f / 45.0f) * g2 + (8.0f / 45.0f) * g4;
+    const float odd2 = (1.0f / 45.0f) * g1 + (4.0f / 45.0f) * g3;
+    const float even3 = (32.0f / 45.0f) * g0 + (8.0f / 45.0f) * g2 + (2.0f / 45.0f) * g4;
+    const float odd3 = (16.0f / 45.0f) * g1 + (4.0f / 45.0f) * g3;
+    u[0] = g0;
+    u[us] = (even + odd) * (-2.0f / 9.0f);
+    u[2 * us] = (even - odd) * (-2.0f / 9.0f);
+    u[3 * us] = even2 + odd2;
+    u[4 * us] = even2 - odd2;
+    u[5 * us] = even3 + odd3;
+    u[6 * us] = even3 - odd3;
+    u[7 * us] = g4;
+}
+
 /* input patch d (a) -> v (a) */
 static inline void bt4(const float *d, size_t ds, float *v, size_t vs) {
     const float d0 = d[0], d1 = d[ds], d2 = d[2 * ds], d3 = d[3 * ds];
@@ -87,6 +117,22 @@ static inline void bt6(const float *d, size_t ds, float *v, size_t vs) {
     v[3 * vs] = r + s;
     v[4 * vs] = r - s;
     v[5 * vs] = 4.0f * d1 - 5.0f * d3 + d5;
+}
+
+static inline void bt8(const float *d, size_t ds, float *v, size_t vs) {
+    const float d0 = d[0], d1 = d[ds], d2 = d[2 * ds], d3 = d[3 * ds], d4 = d[4 * ds];
+    const float d5 = d[5 * ds], d6 = d[6 * ds], d7 = d[7 * ds];
+    const float s1 = d2 + d6 - 4.25f * d4, t1 = d1 + d5 - 4.25f * d3;
+    const float s2 = 0.25f * d2 - 1.25f * d4 + d6, t2 = 0.5f * d1 - 2.5f * d3 + 2.0f * d5;
+    const float s3 = 4.0f * d2 - 5.0f * d4 + d6, t3 = 2.0f * d1 - 2.5f * d3 + 0.5f * d5;
+    v[0] = d0 - d6 + 5.25f * (d4 - d2);
+    v[vs] = s1 + t1;
+    v[2 * vs] = s1 - t1;
+    v[3 * vs] = s2 + t2;
+    v[4 * vs] = s2 - t2;
+    v[5 * vs] = s3 + t3;
+    v[6 * vs] = s3 - t3;
+    v[7 * vs] = d7 - d1 + 5.25f * (d3 - d5);
 }
 
 /* product m (a) -> outputs y (m) */
@@ -111,6 +157,16 @@ static inline void at64(const float *m, size_t ms, float *y, size_t ys) {
     y[ys] = d1 + 2.0f * d2;
     y[2 * ys] = s1 + 4.0f * s2;
     y[3 * ys] = d1 + 8.0f * d2 + m5;
+}
+
+static inline void at84(const float *m, size_t ms, float *y, size_t ys) {
+    const float m1 = m[ms], m2 = m[2 * ms], m3 = m[3 * ms], m4 = m[4 * ms], m5 = m[5 * ms];
+    const float m6 = m[6 * ms];
+    const float s1 = m1 + m2, d1 = m1 - m2, s2 = m3 + m4, d2 = m3 - m4, s3 = m5 + m6, d3 = m5 - m6;
+    y[0] = m[0] + s1 + s2 + s3;
+    y[ys] = d1 + 2.0f * d2 + 0.5f * d3;
+    y[2 * ys] = s1 + 4.0f * s2 + 0.25f * s3;
+    y[3 * ys] = d1 + 8.0f * d2 + 0.125f * d3 + m[7 * ms];
 }
 
 /* The transposes, for the weight gradient: an output-gradient pair (y0, y1) -> m (a) by A, and
@@ -150,26 +206,43 @@ static inline void gt5(const float *u, size_t us, float *g, size_t gs) {
     g[4 * gs] = s + 16.0f * s2 + u5;
 }
 
-/* The transforms for the tile: m outputs (2 or 4; 4 only for k = 3) of a k-wide kernel (3 or
- * 5) from a = m + k - 1 inputs. m and k are constants wherever speed matters, and the choice
- * folds away. The weight gradient's (pair_1d, kernel_grad_1d) are for m = 2. */
+/* The transforms for the tile: m outputs (2 or 4) of a k-wide kernel (3 or 5) from
+ * a = m + k - 1 inputs (4, 6 or 8). m and k are constants wherever speed matters, and the
+ * choice folds away. The weight gradient's (pair_1d, kernel_grad_1d) are for m = 2. */
+#define A_MAX 8
 #define BY_K(k, f3, f5, ...) ((k) == 3 ? f3(__VA_ARGS__) : f5(__VA_ARGS__))
-#define kernel_1d(m, k, ...) ((m) == 4 ? g36(__VA_ARGS__) : BY_K(k, g3, g5, __VA_ARGS__))
-#define input_1d(a, ...) ((a) == 6 ? bt6(__VA_ARGS__) : bt4(__VA_ARGS__))
-#define output_1d(m, k, ...) ((m) == 4 ? at64(__VA_ARGS__) : BY_K(k, at4, at6, __VA_ARGS__))
+#define kernel_1d(m, k, ...)                                                                       \
+    ((m) == 4 ? BY_K(k, g36, g58, __VA_ARGS__) : BY_K(k, g3, g5, __VA_ARGS__))
+#define input_1d(a, ...)                                                                           \
+    ((a) == 8 ? bt8(__VA_ARGS__) : (a) == 6 ? bt6(__VA_ARGS__) : bt4(__VA_ARGS__))
+#define output_1d(m, k, ...)                                                                       \
+    ((m) == 4 ? BY_K(k, at64, at84, __VA_ARGS__) : BY_K(k, at4, at6, __VA_ARGS__))
 #define pair_1d(k, ...) BY_K(k, a4, a6, __VA_ARGS__)
 #define kernel_grad_1d(k, ...) BY_K(k, gt3, gt5, __VA_ARGS__)
-/* f(..., k) with k = 3 or 5 a constant, and f(..., m, k) for the three tiles, for the band
+/* f(..., k) with k = 3 or 5 a constant, and f(..., m, k) for the four tiles, for the band
  * functions inlined below */
 #define WITH_K(k, f, ...) ((k) == 3 ? f(__VA_ARGS__, 3) : f(__VA_ARGS__, 5))
-#define WITH_MK(m, k, f, ...) ((m) == 4 ? f(__VA_ARGS__, 4, 3) : WITH_K(k, f, __VA_ARGS__, 2))
+#define WITH_MK(m, k, f, ...)                                                                      \
+    ((m) == 4 ? WITH_K(k, f, __VA_ARGS__, 4) : WITH_K(k, f, __VA_ARGS__, 2))
 
 int cnn_wino_supports(int k) {
     return k == 3 || k == 5;
 }
 
+/* Tiles for a batch: 4x4 for 3x3 kernels, 2x2 for 5x5. F(4x4, 5x5) (a = 8) was slower there:
+ * on the default network's 14x14 layer its 4x4 tiles cover 16x16, and the larger transforms
+ * cost more than the products save (2 threads, 2,619-3,014 against 3,179-3,366 images/s in
+ * training, batch inference unchanged; 2026-12-02). */
 int cnn_wino_m(int k) {
     return k == 3 ? 4 : 2;
+}
+
+/* Tiles for one image split between threads (cnn_wino_conv_part): 4x4 for 5x5 kernels, which
+ * make each thread's products 1.7x shorter on a 14x14 layer (the default network's image:
+ * 80.6-82.3 against 88.7-89.6 us on 2 threads); 2x2 for 3x3, where 4x4 gave 245-328 against
+ * 221-274 us on the best preset's network. */
+int cnn_wino_part_m(int k) {
+    return k == 5 ? 4 : 2;
 }
 
 size_t cnn_wino_u_floats(int oc, int c, int k, int m) {
@@ -191,7 +264,7 @@ void cnn_wino_weights(const float *w, float *u, int oc, int c, int k, int m, int
     const long plane = (long)oc * c;
 #pragma omp parallel for schedule(static) if (plane * a * a * 4 >= CNN_OMP_MIN_WORK)
     for (long oi = 0; oi < plane; oi++) {
-        float g[25], t[6 * 5]; /* the kernel, then G g (a, k) */
+        float g[25], t[A_MAX * 5]; /* the kernel, then G g (a, k) */
         if (flip) {            /* oi = ci * oc + o */
             const float *src = w + ((oi % oc) * c + oi / oc) * kk;
             for (int q = 0; q < kk; q++) g[q] = src[kk - 1 - q];
@@ -218,7 +291,7 @@ void cnn_wino_weights(const float *w, float *u, int oc, int c, int k, int m, int
  * transform go to a rows of one buffer, a runtime distance apart, which GCC cannot tell do not
  * overlap; `ivdep` says so, and without it the loops ran scalar. */
 #define CW 32
-#define BAND_FLOATS (6 * 10 * CW) /* per part: a rows of (nb + (a - 1) / m) * cw */
+#define BAND_FLOATS (6 * 10 * CW) /* per part: a rows of (nb + (a - 1) / m) * cw, any a */
 
 static inline __attribute__((always_inline)) void input_band(const float *d, size_t wp, float *v,
                                                              size_t plane, int tw, int nb, int cw,
@@ -230,28 +303,38 @@ static inline __attribute__((always_inline)) void input_band(const float *d, siz
         float *restrict dst = h[y % m] + (size_t)(y / m) * cw;
 #pragma GCC ivdep
         for (int j = 0; j < cw; j++) {
-            const float x[6] = {row[m * j],
-                                row[m * j + 1],
-                                row[m * j + 2],
-                                row[m * j + 3],
-                                a == 6 ? row[m * j + 4] : 0,
-                                a == 6 ? row[m * j + 5] : 0};
+            const float *restrict in = row + m * j;
+            const float x[A_MAX] = {in[0],
+                                    in[1],
+                                    in[2],
+                                    in[3],
+                                    a > 4 ? in[4] : 0,
+                                    a > 5 ? in[5] : 0,
+                                    a > 6 ? in[6] : 0,
+                                    a > 7 ? in[7] : 0};
             input_1d(a, x, 1, dst + j, (size_t)hr * cw);
         }
     }
     const int rows = cw == tw ? 1 : nb, len = cw == tw ? nb * tw : cw;
     for (int q = 0; q < a; q++)
         for (int r = 0; r < rows; r++) {
-#define H_ROW(i) (h[(i) % m] + ((size_t)q * hr + r + (i) / m) * cw) /* image row m*r + i */
+/* image row m*r + i, or row 0 where i is past the tile */
+#define H_ROW(i) (h[(a > (i) ? (i) : 0) % m] + ((size_t)q * hr + r + (a > (i) ? (i) : 0) / m) * cw)
             const float *restrict h0 = H_ROW(0), *restrict h1 = H_ROW(1), *restrict h2 = H_ROW(2);
-            const float *restrict h3 = H_ROW(3), *restrict h4 = H_ROW(a == 6 ? 4 : 0);
-            const float *restrict h5 = H_ROW(a == 6 ? 5 : 0);
+            const float *restrict h3 = H_ROW(3), *restrict h4 = H_ROW(4), *restrict h5 = H_ROW(5);
+            const float *restrict h6 = H_ROW(6), *restrict h7 = H_ROW(7);
 #undef H_ROW
             float *restrict out = v + (size_t)q * plane + (size_t)r * tw;
 #pragma GCC ivdep
             for (int t = 0; t < len; t++) {
-                const float x[6] = {
-                    h0[t], h1[t], h2[t], h3[t], a == 6 ? h4[t] : 0, a == 6 ? h5[t] : 0};
+                const float x[A_MAX] = {h0[t],
+                                        h1[t],
+                                        h2[t],
+                                        h3[t],
+                                        a > 4 ? h4[t] : 0,
+                                        a > 5 ? h5[t] : 0,
+                                        a > 6 ? h6[t] : 0,
+                                        a > 7 ? h7[t] : 0};
                 input_1d(a, x, 1, out + t, (size_t)a * plane);
             }
         }
@@ -287,28 +370,30 @@ static inline __attribute__((always_inline)) void output_band(const float *m, si
                                                               const int mo, const int k) {
     const int a = mo + k - 1, bt = 2 * BAND_TILES / mo;
     const int rows = cw == tw ? 1 : nb, len = cw == tw ? nb * tw : cw;
-    float g[2 * 6 * BAND_TILES]; /* [i < mo][q < 6][tile < bt] */
+    float g[2 * A_MAX * BAND_TILES]; /* [i < mo][q < A_MAX][tile < bt] */
     for (int q = 0; q < a; q++)
         for (int r = 0; r < rows; r++) {
             const float *restrict src = m + (size_t)q * plane + (size_t)r * tw;
             float *restrict dst = g + (size_t)q * bt + r * cw;
 #pragma GCC ivdep
             for (int t = 0; t < len; t++)
-                output_1d(mo, k, src + t, (size_t)a * plane, dst + t, (size_t)6 * bt);
+                output_1d(mo, k, src + t, (size_t)a * plane, dst + t, (size_t)A_MAX * bt);
         }
     const int w = cols_left < mo * cw ? cols_left : mo * cw;
     for (int r = 0; r < nb; r++)
         for (int i = 0; i < mo && mo * r + i < rows_left; i++) {
-            const float *restrict gi = g + (size_t)i * 6 * bt + r * cw;
+            const float *restrict gi = g + (size_t)i * A_MAX * bt + r * cw;
             float out[4 * CW];
 #pragma GCC ivdep
             for (int j = 0; j < cw; j++) {
-                const float x[6] = {gi[j],
-                                    gi[bt + j],
-                                    gi[2 * bt + j],
-                                    gi[3 * bt + j],
-                                    a == 6 ? gi[4 * bt + j] : 0,
-                                    a == 6 ? gi[5 * bt + j] : 0};
+                const float x[A_MAX] = {gi[j],
+                                        gi[bt + j],
+                                        gi[2 * bt + j],
+                                        gi[3 * bt + j],
+                                        a > 4 ? gi[4 * bt + j] : 0,
+                                        a > 5 ? gi[5 * bt + j] : 0,
+                                        a > 6 ? gi[6 * bt + j] : 0,
+                                        a > 7 ? gi[7 * bt + j] : 0};
                 output_1d(mo, k, x, 1, out + mo * j, 1);
             }
             float *restrict row = y + (size_t)(mo * r + i) * ow;
@@ -384,7 +469,7 @@ static int forward_group(int h, int w, int k, int p) {
 size_t cnn_wino_ws_size(int c, int h, int w, int oc, int k, int p) {
     const size_t batch =
         scratch_floats(c, h, w, oc, k, p, cnn_wino_m(k), (size_t)forward_group(h, w, k, p));
-    const size_t one = scratch_floats(c, h, w, oc, k, p, 2, 1);
+    const size_t one = scratch_floats(c, h, w, oc, k, p, cnn_wino_part_m(k), 1);
     return batch > one ? batch : one;
 }
 
@@ -444,7 +529,7 @@ void cnn_wino_conv(const float *x, int n, const float *u, float *y, float *ws, i
 
 void cnn_wino_conv_part(const float *x, const float *u, float *y, float *ws, int c, int h, int w,
                         int oc, int k, int p, int o0, int o1) {
-    conv_tiles(x, 1, u, y, ws, c, h, w, oc, k, p, 2, o0, o1);
+    conv_tiles(x, 1, u, y, ws, c, h, w, oc, k, p, cnn_wino_part_m(k), o0, o1);
 }
 
 /* ---- the weight gradient ---------------------------------------------------------------------
