@@ -435,8 +435,10 @@ if start_sweep sh --dist-timeout 2; then
 fi
 finish_bg
 [ "$rc" -ne 0 ] || why="mpirun exited 0"
-[ -z "$why" ] && { grep -Eq 'no word from rank 1 for 2 s while it trains [a-z0-9]+ seed [0-9]+' "$tmp/err" ||
-    why="no 'no word from rank 1' line"; }
+# (Stopped between sending a result and asking for the next run, rank 1 trains nothing: the
+# line then names no run.)
+[ -z "$why" ] && { grep -Eq 'no word from rank 1 for 2 s( while it trains [a-z0-9]+ seed [0-9]+)?: it died or hangs' "$tmp/err" ||
+    why="no 'no word from rank 1' line; stderr ends: $(tail -n 2 "$tmp/err" | tr '\n' ' ')"; }
 [ -z "$why" ] && [ $((SECONDS - t0)) -gt 60 ] && why="took $((SECONDS - t0)) s"
 for _ in $(seq 1 50); do kill -0 "$victim" 2>/dev/null || break; sleep 0.1; done
 kill -9 "$victim" 2>/dev/null && why="${why:-the stopped rank outlived the job}"
