@@ -5,6 +5,7 @@
  *   cnn_gemm (libxsmm, OpenBLAS) vs cnn_gemm_naive             all four transpose pairs
  *   conv forward (im2col+gemm)  vs cnn_conv2d_forward_naive    through cnn_conv2d_ops, with a
  *   conv backward (dx, dw, db)  vs cnn_conv2d_backward_naive   workspace of exactly ws_size
+ *   conv forward in channel parts vs cnn_conv2d_forward_naive  one image split between threads
  *   cnn_predict on a batch      vs the same images one at a time (eval mode is per image)
  *   fused activations, teams    vs one thread, every layer on its own (a training step)
  *

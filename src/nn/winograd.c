@@ -238,9 +238,9 @@ int cnn_wino_m(int k) {
 }
 
 /* Tiles for one image split between threads (cnn_wino_conv_part): 4x4 for 5x5 kernels, which
- * make each thread's products 1.7x shorter on a 14x14 layer (the default network's image:
- * 80.6-82.3 against 88.7-89.6 us on 2 threads); 2x2 for 3x3, where 4x4 gave 245-328 against
- * 221-274 us on the best preset's network. */
+ * make each thread's products 1.7x shorter on a 14x14 layer (the default network's image on 2
+ * threads: 72 against 79.5-80.7 us in two rounds of three, the third even); 2x2 for 3x3, where
+ * 4x4 gave 245-328 against 221-274 us on the best preset's network (2026-12-02). */
 int cnn_wino_part_m(int k) {
     return k == 5 ? 4 : 2;
 }
