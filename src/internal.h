@@ -123,8 +123,8 @@ void cnn_gemm_naive(int ta, int tb, int m, int n, int k, float alpha, const floa
 /* ---- Winograd convolution (winograd.c) -------------------------------------------------------
  * Stride-1 cross-correlation with k x k kernels, k = 3 or 5 (cnn_wino_supports), by F(m x m,
  * k x k): a*a products instead of im2col's one, a = m + k - 1. Batches take m = cnn_wino_m(k),
- * F(4x4, 3x3) or F(4x4, 5x5); one image split between threads (cnn_wino_conv_part) takes
- * m = cnn_wino_part_m(k), and the weight gradient m = 2. */
+ * F(4x4, 3x3) or F(2x2, 5x5); one image split between threads (cnn_wino_conv_part) takes
+ * m = cnn_wino_part_m(k), F(2x2, 3x3) or F(4x4, 5x5), and the weight gradient m = 2. */
 int cnn_wino_supports(int k);
 int cnn_wino_m(int k);
 int cnn_wino_part_m(int k);

@@ -8,9 +8,10 @@
  * g being the k x k kernel. The sums over input channels of the a*a elementwise products are
  * a*a matrix products (oc, c) @ (c, tiles): a*a multiply-adds per channel pair and m x m block,
  * against im2col's m*m*k*k. The forward (and the input gradient, a forward with the kernels
- * turned) takes F(4x4, 3x3), 4x fewer (a = 6), and F(4x4, 5x5), 6.25x fewer (a = 8). The
- * weight gradient takes F(2x2, 3x3), 2.25x fewer, and F(2x2, 5x5), 2.78x fewer; so does one
- * image split between the threads (cnn_wino_part_m).
+ * turned) of a batch takes F(4x4, 3x3), 4x fewer (a = 6), and F(2x2, 5x5), 2.78x fewer
+ * (a = 6). One image split between the threads takes F(2x2, 3x3), 2.25x fewer, and
+ * F(4x4, 5x5), 6.25x fewer (a = 8; cnn_wino_part_m). The weight gradient takes F(2x2, 3x3) and
+ * F(2x2, 5x5).
  *
  * The matrices (Toom-Cook: interpolation at 0, 1, -1 and infinity for a = 4; at 0, 1, -1, 2,
  * -2 and infinity for a = 6; at 0, 1, -1, 2, -2, 1/2, -1/2 and infinity for a = 8), as
