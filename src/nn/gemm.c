@@ -71,12 +71,12 @@ struct small_kernel {
 
 #define SMALL_KEPT 4
 
-static libxsmm_smmfunction small_kernel_for(const struct small_shape *s, float beta) {
+static libxsmm_smmfunction small_kernel_for(const struct small_shape *s) {
     static _Thread_local struct small_kernel kept[SMALL_KEPT];
     static _Thread_local int next;
     for (int i = 0; i < SMALL_KEPT; i++)
         if (kept[i].known && !memcmp(&kept[i].shape, s, sizeof *s)) return kept[i].f;
-    const float one = 1.0f;
+    const float one = 1.0f, beta = s->beta ? 1.0f : 0.0f;
     const int flags = s->ta ? LIBXSMM_GEMM_FLAG_TRANS_B : LIBXSMM_GEMM_FLAG_NONE;
     const libxsmm_smmfunction f =
         libxsmm_smmdispatch(s->n, s->m, s->k, &s->ldb, &s->lda, &s->ldc, &one, &beta, &flags, NULL);
@@ -88,7 +88,7 @@ static libxsmm_smmfunction small_kernel_for(const struct small_shape *s, float b
 static int small_gemm(int ta, int m, int n, int k, const float *a, int lda, const float *b, int ldb,
                       float beta, float *c, int ldc) {
     const struct small_shape shape = {m, n, k, lda, ldb, ldc, ta, beta != 0.0f};
-    const libxsmm_smmfunction f = small_kernel_for(&shape, beta);
+    const libxsmm_smmfunction f = small_kernel_for(&shape);
     if (!f) return 0;
     f(b, a, c);
     if (__builtin_cpu_supports("avx")) clear_upper(); /* not on an SSE-only processor */
