@@ -341,12 +341,26 @@ static inline __attribute__((always_inline)) void input_band(const float *d, siz
         }
 }
 
+/* The a*a planes of v (a*a, c, ld) and m (a*a, oc, ld) are a cache line more than c * ld (oc
+ * * ld) floats apart. The transforms write (read) all a*a planes of a channel at once, and
+ * planes a power of two apart, as on the default network's split image (32 channels of 16
+ * tiles: 2 KB), share a few sets of the L1 cache and evict each other. With the skew, half of
+ * that layer (F(4x4, 5x5), 32 of 64 output channels) takes 41-44 against 46-47 us on one
+ * thread, and a batch of 64 images through it 5.8-6.3 against 6.0-7.2 ms (five rounds,
+ * alternating; 2026-12-02). */
+#define PLANE_SKEW 16
+
+static size_t plane_floats(int rows, size_t ld) {
+    return (size_t)rows * ld + PLANE_SKEW;
+}
+
 /* xp (c, m*th + k - 1, m*tw + k - 1), the padded image -> v (a*a, c, ld), its th*tw tiles at
- * the start of each row of ld floats (ld > th*tw leaves room for other images' tiles). */
+ * the start of each row of ld floats (ld > th*tw leaves room for other images' tiles), the
+ * planes plane_floats(c, ld) apart. */
 static void wino_input(const float *xp, float *v, size_t ld, int c, int m, int k, int th, int tw) {
     const int a = m + k - 1, hp = m * th + k - 1, wp = m * tw + k - 1;
     const int cw = tw < CW ? tw : CW, band = BAND_FLOATS / (a * cw) - (a - 1) / m;
-    const size_t plane = (size_t)c * ld;
+    const size_t plane = plane_floats(c, ld);
 #pragma omp parallel for schedule(static) if ((size_t)c * th * tw * a * a >= CNN_OMP_MIN_WORK)
     for (int ci = 0; ci < c; ci++)
         for (int ty = 0; ty < th; ty += band)
@@ -402,13 +416,14 @@ static inline __attribute__((always_inline)) void output_band(const float *m, si
         }
 }
 
-/* m (a*a, oc, ld), th*tw tiles at the start of each row of ld floats -> y (oc, oh, ow),
- * assigned; the last tiles are clipped where m does not divide the size. */
+/* m (a*a, oc, ld), th*tw tiles at the start of each row of ld floats, the planes
+ * plane_floats(oc, ld) apart -> y (oc, oh, ow), assigned; the last tiles are clipped where m
+ * does not divide the size. */
 static void wino_output(const float *m, size_t ld, float *y, int oc, int mo, int k, int th, int tw,
                         int oh, int ow) {
     const int cw = tw < CW ? tw : CW;
     const int band = 2 * BAND_TILES / mo / cw;
-    const size_t plane = (size_t)oc * ld;
+    const size_t plane = plane_floats(oc, ld);
 #pragma omp parallel for schedule(static) if (plane * (mo + k - 1) * (mo + k - 1) >=               \
                                               CNN_OMP_MIN_WORK)
     for (int o = 0; o < oc; o++)
@@ -429,12 +444,14 @@ static void tiles(int h, int w, int k, int p, int m, int *th, int *tw) {
 }
 
 /* Scratch for the tiles of `images` images: v (a*a, c, tiles), m (a*a, oc, tiles), then one
- * padded image (c, m*th + k - 1, m*tw + k - 1). */
+ * padded image (c, m*th + k - 1, m*tw + k - 1). m has room for the forward's runs of output
+ * channels (conv_tiles): up to oc + OC_RUN - 1 channels in up to oc runs. */
 static size_t scratch_floats(int c, int h, int w, int oc, int k, int p, int m, size_t images) {
     int th, tw;
     tiles(h, w, k, p, m, &th, &tw);
     const size_t a = (size_t)m + k - 1, nt = (size_t)th * tw * images;
-    return a * a * c * nt + a * a * oc * nt + (size_t)c * (m * th + k - 1) * (m * tw + k - 1);
+    return a * a * plane_floats(c, nt) + a * a * (plane_floats(oc + OC_RUN, nt) + PLANE_SKEW * oc) +
+           (size_t)c * (m * th + k - 1) * (m * tw + k - 1);
 }
 
 /* How many images' m x m tiles fill one product with at least `least` columns. */
@@ -482,8 +499,9 @@ static void conv_tiles(const float *x, int n, const float *u, float *y, float *w
     tiles(h, w, k, p, mo, &th, &tw);
     const int a2 = (mo + k - 1) * (mo + k - 1), nt = th * tw, part = o1 - o0;
     const int oh = h + 2 * p - k + 1, ow = w + 2 * p - k + 1;
-    const size_t ld = (size_t)n * nt, ohw = (size_t)oh * ow;
-    float *v = ws, *m = v + (size_t)a2 * c * ld, *xp = m + (size_t)a2 * oc * ld;
+    const size_t ld = (size_t)n * nt, ohw = (size_t)oh * ow, vplane = plane_floats(c, ld);
+    float *v = ws, *m = v + a2 * vplane;
+    float *xp = m + a2 * (plane_floats(oc + OC_RUN, ld) + PLANE_SKEW * oc);
     images_input(x, n, xp, v, ld, c, h, w, p, mo, k, th, tw);
     /* Runs of OC_RUN output channels, each its a*a products (a*a, no, tiles), transformed back
      * while they are in cache. The runs split between threads when a single image has the
@@ -503,12 +521,12 @@ static void conv_tiles(const float *x, int n, const float *u, float *y, float *w
         nth = omp_get_num_threads();
 #endif
         const int r0 = runs * tid / nth, r1 = runs * (tid + 1) / nth;
-        float *mr = m + (size_t)a2 * r0 * len * ld;
+        float *mr = m + (size_t)a2 * r0 * plane_floats(len, ld);
         for (int run = r0; run < r1; run++) {
             const int oa = o0 + run * len, no = o1 - oa < len ? o1 - oa : len;
             for (int e = 0; e < a2; e++)
                 cnn_gemm(0, 0, no, (int)ld, c, 1.0f, u + ((size_t)e * oc + oa) * c, c,
-                         v + (size_t)e * c * ld, (int)ld, 0.0f, mr + (size_t)e * no * ld, (int)ld);
+                         v + e * vplane, (int)ld, 0.0f, mr + e * plane_floats(no, ld), (int)ld);
             for (int i = 0; i < n; i++)
                 wino_output(mr + (size_t)i * nt, ld, y + i * oc * ohw + (size_t)oa * ohw, no, mo, k,
                             th, tw, oh, ow);
@@ -572,11 +590,12 @@ static inline __attribute__((always_inline)) void dy_band(const float *dy, int o
         }
 }
 
-/* dy (oc, oh, ow) -> m (a*a, oc, ld), M = A dY A^T of each tile at the start of each row. */
+/* dy (oc, oh, ow) -> m (a*a, oc, ld), M = A dY A^T of each tile at the start of each row, the
+ * planes plane_floats(oc, ld) apart. */
 static void wino_dy(const float *dy, float *m, size_t ld, int oc, int k, int th, int tw, int oh,
                     int ow) {
     const int cw = tw < CW ? tw : CW, band = BAND_TILES / cw;
-    const size_t plane = (size_t)oc * ld;
+    const size_t plane = plane_floats(oc, ld);
     for (int o = 0; o < oc; o++)
         for (int ty = 0; ty < th; ty += band)
             for (int t0 = 0; t0 < tw; t0 += cw) {
@@ -603,14 +622,15 @@ void cnn_wino_dw(const float *x, const float *dy, float *du, float *ws, int n, i
     for (int i0 = 0; i0 < n; i0 += group) {
         const int g = n - i0 < group ? n - i0 : group;
         const size_t ld = (size_t)g * nt;
-        float *v = ws, *m = v + (size_t)a2 * c * ld, *xp = m + (size_t)a2 * oc * ld;
+        const size_t vplane = plane_floats(c, ld), mplane = plane_floats(oc, ld);
+        float *v = ws, *m = v + a2 * vplane, *xp = m + a2 * mplane;
         images_input(x + (size_t)i0 * chw, g, xp, v, ld, c, h, w, p, 2, k, th, tw);
         for (int i = 0; i < g; i++)
             wino_dy(dy + (size_t)(i0 + i) * oc * ohw, m + (size_t)i * nt, ld, oc, k, th, tw, oh,
                     ow);
         for (int e = 0; e < a2; e++)
-            cnn_gemm(0, 1, oc, c, (int)ld, 1.0f, m + (size_t)e * oc * ld, (int)ld,
-                     v + (size_t)e * c * ld, (int)ld, 1.0f, du + (size_t)e * oc * c, c);
+            cnn_gemm(0, 1, oc, c, (int)ld, 1.0f, m + e * mplane, (int)ld, v + e * vplane, (int)ld,
+                     1.0f, du + (size_t)e * oc * c, c);
     }
 }
 
