@@ -147,6 +147,10 @@ void cnn_wino_conv(const float *x, int n, const float *u, float *y, float *ws, i
  * u for m = cnn_wino_part_m(k). */
 void cnn_wino_conv_part(const float *x, const float *u, float *y, float *ws, int c, int h, int w,
                         int oc, int k, int p, int o0, int o1);
+/* The transforms' instruction set: 1 for AVX2, which the first call takes where the processor
+ * has it, 0 for the generic x86-64 loops; both give the same bits. Tests run both. Sets it (1
+ * only where the processor has AVX2) and returns the previous setting. */
+int cnn_wino_set_avx2(int on);
 /* The weight gradient, for n images x (n, c, h, w) and output gradients dy (n, oc, oh, ow):
  * du (a*a, oc, c), a = k + 1, += their products in the transformed domain (zero it before the
  * first call); then dw (oc, c, k, k) += the kernels' gradient from du. ws: cnn_wino_dw_ws_size

@@ -21,7 +21,10 @@
  *
  * Instruction sets: libxsmm makes the small products with the best the processor has;
  * tests/test_gemm_targets.sh runs this program again with LIBXSMM_TARGET set to AVX2, SSE and
- * "generic" (no libxsmm: OpenBLAS makes every product), and test_gemm prints which it ran.
+ * "generic" (no libxsmm: OpenBLAS makes every product), and test_gemm prints which it ran. The
+ * Winograd transforms take AVX2 loops where the processor has it: test_transform_targets checks
+ * that they give the generic loops' bits, and the convolution tests run a second time with the
+ * generic loops ("generic transforms").
  */
 #include <math.h>
 #include <setjmp.h>
@@ -657,6 +660,73 @@ static void test_conv_parts(void **state) {
            sizeof cfgs / sizeof cfgs[0], all.max_rel, all.max_abs);
 }
 
+/* ---- the transforms' two instruction sets give the same bits ----------------------------- */
+
+/* A batch's forward and backward through a Winograd layer, and its first image in two channel
+ * parts, all into out (y, dx, dp, the parts' y, in that order). */
+static void wino_outputs(const struct conv_cfg *g, const float *x, const float *p, const float *dy,
+                         float *out) {
+    const struct cnn_layer l = conv_layer(g);
+    const size_t nx = (size_t)g->n * g->c * g->h * g->w;
+    const size_t ny = (size_t)g->n * g->oc * l.out.h * l.out.w;
+    const size_t nws = l.ops->ws_size(&l, g->n);
+    float *ws = falloc(nws), *prep = falloc(l.n_prep), *dyc = falloc(ny);
+    float *y = out, *dx = y + ny, *dp = dx + nx, *yp = dp + l.n_params;
+    memcpy(dyc, dy, ny * sizeof(float));
+    memset(dp, 0, l.n_params * sizeof(float));
+    const struct cnn_fwd f = {.n = g->n, .train = 1, .x = x, .y = y, .p = p, .ws = ws};
+    l.ops->forward(&l, &f);
+    const struct cnn_bwd b = {
+        .n = g->n, .x = x, .y = y, .dy = dyc, .dx = dx, .p = p, .dp = dp, .ws = ws};
+    l.ops->backward(&l, &b);
+    l.ops->prepare(&l, p, prep);
+    const struct cnn_fwd f1 = {.n = 1, .x = x, .y = yp, .p = p, .prep = prep, .ws = ws};
+    l.ops->forward_part(&l, &f1, 0, g->oc / 2);
+    l.ops->forward_part(&l, &f1, g->oc / 2, g->oc);
+    free(ws), free(prep), free(dyc);
+}
+
+static void test_transform_targets(void **state) {
+    (void)state;
+    static const struct conv_cfg cfgs[] = {{5, 32, 14, 14, 64, 5, 1, 2},
+                                           {3, 16, 28, 28, 32, 3, 1, 1},
+                                           {4, 9, 13, 11, 10, 5, 1, 1},
+                                           {3, 8, 9, 17, 12, 3, 1, 2},
+                                           {2, 12, 40, 37, 8, 3, 1, 1}};
+    const int was = cnn_wino_set_avx2(1);
+    if (!cnn_wino_set_avx2(1)) {
+        cnn_wino_set_avx2(was);
+        printf("transforms: this processor has no AVX2; the generic loops ran everywhere\n");
+        return;
+    }
+    struct cnn_rng rng;
+    cnn_rng_seed(&rng, 47);
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
+        const struct conv_cfg *g = &cfgs[i];
+        const struct cnn_layer l = conv_layer(g);
+        const size_t nx = (size_t)g->n * g->c * g->h * g->w;
+        const size_t ny = (size_t)g->n * g->oc * l.out.h * l.out.w;
+        const size_t nout = ny + nx + l.n_params + ny / g->n;
+        float *x = falloc(nx), *p = falloc(l.n_params), *dy = falloc(ny);
+        float *wide = falloc(nout), *generic = falloc(nout);
+        fill_normal(x, nx, &rng);
+        fill_normal(p, l.n_params, &rng);
+        fill_normal(dy, ny, &rng);
+        cnn_wino_set_avx2(1);
+        wino_outputs(g, x, p, dy, wide);
+        cnn_wino_set_avx2(0);
+        wino_outputs(g, x, p, dy, generic);
+        if (memcmp(wide, generic, nout * sizeof(float)) != 0)
+            fail_msg("c=%d %dx%d oc=%d k=%d: AVX2 and generic transforms differ", g->c, g->h, g->w,
+                     g->oc, g->k);
+        free(x), free(p), free(dy), free(wide), free(generic);
+    }
+    cnn_wino_set_avx2(was);
+    printf("transforms: AVX2 and generic loops bit for bit on %zu layers (forward, backward, "
+           "split image)\n",
+           sizeof cfgs / sizeof cfgs[0]);
+}
+
 /* Running statistics away from 0 and 1 for every batch norm: a mean, then a variance > 0 (the
  * model's own state, written directly: cnn_model_state is a read-only view). */
 static void randomize_state(struct cnn_model *m, struct cnn_rng *rng) {
@@ -924,6 +994,16 @@ int main(void) {
         cmocka_unit_test(test_conv_parts),
         cmocka_unit_test(test_split_image),
         cmocka_unit_test(test_folded_batchnorm),
+        cmocka_unit_test(test_transform_targets),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    /* the Winograd layers again with the transforms' generic loops (the first run took AVX2
+     * where the processor has it) */
+    const struct CMUnitTest generic[] = {
+        cmocka_unit_test(test_conv_grid),       cmocka_unit_test(test_conv_batches),
+        cmocka_unit_test(test_team_and_fusion), cmocka_unit_test(test_prepared_kernels),
+        cmocka_unit_test(test_conv_parts),      cmocka_unit_test(test_split_image),
+    };
+    const int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    cnn_wino_set_avx2(0);
+    return failed + cmocka_run_group_tests_name("generic transforms", generic, NULL, NULL);
 }
