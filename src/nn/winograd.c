@@ -47,6 +47,7 @@
 #endif
 
 #include <stdatomic.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -261,22 +262,47 @@ size_t cnn_wino_du_floats(int oc, int c, int k) {
 /* ---- two-dimensional transforms, over whole layers ---------------------------------------- */
 
 /* w (oc, c, k, k) -> u (a*a, oc, c) for m x m tiles; or with flip, the kernels of the input
- * gradient: u (a*a, c, oc) from w[o][ci] turned 180 degrees. */
-void cnn_wino_weights(const float *w, float *u, int oc, int c, int k, int m, int flip) {
+ * gradient: u (a*a, c, oc) from w[o][ci] turned 180 degrees. KERNEL_RUN kernels at a time,
+ * one to a lane: the transforms run along the lanes, and each of the a*a planes of u gets a
+ * run of KERNEL_RUN floats. One kernel at a time wrote a float to each plane, oc * c floats
+ * apart (8 KB on a 32-to-64-channel layer: a few L1 sets for all 36 planes). On one thread,
+ * such a layer's kernels for F(4x4, 3x3) took 626 us and take 31; for F(2x2, 5x5) 629 and 51;
+ * for F(4x4, 5x5) 1,163 and 82 (2026-12-02). Training makes them on every step. */
+#define KERNEL_RUN 16
+
+static inline __attribute__((always_inline)) void kernel_run(const float *w, float *u, int oc,
+                                                             int c, long o0, int n, int flip,
+                                                             const int m, const int k) {
     const int a = m + k - 1, kk = k * k;
-    const long plane = (long)oc * c;
+    const size_t plane = (size_t)oc * c;
+    float g[25 * KERNEL_RUN], t[A_MAX * 5 * KERNEL_RUN], v[A_MAX * A_MAX * KERNEL_RUN];
+    for (int j = 0; j < KERNEL_RUN; j++) {    /* g[q][lane]: tap q of kernel o0 + lane */
+        const long oi = o0 + (j < n ? j : 0); /* spare lanes repeat the first kernel */
+        const float *src = flip ? w + ((oi % oc) * c + oi / oc) * kk : w + oi * kk;
+        for (int q = 0; q < kk; q++) g[q * KERNEL_RUN + j] = src[flip ? kk - 1 - q : q];
+    }
+    for (int col = 0; col < k; col++) /* t (a, k) = G g, column by column */
+#pragma GCC ivdep
+        for (int j = 0; j < KERNEL_RUN; j++)
+            kernel_1d(m, k, g + col * KERNEL_RUN + j, (size_t)k * KERNEL_RUN,
+                      t + col * KERNEL_RUN + j, (size_t)k * KERNEL_RUN);
+    for (int i = 0; i < a; i++) /* v (a, a) = t G^T, row by row */
+#pragma GCC ivdep
+        for (int j = 0; j < KERNEL_RUN; j++)
+            kernel_1d(m, k, t + i * k * KERNEL_RUN + j, KERNEL_RUN, v + i * a * KERNEL_RUN + j,
+                      KERNEL_RUN);
+    for (int e = 0; e < a * a; e++)
+        memcpy(u + e * plane + o0, v + e * KERNEL_RUN, (size_t)n * sizeof(float));
+}
+
+void cnn_wino_weights(const float *w, float *u, int oc, int c, int k, int m, int flip) {
+    const int a = m + k - 1;
+    const long plane = (long)oc * c, runs = (plane + KERNEL_RUN - 1) / KERNEL_RUN;
 #pragma omp parallel for schedule(static) if (plane * a * a * 4 >= CNN_OMP_MIN_WORK)
-    for (long oi = 0; oi < plane; oi++) {
-        float g[25], t[A_MAX * 5]; /* the kernel, then G g (a, k) */
-        if (flip) {            /* oi = ci * oc + o */
-            const float *src = w + ((oi % oc) * c + oi / oc) * kk;
-            for (int q = 0; q < kk; q++) g[q] = src[kk - 1 - q];
-        } else {
-            for (int q = 0; q < kk; q++) g[q] = w[oi * kk + q];
-        }
-        for (int j = 0; j < k; j++) kernel_1d(m, k, g + j, (size_t)k, t + j, (size_t)k);
-        for (int i = 0; i < a; i++)
-            kernel_1d(m, k, t + i * k, 1, u + (size_t)i * a * plane + oi, (size_t)plane);
+    for (long r = 0; r < runs; r++) {
+        const long o0 = r * KERNEL_RUN;
+        const int n = plane - o0 < KERNEL_RUN ? (int)(plane - o0) : KERNEL_RUN;
+        WITH_MK(m, k, kernel_run, w, u, oc, c, o0, n, flip);
     }
 }
 
