@@ -296,9 +296,9 @@ static inline __attribute__((always_inline)) void kernel_run(const float *w, flo
 }
 
 void cnn_wino_weights(const float *w, float *u, int oc, int c, int k, int m, int flip) {
-    const int a = m + k - 1;
     const long plane = (long)oc * c, runs = (plane + KERNEL_RUN - 1) / KERNEL_RUN;
-#pragma omp parallel for schedule(static) if (plane * a * a * 4 >= CNN_OMP_MIN_WORK)
+#pragma omp parallel for schedule(static) if (plane * (m + k - 1) * (m + k - 1) * 4 >=             \
+                                              CNN_OMP_MIN_WORK)
     for (long r = 0; r < runs; r++) {
         const long o0 = r * KERNEL_RUN;
         const int n = plane - o0 < KERNEL_RUN ? (int)(plane - o0) : KERNEL_RUN;
@@ -455,7 +455,8 @@ static void wino_input(const float *xp, float *v, size_t ld, int c, int m, int k
     const int hp = m * th + k - 1, wp = m * tw + k - 1;
     const size_t plane = plane_floats(c, ld);
     void (*const one)(const float *, int, float *, size_t, int, int, int, int) = PICK(input_plane);
-#pragma omp parallel for schedule(static) if (plane * (m + k - 1) * (m + k - 1) >= CNN_OMP_MIN_WORK)
+#pragma omp parallel for schedule(static) if ((size_t)c * th * tw * (m + k - 1) * (m + k - 1) >=   \
+                                              CNN_OMP_MIN_WORK)
     for (int ci = 0; ci < c; ci++)
         one(xp + (size_t)ci * hp * wp, wp, v + (size_t)ci * ld, plane, m, k, th, tw);
 }
