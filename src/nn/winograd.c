@@ -541,14 +541,20 @@ static void tiles(int h, int w, int k, int p, int m, int *th, int *tw) {
     *tw = (w + 2 * p - k + m) / m;
 }
 
+/* Floats of one of the a*a planes of m (oc, tiles of ld floats) with room for the forward's
+ * runs of output channels (conv_tiles): up to oc + OC_RUN - 1 channels in up to oc runs, each
+ * run's planes skewed. */
+static size_t runs_plane_floats(int oc, size_t ld) {
+    return plane_floats(oc + OC_RUN, ld) + (size_t)PLANE_SKEW * oc;
+}
+
 /* Scratch for the tiles of `images` images: v (a*a, c, tiles), m (a*a, oc, tiles), then one
- * padded image (c, m*th + k - 1, m*tw + k - 1). m has room for the forward's runs of output
- * channels (conv_tiles): up to oc + OC_RUN - 1 channels in up to oc runs. */
+ * padded image (c, m*th + k - 1, m*tw + k - 1). */
 static size_t scratch_floats(int c, int h, int w, int oc, int k, int p, int m, size_t images) {
     int th, tw;
     tiles(h, w, k, p, m, &th, &tw);
     const size_t a = (size_t)m + k - 1, nt = (size_t)th * tw * images;
-    return a * a * plane_floats(c, nt) + a * a * (plane_floats(oc + OC_RUN, nt) + PLANE_SKEW * oc) +
+    return a * a * plane_floats(c, nt) + a * a * runs_plane_floats(oc, nt) +
            (size_t)c * (m * th + k - 1) * (m * tw + k - 1);
 }
 
@@ -599,7 +605,7 @@ static void conv_tiles(const float *x, int n, const float *u, float *y, float *w
     const int oh = h + 2 * p - k + 1, ow = w + 2 * p - k + 1;
     const size_t ld = (size_t)n * nt, ohw = (size_t)oh * ow, vplane = plane_floats(c, ld);
     float *v = ws, *m = v + a2 * vplane;
-    float *xp = m + a2 * (plane_floats(oc + OC_RUN, ld) + PLANE_SKEW * oc);
+    float *xp = m + a2 * runs_plane_floats(oc, ld);
     images_input(x, n, xp, v, ld, c, h, w, p, mo, k, th, tw);
     /* Runs of OC_RUN output channels, each its a*a products (a*a, no, tiles), transformed back
      * while they are in cache. The runs split between threads when a single image has the
