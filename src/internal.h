@@ -62,6 +62,11 @@ static inline float cnn_sum8(const float *restrict x, size_t n) {
 /* Set the thread-local detail message and return `status`. */
 int cnn_fail(int status, const char *fmt, ...) CNN_PRINTF(2, 3);
 
+/* ---- memory (memory.c) ------------------------------------------------------------------- */
+/* malloc for a buffer that may be large: from 4 MB up it is aligned to and rounded up to 2 MB
+ * and asks for transparent huge pages (far fewer page faults). Freed with free(). */
+void *cnn_alloc_large(size_t bytes);
+
 /* ---- files (fileio.c) --------------------------------------------------------------------- */
 /* Read a whole regular file. Its size is checked against max_bytes before any allocation.
  * *buf is owned by the caller (free()). Errors name the path. */

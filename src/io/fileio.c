@@ -44,7 +44,7 @@ int cnn_read_file(const char *path, size_t max_bytes, uint8_t **buf, size_t *len
         goto fail;
     }
     const size_t n = (size_t)st.st_size;
-    p = malloc(n ? n : 1);
+    p = cnn_alloc_large(n);
     if (!p) {
         rc = cnn_fail(CNN_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, n);
         goto fail;

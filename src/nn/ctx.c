@@ -260,7 +260,7 @@ static int ctx_layout(struct cnn_ctx *ctx, const struct cnn_model *m) {
     if (total > ((size_t)1 << 28))
         return cnn_fail(CNN_ERR_LIMIT, "batch %d would need %zu MB of activations (limit 1024)",
                         ctx->max_batch, total * sizeof(float) >> 20);
-    ctx->arena = malloc(total * sizeof(float));
+    ctx->arena = cnn_alloc_large(total * sizeof(float));
     ctx->act = calloc((size_t)L + 1, sizeof *ctx->act);
     ctx->dact = calloc((size_t)L + 1, sizeof *ctx->dact);
     ctx->cache = calloc((size_t)L, sizeof *ctx->cache);
