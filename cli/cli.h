@@ -97,6 +97,7 @@ struct cli_preset {
     int epochs, batch, optimizer, schedule, augment;
     float lr, weight_decay, label_smoothing;
     int nesterov; /* SGD only */
+    float ema;    /* cnn_train_cfg.ema: 0, no weight average */
     /* On Fashion-MNIST (recognised by content; cmd_train.c), unless --augment or --epochs say
      * otherwise: this augmentation, and this many epochs (0: the same). */
     int fashion_augment, fashion_epochs;

@@ -58,6 +58,9 @@ static void usage(FILE *f) {
           "  --weight-decay X       (default 0; not applied to biases and batch norm unless\n"
           "                         --decay-all)\n"
           "  --label-smoothing X    (default 0)\n"
+          "  --ema X                validate and save an exponential moving average of the\n"
+          "                         weights, updated each step with decay X, e.g. 0.999\n"
+          "                         (default 0: none); training goes on from the weights\n"
           "  --augment NAME         none | affine | elastic | flip (default none). affine:\n"
           "                         shifts, turns, scaling, shear; elastic: and distortion;\n"
           "                         flip: a mirror image half of the time. On Fashion-MNIST a\n"
@@ -142,29 +145,73 @@ static void on_epoch(const struct cnn_epoch_stats *s, void *user) {
 }
 
 enum {
-    O_PRESET = 256, O_ARCH, O_EPOCHS, O_BATCH, O_OPT, O_LR, O_MOM, O_NEST, O_SCHED, O_STEPE,
-    O_GAMMA, O_WARM, O_MINLR, O_WD, O_DECAYALL, O_LS, O_AUG, O_SEED, O_THREADS, O_VAL, O_DATA,
-    O_OUT, O_CKPT, O_RESUME, O_LOG, O_LIMIT, O_QUIET, O_HELP, O_DIST, O_DIST_TIMEOUT, O_REPORT
+    O_PRESET = 256,
+    O_ARCH,
+    O_EPOCHS,
+    O_BATCH,
+    O_OPT,
+    O_LR,
+    O_MOM,
+    O_NEST,
+    O_SCHED,
+    O_STEPE,
+    O_GAMMA,
+    O_WARM,
+    O_MINLR,
+    O_WD,
+    O_DECAYALL,
+    O_LS,
+    O_EMA,
+    O_AUG,
+    O_SEED,
+    O_THREADS,
+    O_VAL,
+    O_DATA,
+    O_OUT,
+    O_CKPT,
+    O_RESUME,
+    O_LOG,
+    O_LIMIT,
+    O_QUIET,
+    O_HELP,
+    O_DIST,
+    O_DIST_TIMEOUT,
+    O_REPORT
 };
 
-static const struct option opts[] = {
-    {"preset", required_argument, 0, O_PRESET}, {"arch", required_argument, 0, O_ARCH},
-    {"epochs", required_argument, 0, O_EPOCHS}, {"batch", required_argument, 0, O_BATCH},
-    {"optimizer", required_argument, 0, O_OPT}, {"lr", required_argument, 0, O_LR},
-    {"momentum", required_argument, 0, O_MOM},  {"nesterov", no_argument, 0, O_NEST},
-    {"schedule", required_argument, 0, O_SCHED}, {"step-epochs", required_argument, 0, O_STEPE},
-    {"gamma", required_argument, 0, O_GAMMA},   {"warmup", required_argument, 0, O_WARM},
-    {"min-lr", required_argument, 0, O_MINLR},  {"weight-decay", required_argument, 0, O_WD},
-    {"decay-all", no_argument, 0, O_DECAYALL},  {"label-smoothing", required_argument, 0, O_LS},
-    {"augment", required_argument, 0, O_AUG},   {"seed", required_argument, 0, O_SEED},
-    {"threads", required_argument, 0, O_THREADS}, {"val", required_argument, 0, O_VAL},
-    {"data", required_argument, 0, O_DATA},     {"out", required_argument, 0, O_OUT},
-    {"checkpoint", required_argument, 0, O_CKPT}, {"resume", required_argument, 0, O_RESUME},
-    {"log", required_argument, 0, O_LOG},       {"limit", required_argument, 0, O_LIMIT},
-    {"quiet", no_argument, 0, O_QUIET},         {"help", no_argument, 0, O_HELP},
-    {"distributed", no_argument, 0, O_DIST},    {"dist-timeout", required_argument, 0,
-                                                 O_DIST_TIMEOUT},
-    {"report", required_argument, 0, O_REPORT}, {0, 0, 0, 0}};
+static const struct option opts[] = {{"preset", required_argument, 0, O_PRESET},
+                                     {"arch", required_argument, 0, O_ARCH},
+                                     {"epochs", required_argument, 0, O_EPOCHS},
+                                     {"batch", required_argument, 0, O_BATCH},
+                                     {"optimizer", required_argument, 0, O_OPT},
+                                     {"lr", required_argument, 0, O_LR},
+                                     {"momentum", required_argument, 0, O_MOM},
+                                     {"nesterov", no_argument, 0, O_NEST},
+                                     {"schedule", required_argument, 0, O_SCHED},
+                                     {"step-epochs", required_argument, 0, O_STEPE},
+                                     {"gamma", required_argument, 0, O_GAMMA},
+                                     {"warmup", required_argument, 0, O_WARM},
+                                     {"min-lr", required_argument, 0, O_MINLR},
+                                     {"weight-decay", required_argument, 0, O_WD},
+                                     {"decay-all", no_argument, 0, O_DECAYALL},
+                                     {"label-smoothing", required_argument, 0, O_LS},
+                                     {"augment", required_argument, 0, O_AUG},
+                                     {"seed", required_argument, 0, O_SEED},
+                                     {"threads", required_argument, 0, O_THREADS},
+                                     {"val", required_argument, 0, O_VAL},
+                                     {"data", required_argument, 0, O_DATA},
+                                     {"out", required_argument, 0, O_OUT},
+                                     {"checkpoint", required_argument, 0, O_CKPT},
+                                     {"resume", required_argument, 0, O_RESUME},
+                                     {"log", required_argument, 0, O_LOG},
+                                     {"limit", required_argument, 0, O_LIMIT},
+                                     {"quiet", no_argument, 0, O_QUIET},
+                                     {"help", no_argument, 0, O_HELP},
+                                     {"distributed", no_argument, 0, O_DIST},
+                                     {"dist-timeout", required_argument, 0, O_DIST_TIMEOUT},
+                                     {"report", required_argument, 0, O_REPORT},
+                                     {"ema", required_argument, 0, O_EMA},
+                                     {0, 0, 0, 0}};
 
 static int pick(const char *flag, const char *v, const char *const *names, int n, int *out) {
     for (int i = 0; i < n; i++)
@@ -209,6 +256,7 @@ static void apply_preset(struct train_args *a, const struct cli_preset *p) {
     a->cfg.sched.lr = p->lr;
     a->cfg.augment = p->augment;
     a->cfg.label_smoothing = p->label_smoothing;
+    a->cfg.ema = p->ema;
 }
 
 /* Pass 1: --help, --resume and the preset, which the other flags override. Returns -1 to go
@@ -266,6 +314,8 @@ static int take_option(struct train_args *a, int ch, const char *v) {
     case O_WD: return cli_float("--weight-decay", v, 0, 1, &c->optim.weight_decay);
     case O_DECAYALL: c->optim.decay_all = 1; return 0;
     case O_LS: return cli_float("--label-smoothing", v, 0, 0.99, &c->label_smoothing);
+    case O_EMA:
+        return cli_float("--ema", v, 0, 0.999999, &c->ema);
     case O_AUG:
         a->augment_given = 1;
         return pick("--augment", v, cli_augment_names, CNN_AUG_LEVELS, &c->augment);

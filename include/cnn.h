@@ -364,6 +364,11 @@ struct cnn_train_cfg {
     int val;                   /* images held out of the training set for validation */
     int limit;                 /* use only the first `limit` images of the data (0 = all) */
     int threads;               /* the trainer's context: 0 = OpenMP's default */
+    /* [0, 1): 0, no average. Else each step updates an exponential moving average of the
+     * parameters and batch-norm state, a <- d a + (1 - d) w with d = min(ema, (1 + k) /
+     * (10 + k)) after step k = 0, 1, ...; validation, on_best and the model between epochs use it,
+     * and training goes on from the raw weights (cnn_trainer_step puts them back). */
+    float ema;
 };
 /* Defaults: 10 epochs, batch 128, Adam lr 1e-3 constant, val 5000, seed 1. [safe] */
 CNN_API void cnn_train_cfg_default(struct cnn_train_cfg *cfg);

@@ -279,6 +279,8 @@ flag_case --schedule foo
 flag_case --augment foo
 flag_case --threads -1
 flag_case --label-smoothing 1.5
+flag_case --ema 1
+flag_case --ema -0.5
 flag_case --val 2000 # as many as --limit 2000: none left to train on
 flag_case --preset nope --usage # the error line is followed by the list of presets
 

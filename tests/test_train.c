@@ -613,6 +613,137 @@ static void test_resume_malformed_trns(void **state) {
     expect_resume_error(path, CNN_ERR_FORMAT, "training state");
 }
 
+/* ---- the weight average (cfg.ema) ------------------------------------------------------------
+ * The test keeps its own average of the raw weights it sees after every step, by the formula
+ * of cnn.h, and checks that the model handed to on_best, and the model after the run, hold
+ * exactly that; that averaging leaves the training itself alone (the same losses as without
+ * it); and that runs stopped mid-epoch and at an epoch's end resume to the same weights. */
+struct avg_rec {
+    struct rec r; /* first: the plain hooks take it as their user pointer */
+    const struct cnn_model *net;
+    float *want; /* (n) params then state */
+    size_t n;
+    long steps;
+    float ema;
+    int bests_checked;
+};
+
+static void avg_of(const struct cnn_model *m, float *out) {
+    memcpy(out, cnn_model_params(m), cnn_model_n_params(m) * sizeof(float));
+    memcpy(out + cnn_model_n_params(m), cnn_model_state(m), cnn_model_n_state(m) * sizeof(float));
+}
+
+static void avg_on_batch(const struct cnn_batch_stats *s, void *user) {
+    struct avg_rec *a = user;
+    on_batch(s, &a->r);
+    float *w = malloc(a->n * sizeof(float));
+    assert_non_null(w);
+    avg_of(a->net, w); /* the raw weights after the step */
+    const float k = (float)a->steps++, r = (1.0f + k) / (10.0f + k);
+    const float d = r < a->ema ? r : a->ema, e = 1.0f - d;
+    for (size_t i = 0; i < a->n; i++) a->want[i] = d * a->want[i] + e * w[i];
+    free(w);
+}
+
+static void assert_holds_average(const struct cnn_model *m, const float *want, const char *what) {
+    const size_t np = cnn_model_n_params(m), n = np + cnn_model_n_state(m);
+    float *got = malloc(n * sizeof(float));
+    assert_non_null(got);
+    avg_of(m, got);
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&got[i], &want[i], sizeof(float)) != 0)
+            fail_msg("%s: %s %zu is %.9g, the average is %.9g", what,
+                     i < np ? "parameter" : "state value", i < np ? i : i - np, (double)got[i],
+                     (double)want[i]);
+    free(got);
+}
+
+static int avg_on_best(const struct cnn_model *m, void *user) {
+    struct avg_rec *a = user;
+    assert_holds_average(m, a->want, "the model on_best was given");
+    a->bests_checked++;
+    return on_best(m, &a->r);
+}
+
+static void test_weight_average(void **state) {
+    (void)state;
+    need_mnist();
+    ensure_run_a();
+    struct cnn_train_cfg cfg;
+    resume_cfg(&cfg);
+    cfg.ema = 0.9f;
+    cfg.threads = threads;
+    struct avg_rec *a = calloc(1, sizeof *a);
+    assert_non_null(a);
+    struct cnn_model *net = new_net(TINY, 9);
+    a->net = net;
+    a->ema = cfg.ema;
+    a->n = cnn_model_n_params(net) + cnn_model_n_state(net);
+    a->want = malloc(a->n * sizeof(float));
+    assert_non_null(a->want);
+    avg_of(net, a->want);
+    struct cnn_trainer *t;
+    assert_int_equal(cnn_trainer_new(net, &cfg, &t), CNN_OK);
+    const struct cnn_train_hooks hooks = {
+        sizeof hooks, avg_on_batch, on_epoch, avg_on_best, on_checkpoint, a, NULL};
+    if (cnn_trainer_run(t, &train_ds, &hooks) != CNN_OK) fail_msg("%s", cnn_errmsg());
+    assert_true(a->bests_checked >= 1);
+    assert_holds_average(net, a->want, "the model after the run");
+    assert_same_log(run_a.rec, &a->r, "training with a weight average"); /* run A: none */
+    assert_string_equal(cnn_model_meta(net, "recipe.ema"), "0.9");
+    /* the average is not the raw weights: the model differs from run A's */
+    assert_true(memcmp(cnn_model_params(net), cnn_model_params(run_a.net),
+                       cnn_model_n_params(net) * sizeof(float)) != 0);
+    /* a step puts the raw weights back: it is the step run A's checkpoint takes */
+    struct cnn_model *net_a;
+    struct cnn_trainer *ta;
+    if (cnn_trainer_resume(tpath("ckpt-A"), threads, &net_a, &ta) != CNN_OK)
+        fail_msg("%s", cnn_errmsg());
+    float *x = malloc(8 * 784 * sizeof(float)), loss_avg, loss_a;
+    assert_non_null(x);
+    for (int i = 0; i < 8 * 784; i++) x[i] = (float)train_ds.images[i] / 255.0f;
+    assert_int_equal(cnn_trainer_step(t, x, train_ds.labels, 8, &loss_avg, NULL), CNN_OK);
+    assert_int_equal(cnn_trainer_step(ta, x, train_ds.labels, 8, &loss_a, NULL), CNN_OK);
+    assert_true(loss_avg == loss_a);
+    assert_same_weights(net_a, net, "a step after the run");
+    free(x);
+    cnn_trainer_free(ta);
+    cnn_model_free(net_a);
+    cnn_trainer_free(t);
+
+    /* stopped mid-epoch, and at the end of epoch 1 (the model then holds the average), each
+     * resumed from its checkpoint: the same final average, bit for bit */
+    const int stops[2][2] = {{1, 3}, {1, run_a.batches}};
+    for (int s = 0; s < 2; s++) {
+        struct rec *r = calloc(1, sizeof *r);
+        assert_non_null(r);
+        snprintf(r->ckpt, sizeof r->ckpt, "%s", tpath("ckpt-ema"));
+        r->stop_epoch = stops[s][0];
+        r->stop_batch = stops[s][1];
+        struct cnn_model *b = new_net(TINY, 9);
+        check_error(run_trainer(b, &cfg, r, NULL), CNN_ERR_INTERRUPTED, "interrupted");
+        cnn_model_free(b);
+        struct cnn_train_cfg back;
+        r->stop_epoch = r->stop_batch = 0;
+        if (resume_trainer(tpath("ckpt-ema"), &b, &back, r) != CNN_OK)
+            fail_msg("resumed: %s", cnn_errmsg());
+        assert_true(back.ema == cfg.ema);
+        assert_holds_average(b, a->want, s ? "resumed after epoch 1" : "resumed mid-epoch");
+        cnn_model_free(b);
+        free(r);
+    }
+    /* a checkpoint of such a run without its average (the section renamed, the CRC mended) */
+    size_t n, plen;
+    uint8_t *p = read_all(tpath("ckpt-ema"), &n);
+    memcpy(p + find_sec(p, n, "EMAW", &plen), "EMAX", 4);
+    put_u32(p + n - 4, (uint32_t)crc32(0L, p, (uInt)(n - 4)));
+    expect_resume_error(write_file("ckpt-ema-lost", p, n), CNN_ERR_FORMAT, "weight average");
+    free(p);
+    free(a->want);
+    free(a);
+    cnn_model_free(net);
+}
+
 /* ---- NaN ------------------------------------------------------------------------------------- */
 
 /* Plain SGD at lr 99 without batch norm blows up within the first epoch. */
@@ -880,21 +1011,29 @@ static void test_bad_config(void **state) {
     tiny_cfg(&cfg, 1, 100, 0);
     cfg.threads = -1;
     check_error(cnn_trainer_new(net, &cfg, &t), CNN_ERR_ARG, "thread count");
+    const float bad_ema[] = {1.0f, -0.25f, NAN};
+    for (int i = 0; i < 3; i++) {
+        tiny_cfg(&cfg, 1, 100, 0);
+        cfg.ema = bad_ema[i];
+        check_error(cnn_trainer_new(net, &cfg, &t), CNN_ERR_ARG, "weight average");
+    }
     /* the validation set would take every image */
     tiny_cfg(&cfg, 1, 100, 100);
     assert_int_equal(cnn_trainer_new(net, &cfg, &t), CNN_OK);
     check_error(cnn_trainer_run(t, &train_ds, NULL), CNN_ERR_ARG, "validation");
     cnn_trainer_free(t);
     /* structs that carry their size: an older, smaller cnn_train_cfg gets defaults for the
-     * fields it does not have (here: threads, the last field); a larger one is refused */
+     * fields it does not have (here: threads and ema, the last two); a larger one is refused */
     tiny_cfg(&cfg, 1, 100, 0);
     cfg.threads = 7;
+    cfg.ema = 0.5f;
     cfg.size = offsetof(struct cnn_train_cfg, threads);
     assert_int_equal(cnn_trainer_new(net, &cfg, &t), CNN_OK);
     struct cnn_train_cfg back;
     cnn_train_cfg_default(&back);
     assert_int_equal(cnn_trainer_cfg(t, &back), CNN_OK);
     assert_int_equal(back.threads, 0);
+    assert_true(back.ema == 0.0f);
     assert_int_equal(back.epochs, 1);
     back.size = 0;
     check_error(cnn_trainer_cfg(t, &back), CNN_ERR_ARG, "size");
@@ -1353,6 +1492,7 @@ int main(void) {
         cmocka_unit_test(test_resume_from_model_file),
         cmocka_unit_test(test_resume_corrupt_checkpoint),
         cmocka_unit_test(test_resume_malformed_trns),
+        cmocka_unit_test(test_weight_average),
         cmocka_unit_test(test_nan_huge_lr),
         cmocka_unit_test(test_nan_keeps_last_good_checkpoint),
         cmocka_unit_test(test_nan_checkpoint_is_good),

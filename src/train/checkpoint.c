@@ -11,7 +11,10 @@
  * u64 run_seen, f64 best_val, u32 best_epoch, then the configuration: u32 epochs, u32 batch,
  * the optimizer (u32 kind, f32 momentum, u32 nesterov, f32 beta1, beta2, eps, weight_decay,
  * u32 decay_all), the schedule (u32 kind, f32 lr, min_lr, step_epochs, gamma, warmup),
- * f32 label_smoothing, u32 augment, u64 seed, u32 val, u32 limit. Format version 1 files
+ * f32 label_smoothing, u32 augment, u64 seed, u32 val, u32 limit, and f32 ema where it is not
+ * 0 (older files end before it). With ema, EMAW holds the weight average: u32 swapped (1: the
+ * model sections hold the average and EMAW the raw weights), u64 count, f32 (count) values,
+ * count = the params and state of the model. Format version 1 files
  * followed this with three NUL-padded strings (512, 512 and 64 bytes: the model and checkpoint
  * paths and the dataset name); they are read and dropped: a path from a file is never used.
  */
@@ -60,6 +63,7 @@ static void encode_trns(const struct cnn_trainer *t, struct cnn_buf *b) {
     cnn_buf_u64(b, c->seed);
     cnn_buf_u32(b, (uint32_t)c->val);
     cnn_buf_u32(b, (uint32_t)c->limit);
+    if (c->ema > 0.0f) cnn_buf_f32(b, c->ema);
 }
 
 int cnn_trainer_save(const struct cnn_trainer *t, const char *path) {
@@ -74,6 +78,16 @@ int cnn_trainer_save(const struct cnn_trainer *t, const char *path) {
     b.oom |= s.oom;
     free(s.p);
     memset(&s, 0, sizeof s);
+    if (t->avg) {
+        const size_t count = t->model->n_params + t->model->n_state;
+        cnn_buf_u32(&s, (uint32_t)t->swapped);
+        cnn_buf_u64(&s, count);
+        cnn_buf_f32s(&s, t->avg, count);
+        cnn_model_section(&b, "EMAW", s.p, s.len);
+        b.oom |= s.oom;
+        free(s.p);
+        memset(&s, 0, sizeof s);
+    }
     encode_trns(t, &s);
     cnn_model_section(&b, "TRNS", s.p, s.len);
     b.oom |= s.oom;
@@ -118,6 +132,21 @@ static int decode_trns(struct cnn_trainer *t, struct cnn_train_cfg *c, struct cn
     return CNN_OK;
 }
 
+/* EMAW into t->avg (cfg.ema > 0); non-zero when it is missing or malformed. */
+static int restore_average(struct cnn_trainer *t, const uint8_t *buf, size_t len) {
+    size_t n;
+    const uint8_t *p = cnn_model_find(buf, len, "EMAW", &n);
+    struct cnn_rd r = {p, p ? n : 0, 0};
+    uint32_t swapped;
+    uint64_t count;
+    if (!p || cnn_rd_u32(&r, &swapped) || swapped > 1 || cnn_rd_u64(&r, &count) ||
+        count != t->model->n_params + t->model->n_state || cnn_rd_f32s(&r, t->avg, count) ||
+        r.pos != r.len)
+        return CNN_ERR_FORMAT;
+    t->swapped = (int)swapped;
+    return CNN_OK;
+}
+
 /* TRNS and OPTM into a trainer over m. */
 static int restore(struct cnn_trainer **out, struct cnn_model *m, const uint8_t *buf,
                    size_t len, uint32_t version, int threads, const char *path) {
@@ -129,8 +158,10 @@ static int restore(struct cnn_trainer **out, struct cnn_model *m, const uint8_t 
     cnn_train_cfg_default(&cfg);
     struct cnn_rd r = {tr, n, 0};
     const size_t extra = version == 1 ? TRNS_V1_STRINGS : 0;
-    if (decode_trns(&pos, &cfg, &r) || r.len - r.pos != extra || pos.epoch > cfg.epochs ||
-        pos.batch > 65536 || !(pos.best_val >= -1.0 && pos.best_val <= 1.0))
+    int bad = decode_trns(&pos, &cfg, &r);
+    if (!bad && version != 1 && r.len - r.pos == 4) bad = cnn_rd_f32s(&r, &cfg.ema, 1);
+    if (bad || r.len - r.pos != extra || pos.epoch > cfg.epochs || pos.batch > 65536 ||
+        !(pos.best_val >= -1.0 && pos.best_val <= 1.0))
         return cnn_fail(CNN_ERR_FORMAT, "%s: training state section is malformed", path);
     cfg.threads = threads;
     if (cnn_train_cfg_check(&cfg)) {
@@ -159,6 +190,11 @@ static int restore(struct cnn_trainer **out, struct cnn_model *m, const uint8_t 
                         "%s: optimizer state is missing or does not match the network", path);
     }
     t->opt->t = (long)steps;
+    if (t->avg && restore_average(t, buf, len)) {
+        cnn_trainer_free(t);
+        return cnn_fail(CNN_ERR_FORMAT,
+                        "%s: weight average is missing or does not match the network", path);
+    }
     *out = t;
     return CNN_OK;
 }

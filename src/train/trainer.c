@@ -74,6 +74,8 @@ int cnn_train_cfg_check(const struct cnn_train_cfg *c) {
                         CNN_AUG_LEVELS - 1);
     if (c->val < 0) return cnn_fail(CNN_ERR_ARG, "validation size %d is negative", c->val);
     if (c->limit < 0) return cnn_fail(CNN_ERR_ARG, "image limit %d is negative", c->limit);
+    if (!(c->ema >= 0.0f && c->ema < 1.0f))
+        return cnn_fail(CNN_ERR_ARG, "weight average decay %g out of range [0, 1)", (double)c->ema);
     if (c->threads < 0 || c->threads > 1024)
         return cnn_fail(CNN_ERR_ARG, "thread count %d out of range [0, 1024]", c->threads);
     return cnn_optim_check(&c->optim);
@@ -101,6 +103,15 @@ int cnn_trainer_new(struct cnn_model *m, const struct cnn_train_cfg *cfg,
     int rc = cfg_import(cfg, &t->cfg);
     if (!rc) rc = cnn_train_cfg_check(&t->cfg);
     if (!rc) rc = cnn_optim_new(m, &t->cfg.optim, &t->opt);
+    if (!rc && t->cfg.ema > 0.0f) {
+        t->avg = malloc((m->n_params + m->n_state + 1) * sizeof(float));
+        if (!t->avg)
+            rc = cnn_fail(CNN_ERR_NOMEM, "out of memory");
+        else {
+            memcpy(t->avg, m->params, m->n_params * sizeof(float));
+            memcpy(t->avg + m->n_params, m->state, m->n_state * sizeof(float));
+        }
+    }
     if (rc) {
         cnn_trainer_free(t);
         return rc;
@@ -120,6 +131,7 @@ void cnn_trainer_free(struct cnn_trainer *t) {
     free(t->train_idx);
     free(t->val_idx);
     free(t->order);
+    free(t->avg);
     free(t);
 }
 
@@ -188,6 +200,33 @@ static int ensure_ctx(struct cnn_trainer *t, int n) {
 
 /* ---- one step ----------------------------------------------------------------------------- */
 
+static void swap_floats(float *a, float *b, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        const float x = a[i];
+        a[i] = b[i];
+        b[i] = x;
+    }
+}
+
+void cnn_trainer_swap_average(struct cnn_trainer *t) {
+    struct cnn_model *m = t->model;
+    swap_floats(m->params, t->avg, m->n_params);
+    swap_floats(m->state, t->avg + m->n_params, m->n_state);
+    m->prepared = 0;
+    t->swapped = !t->swapped;
+}
+
+/* a <- d a + (1 - d) w over params and state, after step k = t->step (cfg.ema in cnn.h). */
+static void update_average(struct cnn_trainer *t) {
+    const struct cnn_model *m = t->model;
+    const float k = (float)t->step, r = (1.0f + k) / (10.0f + k);
+    const float d = r < t->cfg.ema ? r : t->cfg.ema, e = 1.0f - d;
+    float *a = t->avg;
+    for (size_t i = 0; i < m->n_params; i++) a[i] = d * a[i] + e * m->params[i];
+    a += m->n_params;
+    for (size_t i = 0; i < m->n_state; i++) a[i] = d * a[i] + e * m->state[i];
+}
+
 /* Forward, loss, backward, reduce, update; x and y are the context's batch buffers or the
  * caller's, holding this rank's share (n images from i0) of a batch of n_total. seed is the
  * forward's random seed (dropout). *loss_out and *correct_out (may be NULL) are the whole
@@ -200,6 +239,7 @@ static int step_batch(struct cnn_trainer *t, const float *x, const uint8_t *y, i
     struct cnn_ctx *ctx = t->ctx;
     float loss;
     int correct;
+    if (t->swapped) cnn_trainer_swap_average(t); /* training goes on from the raw weights */
     m->prepared = 0; /* the step writes the running statistics, then the params: inference on
                       * the model works from them alone from now on */
     t->red.rc = 0;
@@ -230,6 +270,7 @@ static int step_batch(struct cnn_trainer *t, const float *x, const uint8_t *y, i
                         isnan(loss) ? "NaN" : "Inf", t->step + 1, (double)lr);
     const int rc = cnn_optim_step(t->opt, m->params, ctx->grads, m->decay_mask, m->n_params, lr);
     if (rc) return rc;
+    if (t->avg) update_average(t);
     t->step++;
     return CNN_OK;
 }
@@ -565,6 +606,10 @@ static int end_of_epoch(struct cnn_trainer *t, const struct cnn_dataset *d,
     /* the last batch's loss, the validation loss and correct answers, summed over the ranks */
     double s[3] = {cnn_softmax_xent(logits, t->ctx->labels, m, t->model->n_classes, 0.0f,
                                     t->ctx->probs, NULL), 0.0, 0.0};
+    if (t->avg) { /* validation, and the model until the next step, are the average's */
+        cnn_trainer_swap_average(t);
+        cnn_model_prepare(t->model);
+    }
     evaluate(t, d, t->val_idx + v0, nv, &s[1], &s[2]);
     const int rc = reduce_f64(t, s, 3);
     if (rc) return rc;
@@ -608,6 +653,7 @@ static void set_train_meta(struct cnn_trainer *t) {
     META("recipe.label_smoothing", "%g", (double)c->label_smoothing);
     META("recipe.weight_decay", "%g", (double)c->optim.weight_decay);
     META("recipe.val", "%d", c->val);
+    if (c->ema > 0.0f) META("recipe.ema", "%g", (double)c->ema);
 #undef META
 }
 

@@ -29,7 +29,14 @@ struct cnn_trainer {
     int split_n;
     int n_train, n_val;
     int *train_idx, *val_idx, *order; /* (n_train), (n_val), (n_train) */
+    /* With cfg.ema: (n_params + n_state) the moving average of params and state, or while
+     * `swapped` (between epochs, where validation and on_best see the average) the raw ones. */
+    float *avg;
+    int swapped;
 };
+
+/* Exchange the model's params and state with t->avg (cfg.ema only). */
+void cnn_trainer_swap_average(struct cnn_trainer *t);
 
 /* cfg's fields against their ranges (CNN_ERR_ARG naming the first bad one). */
 int cnn_train_cfg_check(const struct cnn_train_cfg *cfg);
