@@ -57,7 +57,7 @@ static void usage(FILE *f) {
           "SPECFILE: one entry a line, `NAME | SPEC [| OPTIONS]`; SPEC may be `preset NAME`;\n"
           "OPTIONS are key=value: epochs batch lr optimizer (sgd|adam|adamw) momentum nesterov\n"
           "schedule (constant|step|cosine|onecycle) warmup min-lr weight-decay label-smoothing\n"
-          "augment (none|affine|elastic). A `recipe: OPTIONS` line before the entries sets\n"
+          "ema augment (none|affine|elastic). A `recipe: OPTIONS` line before the entries sets\n"
           "what they share. Precedence: defaults, recipe line, the entry's options, the flags.\n"
           "  --out FILE        the page (default compare.html, unless --json is given)\n"
           "  --json FILE       the leaderboard and every run as JSON ('-': stdout)\n"
@@ -138,6 +138,7 @@ static int recipe_option(struct cnn_train_cfg *c, const char *at, const char *kv
     if (!strcmp(key, "min-lr")) return cli_float(where, v, 0, 10, &c->sched.min_lr);
     if (!strcmp(key, "weight-decay")) return cli_float(where, v, 0, 1, &c->optim.weight_decay);
     if (!strcmp(key, "label-smoothing")) return cli_float(where, v, 0, 0.99, &c->label_smoothing);
+    if (!strcmp(key, "ema")) return cli_float(where, v, 0, 0.999999, &c->ema);
     if (!strcmp(key, "schedule")) return pick(where, v, sched, 4, &c->sched.kind);
     if (!strcmp(key, "augment"))
         return pick(where, v, cli_augment_names, CNN_AUG_LEVELS, &c->augment);
@@ -172,6 +173,10 @@ static void entry_key(const struct compare *c, struct compare_entry *e) {
              (double)g->sched.lr, (double)g->sched.min_lr, (double)g->sched.step_epochs,
              (double)g->sched.gamma, (double)g->sched.warmup, (double)g->label_smoothing,
              g->augment, c->limit, c->val, c->data_crc);
+    if (g->ema > 0.0f) { /* only then: the keys of runs without it stay as they were */
+        const size_t len = strlen(e->key);
+        snprintf(e->key + len, sizeof e->key - len, " ema=%g", (double)g->ema);
+    }
 }
 
 static char *trim(char *s) {

@@ -25,6 +25,9 @@ void compare_recipe_text(const struct cnn_train_cfg *c, char *buf, size_t n) {
              c->optim.kind == CNN_OPT_SGD && c->optim.nesterov ? " (Nesterov)" : "",
              (double)c->sched.lr, sched[c->sched.kind], (double)c->optim.weight_decay,
              (double)c->label_smoothing, cli_augment_names[c->augment]);
+    const size_t len = strlen(buf);
+    if (c->ema > 0.0f && len < n)
+        snprintf(buf + len, n - len, ", weight average %g", (double)c->ema);
 }
 
 struct board_row {

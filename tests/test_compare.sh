@@ -34,7 +34,7 @@ cat > specs.txt <<'EOF'
 # three tiny entries
 recipe: epochs=2 lr=0.003 batch=64
 
-linear | dense 10 | optimizer=sgd lr=0.05 momentum=0.9   # its own options
+linear | dense 10 | optimizer=sgd lr=0.05 momentum=0.9 ema=0.9   # its own options
 conv   | conv 4 5, relu, maxpool 2, dense 10
 wide   | conv 8 5, relu, maxpool 2, dense 10 | epochs=3
 EOF
@@ -180,6 +180,7 @@ spec_error() {
 spec_error 'x | conv 4 99, dense 10' "a spec that does not fit"
 spec_error 'x | dense 10 | epochs=0' "an option out of range"
 spec_error 'x | dense 10 | speed=11' "an unknown option"
+spec_error 'x | dense 10 | ema=1' "a weight average decay of 1"
 spec_error 'ok | dense 20, dense 10' "a second entry of the same name"
 spec_error 'x dense 10' "a line without '|'"
 spec_error 'recipe: epochs=1' "a recipe line after the entries"
