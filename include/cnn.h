@@ -466,7 +466,7 @@ CNN_API int cnn_val_split(int n, int n_val, int *val_idx, int *train_idx);
 CNN_API void cnn_split_fingerprints(const struct cnn_dataset *d, int n, const int *val_idx,
                                     int n_val, char data_fp[24], char val_fp[24]);
 /* Fit m's typicality (m: the trained model, or the best epoch's copy of it) on the data t
- * trained on: a Gaussian over features of up to 20,000 of its training images, calibrated on
+ * trained on: a Gaussian over features of up to 10,000 of its training images, calibrated on
  * the validation split (or, with fewer than 500 validation images, on training images the fit
  * did not use). CNN_ERR_ARG when t has not run on data. [ctx] */
 CNN_API int cnn_trainer_fit_typicality(const struct cnn_trainer *t, const struct cnn_dataset *data,
