@@ -208,7 +208,8 @@ static void swap_floats(float *a, float *b, size_t n) {
     }
 }
 
-void cnn_trainer_swap_average(struct cnn_trainer *t) {
+/* Exchange the model's params and state with t->avg (cfg.ema only). */
+static void swap_average(struct cnn_trainer *t) {
     struct cnn_model *m = t->model;
     swap_floats(m->params, t->avg, m->n_params);
     swap_floats(m->state, t->avg + m->n_params, m->n_state);
@@ -239,7 +240,7 @@ static int step_batch(struct cnn_trainer *t, const float *x, const uint8_t *y, i
     struct cnn_ctx *ctx = t->ctx;
     float loss;
     int correct;
-    if (t->swapped) cnn_trainer_swap_average(t); /* training goes on from the raw weights */
+    if (t->swapped) swap_average(t); /* training goes on from the raw weights */
     m->prepared = 0; /* the step writes the running statistics, then the params: inference on
                       * the model works from them alone from now on */
     t->red.rc = 0;
@@ -607,7 +608,7 @@ static int end_of_epoch(struct cnn_trainer *t, const struct cnn_dataset *d,
     double s[3] = {cnn_softmax_xent(logits, t->ctx->labels, m, t->model->n_classes, 0.0f,
                                     t->ctx->probs, NULL), 0.0, 0.0};
     if (t->avg) { /* validation, and the model until the next step, are the average's */
-        cnn_trainer_swap_average(t);
+        swap_average(t);
         cnn_model_prepare(t->model);
     }
     evaluate(t, d, t->val_idx + v0, nv, &s[1], &s[2]);

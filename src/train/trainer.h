@@ -35,9 +35,6 @@ struct cnn_trainer {
     int swapped;
 };
 
-/* Exchange the model's params and state with t->avg (cfg.ema only). */
-void cnn_trainer_swap_average(struct cnn_trainer *t);
-
 /* cfg's fields against their ranges (CNN_ERR_ARG naming the first bad one). */
 int cnn_train_cfg_check(const struct cnn_train_cfg *cfg);
 
