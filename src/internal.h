@@ -587,7 +587,9 @@ void cnn_maxpool_forward_naive(const float *x, float *y, int n, int c, int h, in
 #define CNN_MODEL_MAX_BYTES ((size_t)1 << 30)
 /* Header and the standard sections of m into b (no END, no CRC yet). */
 void cnn_model_encode(const struct cnn_model *m, struct cnn_buf *b);
-void cnn_model_section(struct cnn_buf *b, const char tag[4], const void *data, size_t len);
+/* Append s's bytes to b as a section tagged `tag`; b takes s's out-of-memory flag, and s is
+ * freed and left empty for the next section. */
+void cnn_model_section(struct cnn_buf *b, const char tag[4], struct cnn_buf *s);
 /* Append END and the CRC, write atomically to path, free b's memory. */
 int cnn_model_write(struct cnn_buf *b, const char *path);
 /* Validate magic, version, CRC and section bounds; *version out (may be NULL). */

@@ -34,10 +34,13 @@ static uint32_t tag_u32(const char t[4]) {
            (uint32_t)(uint8_t)t[2] << 16 | (uint32_t)(uint8_t)t[3] << 24;
 }
 
-void cnn_model_section(struct cnn_buf *b, const char tag[4], const void *data, size_t len) {
+void cnn_model_section(struct cnn_buf *b, const char tag[4], struct cnn_buf *s) {
     cnn_buf_u32(b, tag_u32(tag));
-    cnn_buf_u64(b, len);
-    cnn_buf_put(b, data, len);
+    cnn_buf_u64(b, s->len);
+    cnn_buf_put(b, s->p, s->len);
+    b->oom |= s->oom;
+    free(s->p);
+    memset(s, 0, sizeof *s);
 }
 
 void cnn_model_encode(const struct cnn_model *m, struct cnn_buf *b) {
@@ -70,9 +73,7 @@ void cnn_model_encode(const struct cnn_model *m, struct cnn_buf *b) {
         cnn_buf_put(&t, m->meta[i].value, strlen(m->meta[i].value));
         cnn_buf_put(&t, "\n", 1);
     }
-    cnn_model_section(b, "META", t.p, t.len);
-    b->oom |= t.oom;
-    free(t.p);
+    cnn_model_section(b, "META", &t);
     const struct cnn_typicality *ty = m->typicality;
     if (ty) {
         const size_t d = (size_t)ty->dim, k = (size_t)ty->k, nc = (size_t)ty->n_cal;

@@ -74,24 +74,16 @@ int cnn_trainer_save(const struct cnn_trainer *t, const char *path) {
     cnn_buf_u64(&s, t->opt->n);
     cnn_buf_f32s(&s, t->opt->m, t->opt->n);
     cnn_buf_f32s(&s, t->opt->v, t->opt->n);
-    cnn_model_section(&b, "OPTM", s.p, s.len);
-    b.oom |= s.oom;
-    free(s.p);
-    memset(&s, 0, sizeof s);
+    cnn_model_section(&b, "OPTM", &s);
     if (t->avg) {
         const size_t count = t->model->n_params + t->model->n_state;
         cnn_buf_u32(&s, (uint32_t)t->swapped);
         cnn_buf_u64(&s, count);
         cnn_buf_f32s(&s, t->avg, count);
-        cnn_model_section(&b, "EMAW", s.p, s.len);
-        b.oom |= s.oom;
-        free(s.p);
-        memset(&s, 0, sizeof s);
+        cnn_model_section(&b, "EMAW", &s);
     }
     encode_trns(t, &s);
-    cnn_model_section(&b, "TRNS", s.p, s.len);
-    b.oom |= s.oom;
-    free(s.p);
+    cnn_model_section(&b, "TRNS", &s);
     return cnn_model_write(&b, path);
 }
 
