@@ -279,7 +279,9 @@ static int predict_dir(const struct opts *o, const char *dir) {
     return status;
 }
 
-int cmd_predict(int argc, char **argv) {
+/* Reads the options into o and *model; returns -1 to go on, else the exit status. */
+static int parse_options(int argc, char **argv, struct opts *o, const char **model) {
+    /* clang-format off */
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"top", required_argument, 0, 'k'},
         {"json", no_argument, 0, 'j'},        {"show", no_argument, 0, 's'},
@@ -287,76 +289,89 @@ int cmd_predict(int argc, char **argv) {
         {"min-confidence", required_argument, 0, 'c'},
         {"min-typicality", required_argument, 0, 't'},
         {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
-    struct saved_names saved = {0};
-    struct opts o = {NULL, NULL, 3, 0, 0, (float)CLI_MIN_CONFIDENCE, (float)CLI_MIN_TYPICALITY,
-                     NULL, &saved};
-    const char *model = NULL;
+    /* clang-format on */
     int ch;
     optind = 1;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (ch) {
         case 'm':
-            if (model) {
+            if (*model) {
                 /* a second model would silently replace the first */
                 cli_err("predict: one --model (given '%s' and '%s'); `mnist eval` averages "
-                        "several", model, optarg);
+                        "several",
+                        *model, optarg);
                 return 2;
             }
-            model = optarg;
+            *model = optarg;
             break;
         case 'k':
-            if (cli_int("--top", optarg, 1, CNN_MAX_CLASSES, &o.top)) return 2;
+            if (cli_int("--top", optarg, 1, CNN_MAX_CLASSES, &o->top)) return 2;
             break;
-        case 'j': o.json = 1; break;
-        case 's': o.show = 1; break;
-        case 'p': o.save_dir = optarg; break;
+        case 'j':
+            o->json = 1;
+            break;
+        case 's':
+            o->show = 1;
+            break;
+        case 'p':
+            o->save_dir = optarg;
+            break;
         case 'c':
-            if (cli_float("--min-confidence", optarg, 0.0, 1.0, &o.min_confidence)) return 2;
+            if (cli_float("--min-confidence", optarg, 0.0, 1.0, &o->min_confidence)) return 2;
             break;
         case 't':
-            if (cli_float("--min-typicality", optarg, 0.0, 1.0, &o.min_typicality)) return 2;
+            if (cli_float("--min-typicality", optarg, 0.0, 1.0, &o->min_typicality)) return 2;
             break;
         case 'h': usage(stdout); return 0;
         default: cli_bad_option(argc, argv, ch); cli_usage_hint("predict"); return 2;
         }
     }
-    if (!model) {
-        cli_err("predict: --model is required");
-        cli_usage_hint("predict");
-        return 2;
-    }
-    if (optind >= argc) {
-        cli_err("predict: no image given");
+    if (!*model || optind >= argc) {
+        cli_err(*model ? "predict: no image given" : "predict: --model is required");
         cli_usage_hint("predict");
         return 2;
     }
     struct stat st;
-    if (o.save_dir && (stat(o.save_dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
-        cli_err("--save-preprocessed: %s is not a directory", o.save_dir);
+    if (o->save_dir && (stat(o->save_dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        cli_err("--save-preprocessed: %s is not a directory", o->save_dir);
         return 2;
     }
-    cli_reuse_heap();
-    if (cnn_model_load(model, &o.net) != CNN_OK) {
+    return -1;
+}
+
+/* Loads the model and a context for one image into o; 0, or 1 with the error said. */
+static int open_model(const char *model, struct opts *o) {
+    if (cnn_model_load(model, &o->net) != CNN_OK) {
         cli_err("%s", cnn_errmsg());
         return 1;
     }
-    if (cnn_ctx_new(o.net, 1, 0, &o.ctx) != CNN_OK) {
+    if (cnn_ctx_new(o->net, 1, 0, &o->ctx) != CNN_OK) {
         cli_err("%s: %s", model, cnn_errmsg());
-        cnn_model_free(o.net);
         return 1;
     }
     int c, h, w;
-    cnn_model_input_shape(o.net, &c, &h, &w);
-    if (c != 1 || h != 28 || w != 28 || cnn_model_n_classes(o.net) > CNN_MAX_CLASSES) {
+    cnn_model_input_shape(o->net, &c, &h, &w);
+    if (c != 1 || h != 28 || w != 28 || cnn_model_n_classes(o->net) > CNN_MAX_CLASSES) {
         cli_err("%s: expects %dx%dx%d inputs and %d classes; predict needs 1x28x28 and at most %d",
-                model, c, h, w, cnn_model_n_classes(o.net), CNN_MAX_CLASSES);
-        cnn_ctx_free(o.ctx);
-        cnn_model_free(o.net);
+                model, c, h, w, cnn_model_n_classes(o->net), CNN_MAX_CLASSES);
         return 1;
     }
-    int status = 0;
-    for (int i = optind; i < argc; i++) {
+    return 0;
+}
+
+int cmd_predict(int argc, char **argv) {
+    struct saved_names saved = {0};
+    struct opts o = {NULL, NULL,  3, 0, 0, (float)CLI_MIN_CONFIDENCE, (float)CLI_MIN_TYPICALITY,
+                     NULL, &saved};
+    const char *model = NULL;
+    int status = parse_options(argc, argv, &o, &model);
+    if (status >= 0) return status;
+    cli_reuse_heap();
+    const int opened = !open_model(model, &o);
+    status = !opened;
+    for (int i = optind; opened && i < argc; i++) {
+        struct stat st;
         if (!strcmp(argv[i], "-"))
             status |= predict_stdin(&o);
         else if (stat(argv[i], &st) == 0 && S_ISDIR(st.st_mode))

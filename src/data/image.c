@@ -557,10 +557,9 @@ static void edge_padding(struct cells *c, int dark) {
  * ((i + 0.5) s - 0.5), clamped at the outer centres. Writes d = v - background into d (h,w).
  * With relative (dark ink on paper: what we see is lighting x reflectance) d is divided by
  * the local paper brightness, so ink in a shadow counts as much as ink in the light. */
-static int subtract_background(const uint8_t *v, int w, int h, struct cells *c, int relative,
-                               float *d) {
-    const int s = c->s, gw = c->gw, gh = c->gh, r = c->r, pw = c->pw;
-    for (int gy = 0; gy < gh; gy++) {
+static void cell_medians(const uint8_t *v, int w, int h, struct cells *c) {
+    const int s = c->s, gw = c->gw;
+    for (int gy = 0; gy < c->gh; gy++) {
         for (int gx = 0; gx < gw; gx++) {
             const int y0 = gy * s, y1 = y0 + s < h ? y0 + s : h;
             const int x0 = gx * s, x1 = x0 + s < w ? x0 + s : w;
@@ -575,6 +574,12 @@ static int subtract_background(const uint8_t *v, int w, int h, struct cells *c, 
             c->g[gy * gw + gx] = (float)hist_quantile(hist, 256, cnt, 0.5);
         }
     }
+}
+
+/* The opening of the cell grid c->g (gh,gw), in place, through the padded grid; returns the
+ * least paper brightness a relative difference divides by. */
+static float open_cells(struct cells *c, int relative) {
+    const int gw = c->gw, gh = c->gh, r = c->r, pw = c->pw;
     edge_padding(c, relative);
     for (int py = 0; py < c->ph; py++) {
         const int gy = py - 2 * r;
@@ -604,8 +609,14 @@ static int subtract_background(const uint8_t *v, int w, int h, struct cells *c, 
     }
     /* Relative ink: the paper brightness divided by is at least 40% of the typical paper's
      * (a dark desk around the page is not paper in a deep shadow; its noise stays small). */
-    const float paper_min =
-        fmaxf(16.0f, 0.4f * (float)hist_quantile(hist, 256, (size_t)gw * (size_t)gh, 0.5));
+    return fmaxf(16.0f, 0.4f * (float)hist_quantile(hist, 256, (size_t)gw * (size_t)gh, 0.5));
+}
+
+static int subtract_background(const uint8_t *v, int w, int h, struct cells *c, int relative,
+                               float *d) {
+    const int s = c->s, gw = c->gw, gh = c->gh;
+    cell_medians(v, w, h, c);
+    const float paper_min = open_cells(c, relative);
     /* Bilinear between cell centres. Per column: the two cells and the weight. Per pair of cell
      * rows (every s image rows): the interpolated top and bottom and the step test, which do
      * not depend on the row within; per row only the vertical blend is left, and it
