@@ -1020,19 +1020,25 @@ static int sweep(struct compare *c) {
  * ready to train, else the exit status. */
 static int compare_specs(struct compare *c, const char *path) {
     if (load_specfile(c, path)) return 1;
-    if (mkdir(c->models, 0777) != 0 && errno != EEXIST) {
-        cli_err("--models: %s: cannot create: %s", c->models, strerror(errno));
-        return 1;
-    }
     if (cnn_dataset_load_dir(c->data, "train", &c->train) != CNN_OK) {
         cli_err("%s", cnn_errmsg());
         return 1;
+    }
+    if (c->train.h != 28 || c->train.w != 28) { /* the networks and the report's images */
+        cli_err("compare: works on 28x28 images; those of %s are %dx%d (train each network with "
+                "`mnist train --data %s --arch SPEC`)",
+                c->data, c->train.h, c->train.w, c->data);
+        return 2;
     }
     const int usable = c->limit && c->limit < c->train.n ? c->limit : c->train.n;
     if (c->val >= usable) {
         cli_err("compare: --val %d leaves no training images of the %d in %s", c->val, usable,
                 c->data);
         return 2;
+    }
+    if (mkdir(c->models, 0777) != 0 && errno != EEXIST) {
+        cli_err("--models: %s: cannot create: %s", c->models, strerror(errno));
+        return 1;
     }
     const struct cnn_dataset *sets[2] = {&c->train, &c->test};
     uLong crc = crc32(0L, Z_NULL, 0);

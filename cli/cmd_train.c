@@ -39,7 +39,7 @@ static void usage(FILE *f) {
           "  --arch SPEC            network spec, e.g. \"conv 32 3 pad=1, bn, relu, maxpool 2, "
           "dense 10\"\n"
           "                         (default: the default preset's network)\n"
-          "  --data DIR             IDX files (default data/mnist)\n"
+          "  --data DIR             IDX files of any image size (default data/mnist)\n"
           "  --val N                training images held out for validation (default 5000)\n"
           "  --limit N              train on the first N images only (default: all)\n"
           "optimisation:\n"
@@ -386,13 +386,29 @@ static const char *const fashion_names[] = {"T-shirt/top", "Trouser", "Pullover"
                                             "Coat",        "Sandal",  "Shirt",    "Sneaker",
                                             "Bag",         "Ankle boot"};
 
-/* A new model and trainer from the flags. Returns -1 on success, else the exit status. */
-static int setup_fresh(struct train_args *a, struct cnn_model **m, struct cnn_trainer **tr) {
-    if (!a->arch) a->arch = cli_preset_find("default")->spec;
+/* A new model and trainer from the flags, its input the size of the data's images. Returns -1
+ * on success, else the exit status. */
+static int setup_fresh(struct train_args *a, const struct cnn_dataset *ds, struct cnn_model **m,
+                       struct cnn_trainer **tr) {
+    /* where the network comes from, for its errors */
+    char from[48] = "--arch";
+    if (!a->arch)
+        strcpy(from, "the default network"), a->arch = cli_preset_find("default")->spec;
+    else if (a->preset && a->arch == a->preset->spec)
+        snprintf(from, sizeof from, "--preset %s", a->preset->name);
     if (!a->out_given) strcpy(a->out, "mnist.model");
     if (!a->ckpt_given) snprintf(a->ckpt, sizeof a->ckpt, "%.500s.ckpt", a->out);
-    if (cnn_model_new(a->arch, 1, 28, 28, m) != CNN_OK) {
-        cli_err("--arch: %s", cnn_errmsg());
+    if (cnn_model_new(a->arch, 1, ds->h, ds->w, m) != CNN_OK) {
+        if (ds->h == 28 && ds->w == 28)
+            cli_err("%s: %s", from, cnn_errmsg());
+        else
+            cli_err("%s: %s (for the %dx%d images of %s)", from, cnn_errmsg(), ds->h, ds->w,
+                    a->data_dir);
+        return 2;
+    }
+    if (a->report_path && (ds->h != 28 || ds->w != 28)) {
+        cli_err("--report: the report shows 28x28 images; those of %s are %dx%d", a->data_dir,
+                ds->h, ds->w);
         return 2;
     }
     struct cnn_rng rng;
@@ -620,35 +636,28 @@ static void fit_typicality(const struct train_args *a, const struct cnn_trainer 
     cnn_model_free(saved);
 }
 
-/* Load the data, open the log, run, report. */
-static int run(struct train_args *a, struct cnn_model *m, struct cnn_trainer *tr) {
-    struct cnn_dataset ds = {0};
+/* Check the outputs against the data, open the log, run, report. */
+static int run(struct train_args *a, const struct cnn_dataset *ds, struct cnn_model *m,
+               struct cnn_trainer *tr) {
     if (cli_check_replaced_output("--out", a->out) ||
         (a->ckpt[0] && cli_check_replaced_output("--checkpoint", a->ckpt)) ||
         (a->log_path && cli_check_output("--log", a->log_path)) ||
         (a->report_path && cli_check_replaced_output("--report", a->report_path)))
         return 1;
-    if (cnn_dataset_load_dir(a->data_dir, "train", &ds) != CNN_OK) {
-        cli_err("%s", cnn_errmsg());
-        return 1;
-    }
     const char *outs[4] = {a->out, a->ckpt, a->log_path, a->report_path};
     for (int i = 0; i < 4; i++) {
         if (outs[i] && outs[i][0] && data_file_at(a->data_dir, outs[i])) {
-            cli_err("%s: is one of the data files in %s; not overwriting it", outs[i],
-                    a->data_dir);
-            cnn_dataset_free(&ds);
+            cli_err("%s: is one of the data files in %s; not overwriting it", outs[i], a->data_dir);
             return 2;
         }
     }
-    const int usable = a->cfg.limit > 0 && a->cfg.limit < ds.n ? a->cfg.limit : ds.n;
+    const int usable = a->cfg.limit > 0 && a->cfg.limit < ds->n ? a->cfg.limit : ds->n;
     if (!a->resume && a->cfg.val >= usable) { /* a usage error, as with --limit (parse_args) */
         cli_err("train: --val %d leaves no training images of the %d in %s", a->cfg.val, usable,
                 a->data_dir);
-        cnn_dataset_free(&ds);
         return 2;
     }
-    if (!a->resume) name_the_data(a, m, tr, &ds);
+    if (!a->resume) name_the_data(a, m, tr, ds);
     const struct saver sv = {a->out, a->ckpt, a->rank, a->distributed, m};
     struct progress prog = {isatty(STDERR_FILENO), a->quiet || a->rank != 0, 0, NULL,
                             a->log_path, 0, &sv};
@@ -656,7 +665,6 @@ static int run(struct train_args *a, struct cnn_model *m, struct cnn_trainer *tr
         !(prog.log = cli_open_log(a->log_path, a->resume != NULL))) {
         cli_err("%s: cannot open log file: %s", a->log_path,
                 errno == ENXIO ? "a FIFO with no reader" : strerror(errno));
-        cnn_dataset_free(&ds);
         return 1;
     }
     char ranks[32] = "";
@@ -670,7 +678,7 @@ static int run(struct train_args *a, struct cnn_model *m, struct cnn_trainer *tr
     volatile sig_atomic_t *stop = a->distributed ? &agreed_stop : &stop_flag;
     const struct cnn_train_hooks hooks = {sizeof hooks, on_batch,  on_epoch, save_best,
                                           save_checkpoint, &prog, stop};
-    const int rc = cnn_trainer_run(tr, &ds, &hooks);
+    const int rc = cnn_trainer_run(tr, ds, &hooks);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     if (prog.tty && !a->quiet) fprintf(stderr, "\r\033[K");
@@ -680,12 +688,11 @@ static int run(struct train_args *a, struct cnn_model *m, struct cnn_trainer *tr
     }
     int status = report(rc, a, tr, *stop);
     if (status == 0 && rc == CNN_OK && a->rank == 0 && access(a->out, F_OK) == 0)
-        fit_typicality(a, tr, &ds);
+        fit_typicality(a, tr, ds);
     /* --report: the page of `mnist report --split val`, on the images this run held out */
     if (status == 0 && a->report_path && a->rank == 0 &&
-        cli_report_train(a->out, &ds, a->data_dir, a->log_path, a->report_path, a->cfg.threads))
+        cli_report_train(a->out, ds, a->data_dir, a->log_path, a->report_path, a->cfg.threads))
         status = 1;
-    cnn_dataset_free(&ds);
     return status == 0 && prog.log_failed ? 1 : status;
 }
 
@@ -709,13 +716,19 @@ int cmd_train(int argc, char **argv) {
     memset(&a, 0, sizeof a);
     int status = join_job(argc, argv, &a);
     if (status < 0) status = parse_args(argc, argv, &a);
+    struct cnn_dataset ds = {0};
+    if (status < 0 && cnn_dataset_load_dir(a.data_dir, "train", &ds) != CNN_OK) {
+        cli_err("%s", cnn_errmsg());
+        status = 1;
+    }
     struct cnn_model *m = NULL;
     struct cnn_trainer *tr = NULL;
-    if (status < 0) status = a.resume ? setup_resume(&a, &m, &tr) : setup_fresh(&a, &m, &tr);
+    if (status < 0) status = a.resume ? setup_resume(&a, &m, &tr) : setup_fresh(&a, &ds, &m, &tr);
     if (status < 0 && a.distributed) status = setup_dist(&a, tr);
     if (a.distributed) status = cli_dist_start(status);
-    if (status < 0) status = run(&a, m, tr);
+    if (status < 0) status = run(&a, &ds, m, tr);
     cnn_trainer_free(tr);
     cnn_model_free(m);
+    cnn_dataset_free(&ds);
     return a.distributed ? cli_dist_end(status) : status;
 }

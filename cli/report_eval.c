@@ -90,11 +90,13 @@ int report_eval_run(const struct cnn_model *m, const struct cnn_dataset *ds, con
                     int threads, int max_mistakes, struct report_eval *out) {
     int c, h, w;
     cnn_model_input_shape(m, &c, &h, &w);
-    if (c != 1 || h != 28 || w != 28 || ds->h != 28 || ds->w != 28 ||
-        cnn_model_n_classes(m) != ds->n_classes) {
-        cli_err("the model expects %dx%dx%d inputs and %d classes; the data is 1x%dx%d with %d "
-                "(the report shows 28x28 images)",
-                c, h, w, cnn_model_n_classes(m), ds->h, ds->w, ds->n_classes);
+    if (c != 1 || h != ds->h || w != ds->w || cnn_model_n_classes(m) != ds->n_classes) {
+        cli_err("the model expects %dx%dx%d inputs and %d classes; the data is 1x%dx%d with %d", c,
+                h, w, cnn_model_n_classes(m), ds->h, ds->w, ds->n_classes);
+        return 1;
+    }
+    if (h != 28 || w != 28) {
+        cli_err("the report shows 28x28 images; the model and the data are %dx%d", h, w);
         return 1;
     }
     out->n = ds->n;

@@ -22,6 +22,8 @@
 #   safety    --out or --log into a missing directory; a failing run leaves the previous
 #             --out and its checkpoint intact
 #   nan       a diverging run exits 1 naming the epoch, batch and learning rate
+#   sizes     MNIST shrunk to 14x14 trains a 1x14x14 network; predict, report, --report and
+#             compare refuse it in one line; a network too deep for 4x4 images names its layer
 # Run by scripts/run-tests with BUILD=build-dir; exit 0 when every check passes.
 # CLI_VERBOSE=1 also prints the error line behind each passing error check.
 # About 15 s on 2 idle cores, 35 s on 2 busy ones.
@@ -958,6 +960,72 @@ for bad_args in "--members 0" "--members 1e3" "--seed -1" "--dir $tmp/ens5.orig"
     [ -n "$why" ] || grep -q '^Usage: scripts/ensemble' "$tmp/err" || why="no usage after it"
     check "ensemble $bad_args: exit 2, a line naming it, then the usage"
 done
+
+section "other image sizes (MNIST shrunk to 14x14 and to 4x4)"
+# The digits of the first 4,000 training and 1,000 test images, each 2x2 block averaged: IDX
+# files as another dataset would bring them. A fresh network takes the data's image size.
+halve() { # halve DIR SIDE: DIR/{train,t10k}-* with images SIDE x SIDE, from data/mnist
+    python3 -c 'import struct, sys
+src, out, side = sys.argv[1], sys.argv[2], int(sys.argv[3])
+f = 28 // side
+for split, n in (("train", 4000), ("t10k", 1000)):
+    raw = open(f"{src}/{split}-images-idx3-ubyte", "rb").read()[16:16 + n * 784]
+    px = bytearray()
+    for i in range(n):
+        img = raw[i * 784:(i + 1) * 784]
+        for y in range(side):
+            for x in range(side):
+                s = sum(img[(f * y + j) * 28 + f * x + k] for j in range(f) for k in range(f))
+                px.append((s + f * f // 2) // (f * f))
+    open(f"{out}/{split}-images-idx3-ubyte", "wb").write(struct.pack(">IIII", 0x803, n, side, side) + px)
+    labels = open(f"{src}/{split}-labels-idx1-ubyte", "rb").read()[8:8 + n]
+    open(f"{out}/{split}-labels-idx1-ubyte", "wb").write(struct.pack(">II", 0x801, n) + labels)' \
+        "$data" "$1" "$2"
+}
+mkdir -p "$tmp/d14" "$tmp/d4"
+halve "$tmp/d14" 14
+halve "$tmp/d4" 4
+small14=(--data "$tmp/d14" --val 500 --threads 2)
+expect_exit 0 -- "$mnist" train --preset fast --epochs 3 "${small14[@]}" --out "$tmp/m14.model" --quiet
+[ -n "$why" ] || py 'import json, sys
+net = json.loads(sys.argv[1])["network"]
+assert net["input"] == [1, 14, 14], net["input"]' \
+    "$("$mnist" info "$tmp/m14.model" --json 2>&1)"
+check "train --preset fast on 14x14 images: exit 0, a 1x14x14 model"
+expect_exit 0 -- "$mnist" eval --model "$tmp/m14.model" --data "$tmp/d14" --json
+[ -n "$why" ] || py 'import json, sys
+a = json.load(open(sys.argv[1]))["accuracy"]
+assert a >= 0.85, f"accuracy {a}"' "$tmp/out"
+check "eval on the 14x14 test images: at least 85%"
+expect_exit 1 -- "$mnist" eval --model "$tmp/m14.model" --data "$data" && hasf "$errline" "14x14" &&
+    hasf "$errline" "28x28"
+check "eval of the 14x14 model on 28x28 data: exit 1, one line with both sizes"
+expect_exit 1 -- "$mnist" predict --model "$tmp/m14.model" "$root/data/images/mnist-0.pgm" &&
+    hasf "$errline" "m14.model" && hasf "$errline" "1x28x28"
+check "predict with the 14x14 model: exit 1, one line naming it and 1x28x28"
+expect_exit 2 --banner -- "$mnist" train --preset fast "${small14[@]}" --out "$tmp/r14.model" \
+    --report "$tmp/r14.html"
+[ -n "$why" ] || has "$errline" "--report.*28x28.*14x14"
+[ -n "$why" ] || [ ! -e "$tmp/r14.model" ] || why="trained before refusing"
+check "train --report on 14x14 images: exit 2 before training, one line with both sizes"
+expect_exit 1 -- "$mnist" report --model "$tmp/m14.model" --data "$tmp/d14" --out "$tmp/r14.html"
+[ -n "$why" ] || has "$errline" "28x28.*14x14"
+[ -n "$why" ] || [ ! -e "$tmp/r14.html" ] || why="wrote a page"
+check "report of the 14x14 model: exit 1, one line with both sizes, no page"
+printf 'linear | dense 10\n' >"$tmp/specs14.txt"
+expect_exit 2 -- "$mnist" compare "$tmp/specs14.txt" --data "$tmp/d14" --val 500 \
+    --models "$tmp/cmp14" --out "$tmp/cmp14.html"
+[ -n "$why" ] || has "$errline" "28x28.*14x14"
+[ -n "$why" ] || [ ! -e "$tmp/cmp14" ] || why="created --models"
+check "compare on 14x14 images: exit 2, one line with both sizes, nothing created"
+expect_exit 2 -- "$mnist" train --preset fast --data "$tmp/d4" --val 500 --out "$tmp/m4.model"
+[ -n "$why" ] || has "$errline" "^mnist: --preset fast: layer 12 'maxpool 2'.*4x4"
+check "train --preset fast on 4x4 images (three poolings): exit 2, the preset, layer and size named"
+expect_exit 2 -- "$mnist" train --arch "conv 8 5, dense 10" --data "$tmp/d4" --val 500 \
+    --out "$tmp/m4.model"
+[ -n "$why" ] || has "$errline" "^mnist: --arch: layer 1 'conv 8 5'.*4x4"
+[ -n "$why" ] || [ ! -e "$tmp/m4.model" ] || why="wrote a model"
+check "train --arch with a 5x5 kernel on 4x4 images: exit 2, --arch, layer and size named"
 
 echo "cli: $passed passed, $failed failed (${SECONDS}s)"
 [ "$failed" -eq 0 ]
