@@ -2,7 +2,7 @@
  * model_io.c - model files: save, check, load. Little-endian, sectioned, CRC-32 protected.
  *
  *   "CNNMODEL" u32 version u32 flags
- *   { u32 tag, u64 length, bytes }*     SPEC NORM PARM STAT META [TYPI] [OPTM EMAW TRNS] "END "
+ *   { u32 tag, u64 length, bytes }*     SPEC NORM PARM STAT META [TYPI] [OPTM [EMAW] TRNS] "END "
  *   u32 crc32(everything above)
  *
  * TYPI (typicality.c, optional): u32 dim, u32 k, u32 n_cal, f32 w (dim, dim), f32 wmu (k, dim),
