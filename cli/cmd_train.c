@@ -390,12 +390,13 @@ static const char *const fashion_names[] = {"T-shirt/top", "Trouser", "Pullover"
  * on success, else the exit status. */
 static int setup_fresh(struct train_args *a, const struct cnn_dataset *ds, struct cnn_model **m,
                        struct cnn_trainer **tr) {
-    /* where the network comes from, for its errors */
-    char from[48] = "--arch";
-    if (!a->arch)
-        strcpy(from, "the default network"), a->arch = cli_preset_find("default")->spec;
-    else if (a->preset && a->arch == a->preset->spec)
+    char from[48] = "--arch"; /* where the network comes from, for its errors */
+    if (!a->arch) {
+        strcpy(from, "the default network");
+        a->arch = cli_preset_find("default")->spec;
+    } else if (a->preset && a->arch == a->preset->spec) {
         snprintf(from, sizeof from, "--preset %s", a->preset->name);
+    }
     if (!a->out_given) strcpy(a->out, "mnist.model");
     if (!a->ckpt_given) snprintf(a->ckpt, sizeof a->ckpt, "%.500s.ckpt", a->out);
     if (cnn_model_new(a->arch, 1, ds->h, ds->w, m) != CNN_OK) {
@@ -404,11 +405,6 @@ static int setup_fresh(struct train_args *a, const struct cnn_dataset *ds, struc
         else
             cli_err("%s: %s (for the %dx%d images of %s)", from, cnn_errmsg(), ds->h, ds->w,
                     a->data_dir);
-        return 2;
-    }
-    if (a->report_path && (ds->h != 28 || ds->w != 28)) {
-        cli_err("--report: the report shows 28x28 images; those of %s are %dx%d", a->data_dir,
-                ds->h, ds->w);
         return 2;
     }
     struct cnn_rng rng;
@@ -644,6 +640,11 @@ static int run(struct train_args *a, const struct cnn_dataset *ds, struct cnn_mo
         (a->log_path && cli_check_output("--log", a->log_path)) ||
         (a->report_path && cli_check_replaced_output("--report", a->report_path)))
         return 1;
+    if (a->report_path && (ds->h != 28 || ds->w != 28)) { /* a fresh run's or a resumed one's */
+        cli_err("--report: the report shows 28x28 images; those of %s are %dx%d", a->data_dir,
+                ds->h, ds->w);
+        return 2;
+    }
     const char *outs[4] = {a->out, a->ckpt, a->log_path, a->report_path};
     for (int i = 0; i < 4; i++) {
         if (outs[i] && outs[i][0] && data_file_at(a->data_dir, outs[i])) {

@@ -1008,6 +1008,16 @@ expect_exit 2 --banner -- "$mnist" train --preset fast "${small14[@]}" --out "$t
 [ -n "$why" ] || has "$errline" "--report.*28x28.*14x14"
 [ -n "$why" ] || [ ! -e "$tmp/r14.model" ] || why="trained before refusing"
 check "train --report on 14x14 images: exit 2 before training, one line with both sizes"
+cp "$tmp/m14.model.ckpt" "$tmp/r14.ckpt"
+run "$mnist" train --resume "$tmp/r14.ckpt" --data "$tmp/d14" --out "$tmp/r14.model" \
+    --report "$tmp/r14.html"
+[ "$rc" = 2 ] || why="exit $rc, want 2"
+# after the line that says what is resumed, one error line
+[ -n "$why" ] || [ "$(grep -vc '^mnist: resuming ' "$tmp/err")" = 1 ] || why="$(cat "$tmp/err")"
+[ -n "$why" ] || has "$(tail -n 1 "$tmp/err")" "^mnist: --report.*28x28.*14x14"
+[ -n "$why" ] || [ ! -e "$tmp/r14.model" ] || why="wrote a model"
+[ -n "$why" ] || [ ! -e "$tmp/r14.html" ] || why="wrote a page"
+check "train --resume with --report on 14x14 images: exit 2 before training, one line with both sizes"
 expect_exit 1 -- "$mnist" report --model "$tmp/m14.model" --data "$tmp/d14" --out "$tmp/r14.html"
 [ -n "$why" ] || has "$errline" "28x28.*14x14"
 [ -n "$why" ] || [ ! -e "$tmp/r14.html" ] || why="wrote a page"
