@@ -226,9 +226,13 @@ static int parse_entry(struct compare *c, const char *at, char *line) {
         }
         spec = p->spec;
     }
-    struct cnn_model *m;
-    if (cnn_model_new(spec, 1, 28, 28, &m) != CNN_OK) {
-        cli_err("%s: %s", at, cnn_errmsg());
+    struct cnn_model *m; /* checked on the training images' size, loaded before */
+    if (cnn_model_new(spec, 1, c->train.h, c->train.w, &m) != CNN_OK) {
+        if (c->train.h == 28 && c->train.w == 28)
+            cli_err("%s: %s", at, cnn_errmsg());
+        else
+            cli_err("%s: %s (for the %dx%d images of %s)", at, cnn_errmsg(), c->train.h, c->train.w,
+                    c->data);
         return -1;
     }
     snprintf(e->spec, sizeof e->spec, "%s", cnn_model_spec(m));
@@ -432,7 +436,7 @@ static int start_run(struct run_ctx *r, const struct cnn_train_cfg *cfg, struct 
         *t = NULL, *m = NULL;
     }
     struct cnn_rng rng;
-    int rc = cnn_model_new(r->e->spec, 1, 28, 28, m);
+    int rc = cnn_model_new(r->e->spec, 1, r->c->train.h, r->c->train.w, m);
     if (rc != CNN_OK) return rc;
     cnn_rng_seed(&rng, cfg->seed);
     cnn_model_init_params(*m, &rng);
@@ -453,7 +457,7 @@ static int measure(const struct compare *c, const struct cnn_model *m, struct co
     row->train_flops = 3.0 * mflops * 1e6 * train_images * epochs; /* forward + backward */
     struct report_eval ev;
     memset(&ev, 0, sizeof ev);
-    if (report_eval_run(m, &c->test, NULL, c->threads, 0, &ev)) return 1;
+    if (report_eval_run(m, row->model, &c->test, NULL, c->threads, 0, &ev)) return 1;
     row->test_acc = ev.m.accuracy;
     row->images_per_s = ev.images_per_s;
     report_eval_free(&ev);
@@ -1019,17 +1023,16 @@ static int sweep(struct compare *c) {
 /* A spec file: load it and the training data, and (rank 0) pick up the finished runs. -1 when
  * ready to train, else the exit status. */
 static int compare_specs(struct compare *c, const char *path) {
-    if (load_specfile(c, path)) return 1;
     if (cnn_dataset_load_dir(c->data, "train", &c->train) != CNN_OK) {
         cli_err("%s", cnn_errmsg());
         return 1;
     }
-    if (c->train.h != 28 || c->train.w != 28) { /* the networks and the report's images */
-        cli_err("compare: works on 28x28 images; those of %s are %dx%d (train each network with "
-                "`mnist train --data %s --arch SPEC`)",
-                c->data, c->train.h, c->train.w, c->data);
-        return 2;
+    if (c->train.h != c->test.h || c->train.w != c->test.w) {
+        cli_err("compare: %s: the training images are %dx%d but the test images %dx%d", c->data,
+                c->train.h, c->train.w, c->test.h, c->test.w);
+        return 1;
     }
+    if (load_specfile(c, path)) return 1;
     const int usable = c->limit && c->limit < c->train.n ? c->limit : c->train.n;
     if (c->val >= usable) {
         cli_err("compare: --val %d leaves no training images of the %d in %s", c->val, usable,

@@ -174,7 +174,8 @@ static int report_run(const struct report_args *a, const struct cnn_dataset *tra
                              "test set."};
     int rc =
         a->log && report_log_load(a->log, &log) ? 1 : load_split(a, m, train, &ds, &index, &ev);
-    if (rc == 0 && (rc = report_eval_run(m, &ds, index, a->threads, a->mistakes, &ev)) == 0)
+    if (rc == 0 &&
+        (rc = report_eval_run(m, a->model, &ds, index, a->threads, a->mistakes, &ev)) == 0)
         src.ev = &ev;
     if (rc == 0 || rc == 2) rc = report_write(&src, a->out, a->json);
     if (rc == 0 && a->out) /* stdout is the JSON's with --json - */

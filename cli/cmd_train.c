@@ -640,11 +640,6 @@ static int run(struct train_args *a, const struct cnn_dataset *ds, struct cnn_mo
         (a->log_path && cli_check_output("--log", a->log_path)) ||
         (a->report_path && cli_check_replaced_output("--report", a->report_path)))
         return 1;
-    if (a->report_path && (ds->h != 28 || ds->w != 28)) { /* a fresh run's or a resumed one's */
-        cli_err("--report: the report shows 28x28 images; those of %s are %dx%d", a->data_dir,
-                ds->h, ds->w);
-        return 2;
-    }
     const char *outs[4] = {a->out, a->ckpt, a->log_path, a->report_path};
     for (int i = 0; i < 4; i++) {
         if (outs[i] && outs[i][0] && data_file_at(a->data_dir, outs[i])) {

@@ -43,15 +43,16 @@ struct report_eval {
     int n_mistakes;
     int examples[CNN_MAX_CLASSES][REPORT_EXAMPLES]; /* file indices of correct ones */
     int n_examples[CNN_MAX_CLASSES];
-    uint8_t (*images)[28 * 28];             /* the images of the mistakes, then of the examples */
-    uint8_t mean[CNN_MAX_CLASSES][28 * 28]; /* each class's mean image */
+    int h, w;        /* the images' size */
+    uint8_t *images; /* (mistakes + examples, h, w): the kept mistakes', then the examples' */
+    uint8_t *mean;   /* (classes, h, w): each class's mean image */
 };
-/* Classify ds (28x28 images; index[i] is image i's number in its file, NULL: i) with the
- * model on `threads` threads, keeping the max_mistakes most confident mistakes. *out is zeroed
- * by the caller, who may have set split and source. Returns 0, or 1 after printing the
- * error. */
-int report_eval_run(const struct cnn_model *m, const struct cnn_dataset *ds, const int *index,
-                    int threads, int max_mistakes, struct report_eval *out);
+/* Classify ds (images of any size, that of the model's input; index[i] is image i's number in
+ * its file, NULL: i) with the model (read from model_path, which errors name) on `threads`
+ * threads, keeping the max_mistakes most confident mistakes. *out is zeroed by the caller,
+ * who may have set split and source. Returns 0, or 1 after printing the error. */
+int report_eval_run(const struct cnn_model *m, const char *model_path, const struct cnn_dataset *ds,
+                    const int *index, int threads, int max_mistakes, struct report_eval *out);
 void report_eval_free(struct report_eval *ev);
 
 /* The validation images a training run held out of `train` (the training data it read), found

@@ -36,11 +36,18 @@ static int classify(const struct cnn_model *m, const struct cnn_dataset *ds, int
     return 0;
 }
 
-/* Metrics, mean loss, mistakes (all of them, most confident first), examples, mean images. */
-static void tally(const struct cnn_dataset *ds, const int *index, const float *probs,
-                  struct report_eval *ev, struct report_mistake *mk) {
+/* Metrics, mean loss, mistakes (all of them, most confident first), examples, mean images.
+ * Returns 0, or -1 out of memory. */
+static int tally(const struct cnn_dataset *ds, const int *index, const float *probs,
+                 struct report_eval *ev, struct report_mistake *mk) {
     const int k = ds->n_classes;
-    double loss = 0, sum[CNN_MAX_CLASSES][28 * 28] = {{0}};
+    const size_t hw = (size_t)ds->h * ds->w;
+    double loss = 0, *sum = calloc((size_t)k * hw, sizeof *sum); /* (k, h, w) */
+    ev->mean = malloc((size_t)k * hw);
+    if (!sum || !ev->mean) {
+        free(sum);
+        return -1;
+    }
     cnn_metrics_init(&ev->m, k);
     ev->n_mistakes = 0;
     for (int i = 0; i < ds->n; i++) {
@@ -53,53 +60,53 @@ static void tally(const struct cnn_dataset *ds, const int *index, const float *p
             mk[ev->n_mistakes++] = (struct report_mistake){at, y, best, p[best]};
         else if (ev->n_examples[y] < REPORT_EXAMPLES)
             ev->examples[y][ev->n_examples[y]++] = i; /* a row of ds; made a file index below */
-        const uint8_t *img = ds->images + (size_t)i * 28 * 28;
-        for (int q = 0; q < 28 * 28; q++) sum[y][q] += img[q];
+        const uint8_t *img = ds->images + (size_t)i * hw;
+        for (size_t q = 0; q < hw; q++) sum[(size_t)y * hw + q] += img[q];
     }
     cnn_metrics_finish(&ev->m);
     ev->mean_loss = ds->n ? loss / ds->n : 0;
     for (int c = 0; c < k; c++)
-        for (int q = 0; q < 28 * 28; q++)
-            ev->mean[c][q] = (uint8_t)lround(ev->m.support[c] ? sum[c][q] / ev->m.support[c] : 0);
+        for (size_t q = 0; q < hw; q++)
+            ev->mean[(size_t)c * hw + q] =
+                (uint8_t)lround(ev->m.support[c] ? sum[(size_t)c * hw + q] / ev->m.support[c] : 0);
+    free(sum);
     qsort(mk, (size_t)ev->n_mistakes, sizeof *mk, by_confidence);
+    return 0;
 }
 
 /* Copies of the images the page shows: the kept mistakes', then each class's examples. */
 static int keep_images(const struct cnn_dataset *ds, const int *index, struct report_eval *ev) {
+    const size_t hw = (size_t)ds->h * ds->w;
     int total = ev->n_mistakes;
     for (int c = 0; c < CNN_MAX_CLASSES; c++) total += ev->n_examples[c];
-    ev->images = malloc(sizeof *ev->images * (size_t)(total + 1));
+    ev->images = malloc(hw * (size_t)(total + 1));
     if (!ev->images) return -1;
-    int at = 0;
-    for (int i = 0; i < ev->n_mistakes; i++) {
+    uint8_t *at = ev->images;
+    for (int i = 0; i < ev->n_mistakes; i++, at += hw) {
         int row = ev->mistakes[i].index; /* back from a file index to a row of ds */
         if (index)
             for (row = 0; index[row] != ev->mistakes[i].index; row++) continue;
-        memcpy(ev->images[at++], ds->images + (size_t)row * 28 * 28, 28 * 28);
+        memcpy(at, ds->images + (size_t)row * hw, hw);
     }
     for (int c = 0; c < CNN_MAX_CLASSES; c++)
-        for (int j = 0; j < ev->n_examples[c]; j++) {
+        for (int j = 0; j < ev->n_examples[c]; j++, at += hw) {
             const int row = ev->examples[c][j];
-            memcpy(ev->images[at++], ds->images + (size_t)row * 28 * 28, 28 * 28);
+            memcpy(at, ds->images + (size_t)row * hw, hw);
             ev->examples[c][j] = index ? index[row] : row;
         }
     return 0;
 }
 
-int report_eval_run(const struct cnn_model *m, const struct cnn_dataset *ds, const int *index,
-                    int threads, int max_mistakes, struct report_eval *out) {
+int report_eval_run(const struct cnn_model *m, const char *model_path, const struct cnn_dataset *ds,
+                    const int *index, int threads, int max_mistakes, struct report_eval *out) {
     int c, h, w;
     cnn_model_input_shape(m, &c, &h, &w);
     if (c != 1 || h != ds->h || w != ds->w || cnn_model_n_classes(m) != ds->n_classes) {
-        cli_err("the model expects %dx%dx%d inputs and %d classes; the data is 1x%dx%d with %d", c,
-                h, w, cnn_model_n_classes(m), ds->h, ds->w, ds->n_classes);
+        cli_err("%s: expects %dx%dx%d inputs and %d classes; the data is 1x%dx%d with %d",
+                model_path, c, h, w, cnn_model_n_classes(m), ds->h, ds->w, ds->n_classes);
         return 1;
     }
-    if (h != 28 || w != 28) {
-        cli_err("the report shows 28x28 images; the model and the data are %dx%d", h, w);
-        return 1;
-    }
-    out->n = ds->n;
+    out->n = ds->n, out->h = h, out->w = w;
     float *probs = malloc(sizeof(float) * ((size_t)ds->n * ds->n_classes + 1));
     out->mistakes = malloc(sizeof *out->mistakes * ((size_t)ds->n + 1));
     if (!probs || !out->mistakes) {
@@ -107,7 +114,10 @@ int report_eval_run(const struct cnn_model *m, const struct cnn_dataset *ds, con
         goto fail;
     }
     if (classify(m, ds, threads, probs, &out->images_per_s)) goto fail;
-    tally(ds, index, probs, out, out->mistakes);
+    if (tally(ds, index, probs, out, out->mistakes)) {
+        cli_err("out of memory");
+        goto fail;
+    }
     if (out->n_mistakes > max_mistakes) out->n_mistakes = max_mistakes;
     if (keep_images(ds, index, out)) {
         cli_err("out of memory");
@@ -124,8 +134,10 @@ fail:
 void report_eval_free(struct report_eval *ev) {
     free(ev->mistakes);
     free(ev->images);
+    free(ev->mean);
     ev->mistakes = NULL;
     ev->images = NULL;
+    ev->mean = NULL;
 }
 
 /* ---- the validation split ----------------------------------------------------------------- */

@@ -379,10 +379,18 @@ static void per_class(FILE *f, const struct report_src *r) {
             mt->weighted_f1, mt->n);
 }
 
-/* A 28x28 image in a tile with a caption and, smaller, its title; bad marks a mistake. */
-static void tile(FILE *f, const uint8_t *img, const char *caption, const char *title, int bad) {
+/* An image of ev's size (one it kept, or a class's mean), its longer side shown at long_px. */
+static void eval_img(FILE *f, const struct report_eval *ev, const uint8_t *img, int long_px,
+                     const char *alt, const char *title) {
+    const int side = ev->w > ev->h ? ev->w : ev->h;
+    html_gray_img(f, img, ev->w, ev->h, (int)lround((double)long_px * ev->w / side), alt, title);
+}
+
+/* An image of ev in a tile with a caption and, smaller, its title; bad marks a mistake. */
+static void tile(FILE *f, const struct report_eval *ev, const uint8_t *img, const char *caption,
+                 const char *title, int bad) {
     fprintf(f, "<div class=\"tile%s\">", bad ? " bad" : "");
-    html_gray_img(f, img, 28, 28, 56, caption, title);
+    eval_img(f, ev, img, 56, caption, title);
     fputs("<br/>", f);
     html_text(f, caption);
     fputs("<br/><small>", f);
@@ -411,7 +419,7 @@ static void mistakes(FILE *f, const struct report_src *r) {
                  cnn_model_class_name(r->model, mk->label),
                  cnn_model_class_name(r->model, mk->predicted), 100.0 * mk->confidence);
         snprintf(title, sizeof title, "image %d", mk->index);
-        tile(f, ev->images[i], cap, title, 1);
+        tile(f, ev, ev->images + (size_t)i * ev->h * ev->w, cap, title, 1);
     }
     if (ev->n_mistakes == 0) fputs("<p>None: every image was classified right.</p>\n", f);
     fputs("</div>\n", f);
@@ -427,17 +435,19 @@ static void examples(FILE *f, const struct report_src *r) {
     para(f, "note",
          "Per class: the mean of all its images (first, on the left), then the first "
          "images of the class that the model classified right.");
-    int at = ev->n_mistakes;
+    const size_t hw = (size_t)ev->h * ev->w;
+    const uint8_t *at = ev->images + (size_t)ev->n_mistakes * hw;
     for (int c = 0; c < ev->m.n_classes; c++) {
         fputs("<div class=\"cls\"><span>", f);
         html_text(f, cnn_model_class_name(r->model, c));
         fputs("</span>", f);
-        html_gray_img(f, ev->mean[c], 28, 28, 48, "mean image", "mean of the class");
+        eval_img(f, ev, ev->mean + (size_t)c * hw, 48, "mean image", "mean of the class");
         fputs(" ", f);
         for (int j = 0; j < ev->n_examples[c]; j++) {
             char title[32];
             snprintf(title, sizeof title, "image %d", ev->examples[c][j]);
-            html_gray_img(f, ev->images[at++], 28, 28, 48, "example", title);
+            eval_img(f, ev, at, 48, "example", title);
+            at += hw;
         }
         fputs("</div>\n", f);
     }

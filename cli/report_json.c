@@ -62,7 +62,7 @@ static void json_classes(FILE *f, const struct report_eval *ev) {
         for (int j = 0; j < ev->n_examples[c]; j++)
             fprintf(f, "%s%d", j ? "," : "", ev->examples[c][j]);
         fputs("],\"mean_image\":", f);
-        json_image(f, ev->mean[c], 28 * 28);
+        json_image(f, ev->mean + (size_t)c * ev->h * ev->w, (size_t)ev->h * ev->w);
         fputc('}', f);
     }
     fprintf(f, "],\"macro_f1\":%.6f,\"weighted_f1\":%.6f", m->macro_f1, m->weighted_f1);
@@ -78,9 +78,9 @@ static void json_eval(FILE *f, const struct report_eval *ev) {
     fputs(",\"source\":", f);
     cli_json_str(f, ev->source);
     fprintf(f,
-            ",\"n\":%d,\"correct\":%ld,\"accuracy\":%.6f,\"mean_loss\":%.6f,"
-            "\"images_per_s\":%.1f",
-            ev->n, ev->m.correct, ev->m.accuracy, ev->mean_loss, ev->images_per_s);
+            ",\"n\":%d,\"image_h\":%d,\"image_w\":%d,\"correct\":%ld,\"accuracy\":%.6f,"
+            "\"mean_loss\":%.6f,\"images_per_s\":%.1f",
+            ev->n, ev->h, ev->w, ev->m.correct, ev->m.accuracy, ev->mean_loss, ev->images_per_s);
     json_classes(f, ev);
     fputs(",\"mistakes\":[", f);
     for (int i = 0; i < ev->n_mistakes; i++)

@@ -22,8 +22,10 @@
 #   safety    --out or --log into a missing directory; a failing run leaves the previous
 #             --out and its checkpoint intact
 #   nan       a diverging run exits 1 naming the epoch, batch and learning rate
-#   sizes     MNIST shrunk to 14x14 trains a 1x14x14 network; predict, report, --report and
-#             compare refuse it in one line; a network too deep for 4x4 images names its layer
+#   sizes     MNIST shrunk to 14x14 trains a 1x14x14 network, with --report; compare trains
+#             on it; report on images 28 high and 20 wide (mean images against Python's, the
+#             pictures' size); predict, and a model on data of another size, refused in one
+#             line; a network too deep for 14x14 or 4x4 images names its layer
 # Run by scripts/run-tests with BUILD=build-dir; exit 0 when every check passes.
 # CLI_VERBOSE=1 also prints the error line behind each passing error check.
 # About 15 s on 2 idle cores, 35 s on 2 busy ones.
@@ -986,12 +988,14 @@ mkdir -p "$tmp/d14" "$tmp/d4"
 halve "$tmp/d14" 14
 halve "$tmp/d4" 4
 small14=(--data "$tmp/d14" --val 500 --threads 2)
-expect_exit 0 -- "$mnist" train --preset fast --epochs 3 "${small14[@]}" --out "$tmp/m14.model" --quiet
+expect_exit 0 -- "$mnist" train --preset fast --epochs 3 "${small14[@]}" --out "$tmp/m14.model" \
+    --report "$tmp/r14.html" --quiet
 [ -n "$why" ] || py 'import json, sys
 net = json.loads(sys.argv[1])["network"]
 assert net["input"] == [1, 14, 14], net["input"]' \
     "$("$mnist" info "$tmp/m14.model" --json 2>&1)"
-check "train --preset fast on 14x14 images: exit 0, a 1x14x14 model"
+[ -n "$why" ] || grep -q 'class="tile bad"' "$tmp/r14.html" || why="no mistakes shown in --report's page"
+check "train --preset fast --report on 14x14 images: exit 0, a 1x14x14 model, the page"
 expect_exit 0 -- "$mnist" eval --model "$tmp/m14.model" --data "$tmp/d14" --json
 [ -n "$why" ] || py 'import json, sys
 a = json.load(open(sys.argv[1]))["accuracy"]
@@ -1003,31 +1007,68 @@ check "eval of the 14x14 model on 28x28 data: exit 1, one line with both sizes"
 expect_exit 1 -- "$mnist" predict --model "$tmp/m14.model" "$root/data/images/mnist-0.pgm" &&
     hasf "$errline" "m14.model" && hasf "$errline" "1x28x28"
 check "predict with the 14x14 model: exit 1, one line naming it and 1x28x28"
-expect_exit 2 --banner -- "$mnist" train --preset fast "${small14[@]}" --out "$tmp/r14.model" \
-    --report "$tmp/r14.html"
-[ -n "$why" ] || has "$errline" "--report.*28x28.*14x14"
-[ -n "$why" ] || [ ! -e "$tmp/r14.model" ] || why="trained before refusing"
-check "train --report on 14x14 images: exit 2 before training, one line with both sizes"
-cp "$tmp/m14.model.ckpt" "$tmp/r14.ckpt"
-run "$mnist" train --resume "$tmp/r14.ckpt" --data "$tmp/d14" --out "$tmp/r14.model" \
-    --report "$tmp/r14.html"
-[ "$rc" = 2 ] || why="exit $rc, want 2"
-# after the line that says what is resumed, one error line
-[ -n "$why" ] || [ "$(grep -vc '^mnist: resuming ' "$tmp/err")" = 1 ] || why="$(cat "$tmp/err")"
-[ -n "$why" ] || has "$(tail -n 1 "$tmp/err")" "^mnist: --report.*28x28.*14x14"
-[ -n "$why" ] || [ ! -e "$tmp/r14.model" ] || why="wrote a model"
-[ -n "$why" ] || [ ! -e "$tmp/r14.html" ] || why="wrote a page"
-check "train --resume with --report on 14x14 images: exit 2 before training, one line with both sizes"
-expect_exit 1 -- "$mnist" report --model "$tmp/m14.model" --data "$tmp/d14" --out "$tmp/r14.html"
-[ -n "$why" ] || has "$errline" "28x28.*14x14"
-[ -n "$why" ] || [ ! -e "$tmp/r14.html" ] || why="wrote a page"
-check "report of the 14x14 model: exit 1, one line with both sizes, no page"
-printf 'linear | dense 10\n' >"$tmp/specs14.txt"
-expect_exit 2 -- "$mnist" compare "$tmp/specs14.txt" --data "$tmp/d14" --val 500 \
-    --models "$tmp/cmp14" --out "$tmp/cmp14.html"
-[ -n "$why" ] || has "$errline" "28x28.*14x14"
-[ -n "$why" ] || [ ! -e "$tmp/cmp14" ] || why="created --models"
-check "compare on 14x14 images: exit 2, one line with both sizes, nothing created"
+expect_exit 1 -- "$mnist" report --model "$tmp/m14.model" --data "$data" --out "$tmp/x14.html"
+[ -n "$why" ] || has "$errline" "m14.model: .*1x14x14.*1x28x28"
+[ -n "$why" ] || [ ! -e "$tmp/x14.html" ] || why="wrote a page"
+check "report of the 14x14 model on 28x28 data: exit 1, one line naming it and both sizes, no page"
+
+# Images taller than wide (columns 4-23 of each digit), so that a width taken for a height
+# shows: the report's mean images against Python's, and its pictures' PNG headers.
+python3 -c 'import struct, sys
+src, out = sys.argv[1], sys.argv[2]
+for split, n in (("train", 4000), ("t10k", 1000)):
+    raw = open(f"{src}/{split}-images-idx3-ubyte", "rb").read()[16:16 + n * 784]
+    px = bytes(raw[i * 784 + y * 28 + x] for i in range(n) for y in range(28) for x in range(4, 24))
+    open(f"{out}/{split}-images-idx3-ubyte", "wb").write(struct.pack(">IIII", 0x803, n, 28, 20) + px)
+    labels = open(f"{src}/{split}-labels-idx1-ubyte", "rb").read()[8:8 + n]
+    open(f"{out}/{split}-labels-idx1-ubyte", "wb").write(struct.pack(">II", 0x801, n) + labels)' \
+    "$data" "$(mkdir -p "$tmp/d28x20" && echo "$tmp/d28x20")"
+expect_exit 0 -- "$mnist" train --arch "conv 8 3 pad=1, relu, maxpool 2, dense 10" --data "$tmp/d28x20" \
+    --val 500 --epochs 1 --out "$tmp/m28x20.model" --quiet
+[ -n "$why" ] || expect_exit 0 -- "$mnist" report --model "$tmp/m28x20.model" --data "$tmp/d28x20" \
+    --out "$tmp/r28x20.html" --json "$tmp/r28x20.json"
+[ -n "$why" ] || py 'import base64, json, re, struct, sys
+page, report, d = open(sys.argv[1]).read(), json.load(open(sys.argv[2])), sys.argv[3]
+ev = report["evaluation"]
+assert (ev["image_h"], ev["image_w"]) == (28, 20), (ev["image_h"], ev["image_w"])
+raw = open(f"{d}/t10k-images-idx3-ubyte", "rb").read()[16:]
+labels = open(f"{d}/t10k-labels-idx1-ubyte", "rb").read()[8:]
+for c in range(10):
+    rows = [i for i, y in enumerate(labels) if y == c]
+    want = [int(sum(raw[i * 560 + q] for i in rows) / len(rows) + 0.5) for q in range(560)]
+    got = ev["per_class"][c]["mean_image"]
+    assert len(got) == 560 and max(abs(a - b) for a, b in zip(got, want)) <= 1, f"class {c}"
+tiles = re.findall(r"<div class=\"tile bad\"><img src=\"data:image/png;base64,([^\"]+)\" class=\"px\" width=\"(\d+)\" height=\"(\d+)\"", page)
+assert tiles, "no mistakes on the page"
+for b64, w, h in tiles:
+    png = base64.b64decode(b64)
+    assert struct.unpack(">II", png[16:24]) == (20, 28), struct.unpack(">II", png[16:24])
+    assert (int(w), int(h)) == (40, 56), (w, h)' "$tmp/r28x20.html" "$tmp/r28x20.json" "$tmp/d28x20"
+check "report on 28x20 images: each class's mean image as Python computes it, 20x28 pictures"
+
+printf 'linear | dense 10\nsmall | conv 8 3 pad=1, relu, maxpool 2, dense 10\n' >"$tmp/specs14.txt"
+expect_exit 0 -- "$mnist" compare "$tmp/specs14.txt" --data "$tmp/d14" --val 500 --epochs 3 \
+    --lr 0.01 --models "$tmp/cmp14" --out "$tmp/cmp14.html" --json "$tmp/cmp14.json" --quiet
+[ -n "$why" ] || py 'import json, sys
+runs = json.load(open(sys.argv[1]))["runs"]
+assert len(runs) == 2 and all(r["test_acc"] > 0.8 for r in runs), runs' "$tmp/cmp14.json"
+[ -n "$why" ] || py 'import json, sys
+assert json.loads(sys.argv[1])["network"]["input"] == [1, 14, 14]' \
+    "$("$mnist" info "$tmp/cmp14/small-s1.model" --json 2>&1)"
+check "compare on 14x14 images: both networks trained on them and scored on their test set"
+printf 'deep | conv 8 3, maxpool 2, conv 8 3, maxpool 2, conv 8 3, dense 10\n' >"$tmp/deep14.txt"
+expect_exit 1 -- "$mnist" compare "$tmp/deep14.txt" --data "$tmp/d14" --val 500 \
+    --models "$tmp/cmpd" --out "$tmp/cmpd.html"
+[ -n "$why" ] || has "$errline" "deep14.txt:1: layer 5 'conv 8 3'.*14x14"
+[ -n "$why" ] || [ ! -e "$tmp/cmpd" ] || why="created --models"
+check "compare, a network too deep for 14x14 images: exit 1, the line, layer and size named"
+mkdir -p "$tmp/dmix"
+cp "$tmp/d14/"train-* "$tmp/dmix/" && cp "$data/"t10k-* "$tmp/dmix/"
+expect_exit 1 -- "$mnist" compare "$tmp/specs14.txt" --data "$tmp/dmix" --val 500 \
+    --models "$tmp/cmpx" --out "$tmp/cmpx.html"
+[ -n "$why" ] || has "$errline" "dmix.*14x14.*28x28"
+[ -n "$why" ] || [ ! -e "$tmp/cmpx" ] || why="created --models"
+check "compare, 14x14 training and 28x28 test images: exit 1, one line with both, nothing created"
 expect_exit 2 -- "$mnist" train --preset fast --data "$tmp/d4" --val 500 --out "$tmp/m4.model"
 [ -n "$why" ] || has "$errline" "^mnist: --preset fast: layer 12 'maxpool 2'.*4x4"
 check "train --preset fast on 4x4 images (three poolings): exit 2, the preset, layer and size named"
