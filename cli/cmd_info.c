@@ -1,7 +1,8 @@
 /*
  * cmd_info.c - `mnist info`: describe IDX files, model files, or a network spec.
  *   mnist info FILE... [--json]        IDX images/labels (raw or .gz) or a model file
- *   mnist info --arch SPEC [--json]    the layer table of a spec for 1x28x28 inputs
+ *   mnist info --arch SPEC [--input HxW] [--json]
+ *                                      the layer table of a spec (for 1x28x28 inputs)
  * With --json, one JSON object per line per file.
  */
 #include <getopt.h>
@@ -12,9 +13,11 @@
 
 static void usage(FILE *f) {
     fputs("usage: mnist info FILE... [--json]\n"
-          "       mnist info --arch SPEC [--json]\n"
+          "       mnist info --arch SPEC [--input HxW] [--json]\n"
           "Describes IDX image/label files (raw or gzip), model files, or a network spec.\n"
-          "  --arch SPEC   show the layers of SPEC for 1x28x28 inputs\n"
+          "  --arch SPEC   show the layers of SPEC for one-channel images\n"
+          "  --input HxW   their height and width, as `mnist train --data` would\n"
+          "                build it for such images (default 28x28)\n"
           "  --json        machine-readable output, one object per line\n",
           f);
 }
@@ -37,6 +40,48 @@ static void print_meta_text(const struct cnn_model *m) {
         cnn_model_meta_at(m, i, &k, &v);
         printf("    %s = %s\n", k, v);
     }
+}
+
+/* The n characters at s as a side of 1..4096 (the IDX loader's bound): digits only. */
+static int parse_side(const char *s, size_t n, int *out) {
+    int v = 0;
+    if (n < 1 || n > 4) return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        v = 10 * v + (s[i] - '0');
+    }
+    if (v < 1 || v > 4096) return -1;
+    *out = v;
+    return 0;
+}
+
+/* "HxW" into *h, *w. 0, or -1 after the error. */
+static int parse_input_size(const char *s, int *h, int *w) {
+    const char *x = strchr(s, 'x');
+    if (x && !parse_side(s, (size_t)(x - s), h) && !parse_side(x + 1, strlen(x + 1), w)) return 0;
+    cli_err("--input: '%s' is not HEIGHTxWIDTH with each side in [1, 4096], e.g. 28x28", s);
+    return -1;
+}
+
+/* The layer table of spec for 1 x h x w inputs. 0, or 2 after the error. */
+static int info_arch(const char *spec, int h, int w, int json) {
+    struct cnn_model *net;
+    if (cnn_model_new(spec, 1, h, w, &net) != CNN_OK) {
+        if (h == 28 && w == 28)
+            cli_err("--arch: %s", cnn_errmsg());
+        else
+            cli_err("--arch: %s (for %dx%d images)", cnn_errmsg(), h, w);
+        return 2;
+    }
+    if (json) {
+        cli_json_summary(stdout, net);
+        printf("\n");
+    } else {
+        printf("spec: %s\n", cnn_model_spec(net));
+        cli_print_summary(stdout, net);
+    }
+    cnn_model_free(net);
+    return 0;
 }
 
 static int info_model(const char *path, int json) {
@@ -123,35 +168,30 @@ static int info_idx(const char *path, int json) {
 int cmd_info(int argc, char **argv) {
     static const struct option opts[] = {{"json", no_argument, 0, 'j'},
                                          {"arch", required_argument, 0, 'a'},
+                                         {"input", required_argument, 0, 'i'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    int json = 0, ch;
-    const char *arch = NULL;
+    int json = 0, ch, h = 28, w = 28;
+    const char *arch = NULL, *input = NULL;
     optind = 1;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, ":ha:", opts, NULL)) != -1) {
         switch (ch) {
         case 'j': json = 1; break;
         case 'a': arch = optarg; break;
+        case 'i':
+            if (parse_input_size(optarg, &h, &w)) return 2;
+            input = optarg;
+            break;
         case 'h': usage(stdout); return 0;
         default: cli_bad_option(argc, argv, ch); cli_usage_hint("info"); return 2;
         }
     }
-    if (arch) {
-        struct cnn_model *net;
-        if (cnn_model_new(arch, 1, 28, 28, &net) != CNN_OK) {
-            cli_err("--arch: %s", cnn_errmsg());
-            return 2;
-        }
-        if (json) {
-            cli_json_summary(stdout, net);
-            printf("\n");
-        } else {
-            printf("spec: %s\n", cnn_model_spec(net));
-            cli_print_summary(stdout, net);
-        }
-        cnn_model_free(net);
-        return 0;
+    if (arch) return info_arch(arch, h, w, json);
+    if (input) {
+        cli_err("--input: goes with --arch (a file says its own size)");
+        cli_usage_hint("info");
+        return 2;
     }
     if (optind >= argc) {
         cli_err("info: no file given");

@@ -996,6 +996,19 @@ assert net["input"] == [1, 14, 14], net["input"]' \
     "$("$mnist" info "$tmp/m14.model" --json 2>&1)"
 [ -n "$why" ] || grep -q 'class="tile bad"' "$tmp/r14.html" || why="no mistakes shown in --report's page"
 check "train --preset fast --report on 14x14 images: exit 0, a 1x14x14 model, the page"
+fast_spec=$("$mnist" info "$tmp/m14.model" --json | py 'import json, sys
+print(json.loads(sys.argv[1])["network"]["spec"])' "$(cat)")
+expect_exit 0 -- "$mnist" info --arch "$fast_spec" --input 14x14 --json
+[ -n "$why" ] || py 'import json, sys
+a, m = json.loads(sys.argv[1]), json.loads(sys.argv[2])["network"]
+assert a == m, (a, m)' "$(cat "$tmp/out")" "$("$mnist" info "$tmp/m14.model" --json)"
+check "info --arch SPEC --input 14x14: the layer table of the model trained on 14x14 images"
+for bad in 0x5 14 14x20x x20 4097x1 " 14x20" +14x20 14x-1; do
+    expect_exit 2 -- "$mnist" info --arch "dense 10" --input "$bad" && hasf "$errline" "--input: '$bad'"
+    check "info --input '$bad': exit 2, one line naming it"
+done
+expect_exit 2 --usage -- "$mnist" info "$tmp/m14.model" --input 14x14 && hasf "$errline" "--input"
+check "info FILE --input: exit 2, --input goes with --arch"
 expect_exit 0 -- "$mnist" eval --model "$tmp/m14.model" --data "$tmp/d14" --json
 [ -n "$why" ] || py 'import json, sys
 a = json.load(open(sys.argv[1]))["accuracy"]
