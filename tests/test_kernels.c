@@ -890,6 +890,73 @@ static void test_split_image(void **state) {
  * the next layer reads). A conv whose output
  * typicality reads (it shrinks the picture) must not fold. And the fold must really be what
  * runs: after it is prepared, the bn's own state no longer matters until the next prepare. */
+/* The folded batch norm's test: N images of H x W through K-class nets. */
+enum { FOLD_N = 5, FOLD_H = 18, FOLD_W = 17, FOLD_IN = FOLD_H * FOLD_W, FOLD_K = 10 };
+
+/* Net s predicted every way (folded or in place, fused or not, threads, split images) against
+ * ref and its features f_ref (d per image), the batch norm run alone. */
+static void fold_every_way(struct cnn_model *m, size_t s, const float *x, const float *ref,
+                           const float *f_ref, int d) {
+    static const struct {
+        int prepared, fuse, threads, per_image;
+        const char *name;
+    } ways[] = {{1, 1, 1, 1, "folded, 1 thread"},        {1, 1, 2, 0, "folded, team of 2"},
+                {1, 1, 2, 1, "folded, split between 2"}, {1, 1, 3, 1, "folded, split between 3"},
+                {1, 0, 2, 1, "folded, unfused, split"},  {1, 0, 1, 0, "folded, unfused, 1 thread"},
+                {0, 1, 2, 0, "in place, team of 2"},     {0, 1, 2, 1, "in place, split between 2"}};
+    static float got[FOLD_N * FOLD_K];
+    float *f_got = calloc((size_t)FOLD_N * d, sizeof(float));
+    assert_non_null(f_got);
+    double f_max = 0.0;
+    for (size_t j = 0; j < (size_t)FOLD_N * d; j++) f_max = fmax(f_max, fabs(f_ref[j]));
+    for (size_t w = 0; w < sizeof ways / sizeof ways[0]; w++) {
+        cnn_model_set_fusion(m, ways[w].fuse);
+        if (ways[w].prepared)
+            cnn_model_prepare(m);
+        else
+            m->prepared = 0;
+        predict_all(m, ways[w].threads, ways[w].per_image, x, FOLD_N, FOLD_IN, got, f_got);
+        const double dp = max_diff(got, ref, (size_t)FOLD_N * FOLD_K);
+        const double df = max_diff(f_got, f_ref, (size_t)FOLD_N * d) / fmax(f_max, 1.0);
+        printf("fold  net %zu, %-26s vs bn alone: probs %.1e, features %.1e (of %.1f)\n", s + 1,
+               ways[w].name, dp, df, f_max);
+        if (!(dp <= REL_TOL && df <= 1e-5))
+            fail_msg("net %zu, %s: probs differ by %g, features by %g", s + 1, ways[w].name, dp,
+                     df);
+    }
+    free(f_got);
+}
+
+/* On the prepared net s: an inference pass on a training context gives ref; and the folded
+ * copy is what runs, so bn state changed behind it changes nothing for a folded bn until the
+ * model is prepared again (all_folded: every bn of the net folds). */
+static void fold_training_and_state(struct cnn_model *m, size_t s, const float *x, const float *ref,
+                                    int all_folded) {
+    static float got[FOLD_N * FOLD_K];
+    struct cnn_ctx *tctx = NULL;
+    if (cnn_ctx_new_train(m, FOLD_N, 1, &tctx) != CNN_OK) fail_msg("%s", cnn_errmsg());
+    const float *logits = cnn_ctx_forward(tctx, m, x, FOLD_N, NULL, 0, NULL);
+    cnn_softmax(logits, FOLD_N, FOLD_K, got);
+    cnn_ctx_free(tctx);
+    const double dt = max_diff(got, ref, (size_t)FOLD_N * FOLD_K);
+    printf("fold  net %zu, %-26s vs bn alone: probs %.1e\n", s + 1, "training context", dt);
+    if (!(dt <= REL_TOL)) fail_msg("net %zu, training context: probs differ by %g", s + 1, dt);
+
+    for (size_t j = 0; j < m->n_state; j++) m->state[j] *= 1.5f;
+    predict_all(m, 2, 1, x, FOLD_N, FOLD_IN, got, NULL);
+    const double stale = max_diff(got, ref, (size_t)FOLD_N * FOLD_K);
+    m->prepared = 0;
+    predict_all(m, 2, 1, x, FOLD_N, FOLD_IN, got, NULL);
+    const double fresh = max_diff(got, ref, (size_t)FOLD_N * FOLD_K);
+    printf("fold  net %zu, state changed after prepare: probs %.1e folded, %.1e unprepared\n",
+           s + 1, stale, fresh);
+    if (!(fresh > 1e-4)) fail_msg("net %zu: the changed state changed nothing", s + 1);
+    if (all_folded && !(stale <= REL_TOL))
+        fail_msg("net %zu: a folded bn still ran from its state (%g)", s + 1, stale);
+    if (!all_folded && !(stale > 1e-4))
+        fail_msg("net %zu: an unfolded bn did not read its state (%g)", s + 1, stale);
+}
+
 static void test_folded_batchnorm(void **state) {
     (void)state;
     static const struct {
@@ -904,13 +971,12 @@ static void test_folded_batchnorm(void **state) {
          3, 2},
         {"conv 8 3 stride=2, bn, relu, conv 10 3 pad=1, bn, relu, maxpool 2, dense 10", 2, 1},
     };
-    enum { N = 5, H = 18, W = 17, IN = H * W, K = 10 };
-    static float x[N * IN], ref[N * K], got[N * K];
+    static float x[FOLD_N * FOLD_IN], ref[FOLD_N * FOLD_K];
     struct cnn_rng rng;
     cnn_rng_seed(&rng, 43);
     fill_normal(x, sizeof x / sizeof x[0], &rng);
     for (size_t s = 0; s < sizeof nets / sizeof nets[0]; s++) {
-        struct cnn_model *m = random_net(nets[s].spec, H, W, &rng);
+        struct cnn_model *m = random_net(nets[s].spec, FOLD_H, FOLD_W, &rng);
         int folds = 0;
         for (int i = 0; i < m->n_layers; i++) folds += m->layers[i].folds;
         assert_int_equal(folds, nets[s].folds);
@@ -918,66 +984,15 @@ static void test_folded_batchnorm(void **state) {
         if (cnn_ctx_new(m, 1, 1, &probe) != CNN_OK) fail_msg("%s", cnn_errmsg());
         const int d = probe->tap_dim;
         cnn_ctx_free(probe);
-        float *f_ref = calloc((size_t)N * d, sizeof(float));
-        float *f_got = calloc((size_t)N * d, sizeof(float));
-        assert_non_null(f_ref), assert_non_null(f_got);
+        float *f_ref = calloc((size_t)FOLD_N * d, sizeof(float));
+        assert_non_null(f_ref);
         m->prepared = 0;
-        predict_all(m, 1, 1, x, N, IN, ref, f_ref);
-        double f_max = 0.0;
-        for (size_t j = 0; j < (size_t)N * d; j++) f_max = fmax(f_max, fabs(f_ref[j]));
-        static const struct {
-            int prepared, fuse, threads, per_image;
-            const char *name;
-        } ways[] = {
-            {1, 1, 1, 1, "folded, 1 thread"},        {1, 1, 2, 0, "folded, team of 2"},
-            {1, 1, 2, 1, "folded, split between 2"}, {1, 1, 3, 1, "folded, split between 3"},
-            {1, 0, 2, 1, "folded, unfused, split"},  {1, 0, 1, 0, "folded, unfused, 1 thread"},
-            {0, 1, 2, 0, "in place, team of 2"},     {0, 1, 2, 1, "in place, split between 2"}};
-        for (size_t w = 0; w < sizeof ways / sizeof ways[0]; w++) {
-            cnn_model_set_fusion(m, ways[w].fuse);
-            if (ways[w].prepared)
-                cnn_model_prepare(m);
-            else
-                m->prepared = 0;
-            predict_all(m, ways[w].threads, ways[w].per_image, x, N, IN, got, f_got);
-            const double dp = max_diff(got, ref, (size_t)N * K);
-            const double df = max_diff(f_got, f_ref, (size_t)N * d) / fmax(f_max, 1.0);
-            printf("fold  net %zu, %-26s vs bn alone: probs %.1e, features %.1e (of %.1f)\n", s + 1,
-                   ways[w].name, dp, df, f_max);
-            if (!(dp <= REL_TOL && df <= 1e-5))
-                fail_msg("net %zu, %s: probs differ by %g, features by %g", s + 1, ways[w].name, dp,
-                         df);
-        }
+        predict_all(m, 1, 1, x, FOLD_N, FOLD_IN, ref, f_ref);
+        fold_every_way(m, s, x, ref, f_ref, d);
         cnn_model_set_fusion(m, 1);
         cnn_model_prepare(m);
-
-        /* an inference pass on a training context, on the prepared model */
-        struct cnn_ctx *tctx = NULL;
-        if (cnn_ctx_new_train(m, N, 1, &tctx) != CNN_OK) fail_msg("%s", cnn_errmsg());
-        const float *logits = cnn_ctx_forward(tctx, m, x, N, NULL, 0, NULL);
-        cnn_softmax(logits, N, K, got);
-        cnn_ctx_free(tctx);
-        const double dt = max_diff(got, ref, (size_t)N * K);
-        printf("fold  net %zu, %-26s vs bn alone: probs %.1e\n", s + 1, "training context", dt);
-        if (!(dt <= REL_TOL)) fail_msg("net %zu, training context: probs differ by %g", s + 1, dt);
-
-        /* the folded copy is what runs: the bn's state changed behind it changes nothing for
-         * a folded bn until the model is prepared again */
-        for (size_t j = 0; j < m->n_state; j++) m->state[j] *= 1.5f;
-        predict_all(m, 2, 1, x, N, IN, got, NULL);
-        const double stale = max_diff(got, ref, (size_t)N * K);
-        m->prepared = 0;
-        predict_all(m, 2, 1, x, N, IN, got, NULL);
-        const double fresh = max_diff(got, ref, (size_t)N * K);
-        printf("fold  net %zu, state changed after prepare: probs %.1e folded, %.1e unprepared\n",
-               s + 1, stale, fresh);
-        if (!(fresh > 1e-4)) fail_msg("net %zu: the changed state changed nothing", s + 1);
-        const int all_folded = nets[s].folds == nets[s].bns;
-        if (all_folded && !(stale <= REL_TOL))
-            fail_msg("net %zu: a folded bn still ran from its state (%g)", s + 1, stale);
-        if (!all_folded && !(stale > 1e-4))
-            fail_msg("net %zu: an unfolded bn did not read its state (%g)", s + 1, stale);
-        free(f_ref), free(f_got);
+        fold_training_and_state(m, s, x, ref, nets[s].folds == nets[s].bns);
+        free(f_ref);
         cnn_model_free(m);
     }
 }
