@@ -197,8 +197,11 @@ int html_gray_img(FILE *f, const uint8_t *gray, int w, int h, int css_px, const 
      * after an attribute longer than its input buffer, so the tag ends with short ones */
     fputs("<img src=\"data:image/png;base64,", f);
     base64(f, png, len);
-    fprintf(f, "\" class=\"px\" width=\"%d\" height=\"%d\" alt=\"", css_px,
-            (int)lround((double)css_px * h / w));
+    const int long_side = w > h ? w : h; /* shown at css_px; the other side in proportion */
+    const long css_w = lround((double)css_px * w / long_side);
+    const long css_h = lround((double)css_px * h / long_side);
+    fprintf(f, "\" class=\"px\" width=\"%ld\" height=\"%ld\" alt=\"", css_w > 0 ? css_w : 1,
+            css_h > 0 ? css_h : 1);
     html_text(f, alt);
     if (title) {
         fputs("\" title=\"", f);

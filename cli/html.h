@@ -25,9 +25,9 @@ void html_begin(FILE *f, const char *title);
 /* The footer line and the end of the page. */
 void html_end(FILE *f);
 
-/* <img> of an 8-bit gray image (h, w), as a PNG data URI, shown css_px wide with its pixels
- * kept sharp; alt and title (may be NULL) are escaped. Returns 0, or -1 when out of memory
- * (nothing is written then). */
+/* <img> of an 8-bit gray image (h, w), as a PNG data URI, its longer side shown css_px long
+ * and its pixels kept sharp; alt and title (may be NULL) are escaped. Returns 0, or -1 when out of
+ * memory (nothing is written then). */
 int html_gray_img(FILE *f, const uint8_t *gray, int w, int h, int css_px, const char *alt,
                   const char *title);
 

@@ -379,18 +379,11 @@ static void per_class(FILE *f, const struct report_src *r) {
             mt->weighted_f1, mt->n);
 }
 
-/* An image of ev's size (one it kept, or a class's mean), its longer side shown at long_px. */
-static void eval_img(FILE *f, const struct report_eval *ev, const uint8_t *img, int long_px,
-                     const char *alt, const char *title) {
-    const int side = ev->w > ev->h ? ev->w : ev->h;
-    html_gray_img(f, img, ev->w, ev->h, (int)lround((double)long_px * ev->w / side), alt, title);
-}
-
 /* An image of ev in a tile with a caption and, smaller, its title; bad marks a mistake. */
 static void tile(FILE *f, const struct report_eval *ev, const uint8_t *img, const char *caption,
                  const char *title, int bad) {
     fprintf(f, "<div class=\"tile%s\">", bad ? " bad" : "");
-    eval_img(f, ev, img, 56, caption, title);
+    html_gray_img(f, img, ev->w, ev->h, 56, caption, title);
     fputs("<br/>", f);
     html_text(f, caption);
     fputs("<br/><small>", f);
@@ -441,12 +434,13 @@ static void examples(FILE *f, const struct report_src *r) {
         fputs("<div class=\"cls\"><span>", f);
         html_text(f, cnn_model_class_name(r->model, c));
         fputs("</span>", f);
-        eval_img(f, ev, ev->mean + (size_t)c * hw, 48, "mean image", "mean of the class");
+        html_gray_img(f, ev->mean + (size_t)c * hw, ev->w, ev->h, 48, "mean image",
+                      "mean of the class");
         fputs(" ", f);
         for (int j = 0; j < ev->n_examples[c]; j++) {
             char title[32];
             snprintf(title, sizeof title, "image %d", ev->examples[c][j]);
-            eval_img(f, ev, at, 48, "example", title);
+            html_gray_img(f, at, ev->w, ev->h, 48, "example", title);
             at += hw;
         }
         fputs("</div>\n", f);
