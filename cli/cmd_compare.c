@@ -701,14 +701,14 @@ static int write_page(const struct compare *c, int last) {
     const int usable = c->limit && c->limit < c->train.n ? c->limit : c->train.n;
     if (c->from_models) {
         snprintf(p.source, sizeof p.source,
-                 "test set: %.500s (%d images); validation "
-                 "accuracy as recorded in each model",
-                 c->data, c->test.n);
+                 "test set: %.500s (%d images of %d\xc3\x97%d); validation accuracy as recorded "
+                 "in each model",
+                 c->data, c->test.n, c->test.h, c->test.w);
     } else {
         snprintf(p.source, sizeof p.source,
-                 "training: %d images of %.400s, %d more held out "
-                 "for validation; test: its test set (%d images)",
-                 usable - c->val, c->data, c->val, c->test.n);
+                 "training: %d images (%d\xc3\x97%d) of %.400s, %d more held out for validation; "
+                 "test: its test set (%d images)",
+                 usable - c->val, c->train.h, c->train.w, c->data, c->val, c->test.n);
         compare_recipe_text(&c->base, p.recipe, sizeof p.recipe);
         for (int i = 0, n = (int)strlen(p.recipe); i < c->n_over && n < (int)sizeof p.recipe; i++)
             n += snprintf(p.recipe + n, sizeof p.recipe - (size_t)n, "%s--%s",

@@ -129,9 +129,8 @@ static int load_split(const struct report_args *a, const struct cnn_model *m,
         if (a->limit && a->limit < ds->n) ds->n = a->limit;
         ev->split = "test";
         snprintf(ev->source, sizeof ev->source,
-                 "the test set in %.400s: %d images, which "
-                 "training never reads",
-                 a->data, ds->n);
+                 "the test set in %.400s: %d images of %d\xc3\x97%d, which training never reads",
+                 a->data, ds->n, ds->h, ds->w);
         return 0;
     }
     struct cnn_dataset loaded = {0};
@@ -145,9 +144,9 @@ static int load_split(const struct report_args *a, const struct cnn_model *m,
     if (a->limit && a->limit < ds->n) ds->n = a->limit;
     ev->split = "validation";
     snprintf(ev->source, sizeof ev->source,
-             "%d validation images, held out of the training set "
-             "in %.400s: the model never trained on them",
-             ds->n, a->data);
+             "%d validation images of %d\xc3\x97%d, held out of the training set in %.400s: the "
+             "model never trained on them",
+             ds->n, ds->h, ds->w, a->data);
     return 0;
 }
 

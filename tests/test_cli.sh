@@ -1044,6 +1044,7 @@ expect_exit 0 -- "$mnist" train --arch "conv 8 3 pad=1, relu, maxpool 2, dense 1
 page, report, d = open(sys.argv[1]).read(), json.load(open(sys.argv[2])), sys.argv[3]
 ev = report["evaluation"]
 assert (ev["image_h"], ev["image_w"]) == (28, 20), (ev["image_h"], ev["image_w"])
+assert "1000 images of 28\u00d720" in ev["source"], ev["source"]
 raw = open(f"{d}/t10k-images-idx3-ubyte", "rb").read()[16:]
 labels = open(f"{d}/t10k-labels-idx1-ubyte", "rb").read()[8:]
 for c in range(10):
@@ -1057,14 +1058,16 @@ for b64, w, h in tiles:
     png = base64.b64decode(b64)
     assert struct.unpack(">II", png[16:24]) == (20, 28), struct.unpack(">II", png[16:24])
     assert (int(w), int(h)) == (40, 56), (w, h)' "$tmp/r28x20.html" "$tmp/r28x20.json" "$tmp/d28x20"
-check "report on 28x20 images: each class's mean image as Python computes it, 20x28 pictures"
+check "report on 28x20 images: each class's mean image as Python computes it, 20x28 pictures, the size said"
 
 printf 'linear | dense 10\nsmall | conv 8 3 pad=1, relu, maxpool 2, dense 10\n' >"$tmp/specs14.txt"
 expect_exit 0 -- "$mnist" compare "$tmp/specs14.txt" --data "$tmp/d14" --val 500 --epochs 3 \
     --lr 0.01 --models "$tmp/cmp14" --out "$tmp/cmp14.html" --json "$tmp/cmp14.json" --quiet
 [ -n "$why" ] || py 'import json, sys
-runs = json.load(open(sys.argv[1]))["runs"]
-assert len(runs) == 2 and all(r["test_acc"] > 0.8 for r in runs), runs' "$tmp/cmp14.json"
+page = json.load(open(sys.argv[1]))
+runs = page["runs"]
+assert len(runs) == 2 and all(r["test_acc"] > 0.8 for r in runs), runs
+assert "3500 images (14\u00d714)" in page["source"], page["source"]' "$tmp/cmp14.json"
 [ -n "$why" ] || py 'import json, sys
 assert json.loads(sys.argv[1])["network"]["input"] == [1, 14, 14]' \
     "$("$mnist" info "$tmp/cmp14/small-s1.model" --json 2>&1)"

@@ -163,7 +163,7 @@ check "odd names: escaped byte by byte (entities, UTF-8 as references, U+FFFD; A
 
 echo "val  [at ${SECONDS}s]"
 "$mnist" report --model m.model --data small --split val --out val.html --json val.json > out 2> err &&
-    grep -q '500 validation images, held out of the training set in small' val.html &&
+    grep -q '500 validation images of 28&#xD7;28, held out of the training set in small' val.html &&
     python3 -c 'import json,sys; e=json.load(open("val.json"))["evaluation"]; sys.exit(not (e["n"] == 500 and e["split"] == "validation" and abs(e["accuracy"] - float(json.load(open("val.json"))["meta"]["val_acc"])) < 1e-6))'
 check "--split val: the 500 held-out images, accuracy as recorded in training" $?
 "$mnist" report --model m.model --data small-bad --split val --out valbad.html > out 2> err
@@ -183,7 +183,7 @@ echo "train  [at ${SECONDS}s]"
 # train --report: the same page as report --split val, written when the run ends
 "$mnist" train --arch "conv 4 5, relu, maxpool 2, dense 10" --data small --val 500 --epochs 2 \
     --threads 2 --out t.model --log t.jsonl --report t.html --quiet > out 2> err &&
-    grep -q 'report written to t.html' out && grep -q '500 validation images, held out of the training set in small' t.html &&
+    grep -q 'report written to t.html' out && grep -q '500 validation images of 28&#xD7;28, held out of the training set in small' t.html &&
     grep -q '<h2 id="curves">' t.html && [ "$(grep -c '<circle' t.html)" -ge 4 ]
 check "train --report: the page on the held-out images, with the run's curves" $?
 page_ok "train --report" t.html
