@@ -51,6 +51,11 @@ int cli_check_replaced_output(const char *flag, const char *path);
 FILE *cli_open_log(const char *path, int append);
 /* Whether path starts with a model file's magic; never waits on a FIFO. */
 int cli_is_model_file(const char *path);
+/* cnn_model_new(spec) for 1 x h x w images. On failure prints "FROM: the error", followed, for
+ * a size other than 28x28, by " (for the HxW images of DATA)" (data NULL: " (for HxW
+ * images)"), and returns the error code. */
+int cli_model_for_size(const char *spec, int h, int w, const char *from, const char *data,
+                       struct cnn_model **out);
 /* Write buf to path through a temporary beside it and a rename: path is the old file or the
  * new one, never half of it. 0, or -1 with errno. */
 int cli_write_atomic(const char *path, const void *buf, size_t len);

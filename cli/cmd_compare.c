@@ -227,14 +227,7 @@ static int parse_entry(struct compare *c, const char *at, char *line) {
         spec = p->spec;
     }
     struct cnn_model *m; /* checked on the training images' size, loaded before */
-    if (cnn_model_new(spec, 1, c->train.h, c->train.w, &m) != CNN_OK) {
-        if (c->train.h == 28 && c->train.w == 28)
-            cli_err("%s: %s", at, cnn_errmsg());
-        else
-            cli_err("%s: %s (for the %dx%d images of %s)", at, cnn_errmsg(), c->train.h, c->train.w,
-                    c->data);
-        return -1;
-    }
+    if (cli_model_for_size(spec, c->train.h, c->train.w, at, c->data, &m) != CNN_OK) return -1;
     snprintf(e->spec, sizeof e->spec, "%s", cnn_model_spec(m));
     cnn_model_free(m);
     e->cfg = c->base;

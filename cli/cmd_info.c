@@ -66,13 +66,7 @@ static int parse_input_size(const char *s, int *h, int *w) {
 /* The layer table of spec for 1 x h x w inputs. 0, or 2 after the error. */
 static int info_arch(const char *spec, int h, int w, int json) {
     struct cnn_model *net;
-    if (cnn_model_new(spec, 1, h, w, &net) != CNN_OK) {
-        if (h == 28 && w == 28)
-            cli_err("--arch: %s", cnn_errmsg());
-        else
-            cli_err("--arch: %s (for %dx%d images)", cnn_errmsg(), h, w);
-        return 2;
-    }
+    if (cli_model_for_size(spec, h, w, "--arch", NULL, &net) != CNN_OK) return 2;
     if (json) {
         cli_json_summary(stdout, net);
         printf("\n");

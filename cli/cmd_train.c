@@ -399,14 +399,7 @@ static int setup_fresh(struct train_args *a, const struct cnn_dataset *ds, struc
     }
     if (!a->out_given) strcpy(a->out, "mnist.model");
     if (!a->ckpt_given) snprintf(a->ckpt, sizeof a->ckpt, "%.500s.ckpt", a->out);
-    if (cnn_model_new(a->arch, 1, ds->h, ds->w, m) != CNN_OK) {
-        if (ds->h == 28 && ds->w == 28)
-            cli_err("%s: %s", from, cnn_errmsg());
-        else
-            cli_err("%s: %s (for the %dx%d images of %s)", from, cnn_errmsg(), ds->h, ds->w,
-                    a->data_dir);
-        return 2;
-    }
+    if (cli_model_for_size(a->arch, ds->h, ds->w, from, a->data_dir, m) != CNN_OK) return 2;
     struct cnn_rng rng;
     cnn_rng_seed(&rng, a->cfg.seed);
     cnn_model_init_params(*m, &rng);

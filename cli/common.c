@@ -251,6 +251,19 @@ FILE *cli_open_log(const char *path, int append) {
     return f;
 }
 
+int cli_model_for_size(const char *spec, int h, int w, const char *from, const char *data,
+                       struct cnn_model **out) {
+    const int rc = cnn_model_new(spec, 1, h, w, out);
+    if (rc == CNN_OK) return rc;
+    if (h == 28 && w == 28)
+        cli_err("%s: %s", from, cnn_errmsg());
+    else if (data)
+        cli_err("%s: %s (for the %dx%d images of %s)", from, cnn_errmsg(), h, w, data);
+    else
+        cli_err("%s: %s (for %dx%d images)", from, cnn_errmsg(), h, w);
+    return rc;
+}
+
 int cli_is_model_file(const char *path) {
     /* O_NONBLOCK: a FIFO is not waited on; reading it gives nothing, so it is not a model */
     const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
