@@ -964,29 +964,36 @@ for bad_args in "--members 0" "--members 1e3" "--seed -1" "--dir $tmp/ens5.orig"
 done
 
 section "other image sizes (MNIST shrunk to 14x14 and to 4x4)"
-# The digits of the first 4,000 training and 1,000 test images, each 2x2 block averaged: IDX
-# files as another dataset would bring them. A fresh network takes the data's image size.
-halve() { # halve DIR SIDE: DIR/{train,t10k}-* with images SIDE x SIDE, from data/mnist
+# The digits of the first 4,000 training and 1,000 test images, each 2x2 (or 7x7) block
+# averaged, or only some of their columns: IDX files as another dataset would bring them. A
+# fresh network takes the data's image size.
+derive() { # derive DIR halve SIDE | derive DIR columns X0 X1: DIR/{train,t10k}-* from data/mnist
+    mkdir -p "$1"
     python3 -c 'import struct, sys
-src, out, side = sys.argv[1], sys.argv[2], int(sys.argv[3])
-f = 28 // side
+src, out, how, a = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+if how == "halve":  # SIDE x SIDE, each pixel the mean of an f x f block
+    h = w = a
+    f = 28 // a
+    def pixels(img):
+        for y in range(h):
+            for x in range(w):
+                s = sum(img[(f * y + j) * 28 + f * x + k] for j in range(f) for k in range(f))
+                yield (s + f * f // 2) // (f * f)
+else:  # columns a to b - 1 of every row
+    b = int(sys.argv[5])
+    h, w = 28, b - a
+    def pixels(img):
+        return (img[y * 28 + x] for y in range(28) for x in range(a, b))
 for split, n in (("train", 4000), ("t10k", 1000)):
     raw = open(f"{src}/{split}-images-idx3-ubyte", "rb").read()[16:16 + n * 784]
-    px = bytearray()
-    for i in range(n):
-        img = raw[i * 784:(i + 1) * 784]
-        for y in range(side):
-            for x in range(side):
-                s = sum(img[(f * y + j) * 28 + f * x + k] for j in range(f) for k in range(f))
-                px.append((s + f * f // 2) // (f * f))
-    open(f"{out}/{split}-images-idx3-ubyte", "wb").write(struct.pack(">IIII", 0x803, n, side, side) + px)
+    px = bytes(v for i in range(n) for v in pixels(raw[i * 784:(i + 1) * 784]))
+    open(f"{out}/{split}-images-idx3-ubyte", "wb").write(struct.pack(">IIII", 0x803, n, h, w) + px)
     labels = open(f"{src}/{split}-labels-idx1-ubyte", "rb").read()[8:8 + n]
     open(f"{out}/{split}-labels-idx1-ubyte", "wb").write(struct.pack(">II", 0x801, n) + labels)' \
-        "$data" "$1" "$2"
+        "$data" "$@"
 }
-mkdir -p "$tmp/d14" "$tmp/d4"
-halve "$tmp/d14" 14
-halve "$tmp/d4" 4
+derive "$tmp/d14" halve 14
+derive "$tmp/d4" halve 4
 small14=(--data "$tmp/d14" --val 500 --threads 2)
 expect_exit 0 -- "$mnist" train --preset fast --epochs 3 "${small14[@]}" --out "$tmp/m14.model" \
     --report "$tmp/r14.html" --quiet
@@ -1027,15 +1034,7 @@ check "report of the 14x14 model on 28x28 data: exit 1, one line naming it and b
 
 # Images taller than wide (columns 4-23 of each digit), so that a width taken for a height
 # shows: the report's mean images against Python's, and its pictures' PNG headers.
-python3 -c 'import struct, sys
-src, out = sys.argv[1], sys.argv[2]
-for split, n in (("train", 4000), ("t10k", 1000)):
-    raw = open(f"{src}/{split}-images-idx3-ubyte", "rb").read()[16:16 + n * 784]
-    px = bytes(raw[i * 784 + y * 28 + x] for i in range(n) for y in range(28) for x in range(4, 24))
-    open(f"{out}/{split}-images-idx3-ubyte", "wb").write(struct.pack(">IIII", 0x803, n, 28, 20) + px)
-    labels = open(f"{src}/{split}-labels-idx1-ubyte", "rb").read()[8:8 + n]
-    open(f"{out}/{split}-labels-idx1-ubyte", "wb").write(struct.pack(">II", 0x801, n) + labels)' \
-    "$data" "$(mkdir -p "$tmp/d28x20" && echo "$tmp/d28x20")"
+derive "$tmp/d28x20" columns 4 24
 expect_exit 0 -- "$mnist" train --arch "conv 8 3 pad=1, relu, maxpool 2, dense 10" --data "$tmp/d28x20" \
     --val 500 --epochs 1 --out "$tmp/m28x20.model" --quiet
 [ -n "$why" ] || expect_exit 0 -- "$mnist" report --model "$tmp/m28x20.model" --data "$tmp/d28x20" \
